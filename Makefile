@@ -1,0 +1,34 @@
+GO ?= go
+
+# CI=true turns a missing Redis from a skipped test into a failed one.
+ifdef CI
+export CI
+endif
+
+.PHONY: test redis deps vet bench fuzz serve
+
+# The steps of test must run in order, even under make -j.
+.NOTPARALLEL:
+
+# test installs Redis if needed, then vets and runs every test with the
+# race detector.
+test: redis deps vet
+	$(GO) test -race -timeout 30m ./...
+
+redis:
+	bash scripts/install-redis.sh
+
+deps:
+	$(GO) mod download
+
+vet:
+	$(GO) vet ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/envelope
+
+serve:
+	$(GO) run ./cmd/tiercache serve

@@ -1,0 +1,183 @@
+// Package l1 is the in-process first tier: an otter cache bounded by bytes,
+// with per-entry expiry and the bookkeeping that keeps it coherent with L2.
+//
+// Coherence rests on two counters. Every invalidation of a key bumps that
+// key's stripe counter; losing the invalidation link bumps a global epoch.
+// A reader snapshots both (Token) before it reads L2 and stores what it read
+// only if neither moved (SetIfUnchanged), so an invalidation that races the
+// read can never leave an old value behind. Entries written under an older
+// epoch are no longer fresh.
+package l1
+
+import (
+	"hash/maphash"
+	"sync/atomic"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+)
+
+// stripes is the number of per-key invalidation counters. Keys share
+// stripes; a collision only costs a skipped L1 fill, never correctness.
+const stripes = 1 << 12
+
+// entryOverhead approximates the bytes an entry costs beyond its key and
+// payload: the Entry struct, otter's node and map slot.
+const entryOverhead = 160
+
+// Entry is one cached value.
+type Entry struct {
+	Value     any    // decoded value; nil when only Payload is known
+	Payload   []byte // codec output
+	Codec     byte
+	Negative  bool  // a cached "not found"
+	ExpiresAt int64 // logical expiry, unix nanoseconds; 0 = none
+	Tags      []string
+	TagVers   []uint64
+
+	epoch uint64
+	ttl   time.Duration // how long L1 keeps it
+}
+
+// Token is a snapshot of the counters that guard one key.
+type Token struct {
+	epoch  uint64
+	stripe uint64
+	idx    uint32
+}
+
+// Options configure a Cache.
+type Options struct {
+	MaxBytes uint64        // weight bound, > 0
+	MaxTTL   time.Duration // cap on any entry's L1 lifetime, > 0
+}
+
+// Cache is the L1.
+type Cache struct {
+	c       *otter.Cache[string, *Entry]
+	seed    maphash.Seed
+	epoch   atomic.Uint64
+	stripes [stripes]atomic.Uint64
+	maxTTL  time.Duration
+}
+
+// New builds an L1.
+func New(o Options) (*Cache, error) {
+	l := &Cache{seed: maphash.MakeSeed(), maxTTL: o.MaxTTL}
+	c, err := otter.New(&otter.Options[string, *Entry]{
+		MaximumWeight: o.MaxBytes,
+		Weigher: func(k string, e *Entry) uint32 {
+			w := uint64(len(k)+len(e.Payload)) + entryOverhead
+			for _, t := range e.Tags {
+				w += uint64(len(t)) + 24
+			}
+			if w > 1<<32-1 {
+				w = 1<<32 - 1
+			}
+			return uint32(w)
+		},
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, *Entry]) time.Duration {
+			return e.Value.ttl
+		}),
+	})
+	if err != nil {
+		return nil, err
+	}
+	l.c = c
+	return l, nil
+}
+
+func (l *Cache) idx(key string) uint32 {
+	return uint32(maphash.String(l.seed, key) & (stripes - 1))
+}
+
+// Get returns the entry for key when it is fresh: written in the current
+// epoch and not past its logical expiry at now (unix nanoseconds).
+func (l *Cache) Get(key string, now int64) (*Entry, bool) {
+	e, ok := l.c.GetIfPresent(key)
+	if !ok || e.epoch != l.epoch.Load() || (e.ExpiresAt != 0 && e.ExpiresAt <= now) {
+		return nil, false
+	}
+	return e, true
+}
+
+// Snapshot returns the token to pass to SetIfUnchanged.
+func (l *Cache) Snapshot(key string) Token {
+	i := l.idx(key)
+	return Token{epoch: l.epoch.Load(), stripe: l.stripes[i].Load(), idx: i}
+}
+
+func (l *Cache) unchanged(t Token) bool {
+	return l.epoch.Load() == t.epoch && l.stripes[t.idx].Load() == t.stripe
+}
+
+// SetIfUnchanged stores e unless key was invalidated (or the epoch moved)
+// since t was taken. It reports whether e was kept.
+func (l *Cache) SetIfUnchanged(key string, e *Entry, t Token, now int64) bool {
+	if !l.unchanged(t) {
+		return false
+	}
+	ttl := l.maxTTL
+	if e.ExpiresAt != 0 {
+		if rem := time.Duration(e.ExpiresAt - now); rem < ttl {
+			ttl = rem
+		}
+	}
+	if ttl <= 0 {
+		return false
+	}
+	e.epoch = t.epoch
+	e.ttl = ttl
+	l.c.Set(key, e)
+	// An invalidation that bumped the stripe after the check above may
+	// have deleted before our Set landed: re-check and undo.
+	if !l.unchanged(t) {
+		l.c.Invalidate(key)
+		return false
+	}
+	return true
+}
+
+// SetAfterWrite stores e, the value this process has just written to L2,
+// when no other write or invalidation of key happened since t was taken
+// (before the L2 write). Otherwise it drops the entry: two racing writers
+// can finish their L2 and L1 steps in opposite orders, and only an empty
+// slot is safe then. It reports whether e was kept.
+func (l *Cache) SetAfterWrite(key string, e *Entry, t Token, now int64) bool {
+	if l.epoch.Load() != t.epoch || !l.stripes[t.idx].CompareAndSwap(t.stripe, t.stripe+1) {
+		l.Invalidate(key)
+		return false
+	}
+	t.stripe++
+	return l.SetIfUnchanged(key, e, t, now)
+}
+
+// Invalidate marks key as changed and drops its entry. Readers holding an
+// older token will not store what they read.
+func (l *Cache) Invalidate(key string) {
+	l.stripes[l.idx(key)].Add(1)
+	l.c.Invalidate(key)
+}
+
+// InvalidateAll ends the freshness of every entry at once.
+func (l *Cache) InvalidateAll() {
+	l.epoch.Add(1)
+}
+
+// Clear drops every entry and ends freshness.
+func (l *Cache) Clear() {
+	l.epoch.Add(1)
+	l.c.InvalidateAll()
+}
+
+// Len returns the number of entries, fresh or not.
+func (l *Cache) Len() int { return l.c.EstimatedSize() }
+
+// WeightedSize returns the bytes accounted to entries.
+func (l *Cache) WeightedSize() uint64 { return l.c.WeightedSize() }
+
+// CleanUp runs pending maintenance, such as evictions, now.
+func (l *Cache) CleanUp() { l.c.CleanUp() }
+
+// Close stops otter's background work.
+func (l *Cache) Close() { l.c.StopAllGoroutines() }

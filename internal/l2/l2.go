@@ -1,0 +1,46 @@
+// Package l2 defines the contract between the cache and its shared second
+// tier. Implementations live in internal/memstore and internal/redisstore.
+package l2
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned by Store.Get when the key does not exist.
+var ErrNotFound = errors.New("l2: not found")
+
+// Item is one key and its encoded value for Store.MSet. A TTL of zero or
+// less means the key never expires.
+type Item struct {
+	Key   string
+	Value []byte
+	TTL   time.Duration
+}
+
+// Store is a shared byte store. Keys given to a Store are already
+// namespaced. Every method is safe for concurrent use.
+type Store interface {
+	// Get returns the value of key, or ErrNotFound.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// MGet returns one slot per key, nil where the key is missing. It
+	// costs one round trip per node, not one per key.
+	MGet(ctx context.Context, keys []string) ([][]byte, error)
+	// Set stores value under key with the TTL (<= 0: no expiry).
+	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// MSet stores every item, one round trip per node.
+	MSet(ctx context.Context, items []Item) error
+	// Del removes the keys; missing keys are not an error.
+	Del(ctx context.Context, keys ...string) error
+	// Close releases the store's resources.
+	Close() error
+}
+
+// Invalidation is what a store reports when keys it served may have changed
+// elsewhere. All is true when every key must be treated as changed, for
+// example after the invalidation link was lost.
+type Invalidation struct {
+	Keys []string
+	All  bool
+}

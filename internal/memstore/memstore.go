@@ -1,0 +1,190 @@
+// Package memstore is an in-process l2.Store: the embedded default when no
+// Redis is configured. It is a sharded map with lazy and periodic expiry.
+package memstore
+
+import (
+	"context"
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"github.com/tiercache/tiercache/internal/l2"
+)
+
+const shardCount = 64
+
+type item struct {
+	value    []byte
+	expireAt int64 // unix nanoseconds; 0 = never
+}
+
+type shard struct {
+	mu sync.RWMutex
+	m  map[string]item
+}
+
+// Store is an in-memory l2.Store. Create it with New and release it with
+// Close.
+type Store struct {
+	seed   maphash.Seed
+	shards [shardCount]shard
+	now    func() time.Time
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+}
+
+// New returns a Store that sweeps expired keys every sweep interval
+// (0 = one second). now may be nil (time.Now).
+func New(sweep time.Duration, now func() time.Time) *Store {
+	if sweep <= 0 {
+		sweep = time.Second
+	}
+	if now == nil {
+		now = time.Now
+	}
+	s := &Store{seed: maphash.MakeSeed(), now: now, stop: make(chan struct{}), done: make(chan struct{})}
+	for i := range s.shards {
+		s.shards[i].m = make(map[string]item)
+	}
+	go s.sweeper(sweep)
+	return s
+}
+
+func (s *Store) shard(key string) *shard {
+	return &s.shards[maphash.String(s.seed, key)%shardCount]
+}
+
+func (s *Store) live(it item, now int64) bool {
+	return it.expireAt == 0 || it.expireAt > now
+}
+
+// Get implements l2.Store.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	sh := s.shard(key)
+	sh.mu.RLock()
+	it, ok := sh.m[key]
+	sh.mu.RUnlock()
+	if !ok || !s.live(it, s.now().UnixNano()) {
+		return nil, l2.ErrNotFound
+	}
+	return it.value, nil
+}
+
+// MGet implements l2.Store.
+func (s *Store) MGet(ctx context.Context, keys []string) ([][]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(keys))
+	now := s.now().UnixNano()
+	for i, k := range keys {
+		sh := s.shard(k)
+		sh.mu.RLock()
+		it, ok := sh.m[k]
+		sh.mu.RUnlock()
+		if ok && s.live(it, now) {
+			out[i] = it.value
+		}
+	}
+	return out, nil
+}
+
+// Set implements l2.Store. The value is copied.
+func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.put(key, value, ttl, s.now().UnixNano())
+	return nil
+}
+
+func (s *Store) put(key string, value []byte, ttl time.Duration, now int64) {
+	it := item{value: append([]byte(nil), value...)}
+	if ttl > 0 {
+		it.expireAt = now + int64(ttl)
+	}
+	sh := s.shard(key)
+	sh.mu.Lock()
+	sh.m[key] = it
+	sh.mu.Unlock()
+}
+
+// MSet implements l2.Store.
+func (s *Store) MSet(ctx context.Context, items []l2.Item) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	now := s.now().UnixNano()
+	for _, it := range items {
+		s.put(it.Key, it.Value, it.TTL, now)
+	}
+	return nil
+}
+
+// Del implements l2.Store.
+func (s *Store) Del(ctx context.Context, keys ...string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		sh := s.shard(k)
+		sh.mu.Lock()
+		delete(sh.m, k)
+		sh.mu.Unlock()
+	}
+	return nil
+}
+
+// Len returns the number of stored keys, expired ones not yet swept
+// included.
+func (s *Store) Len() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		n += len(sh.m)
+		sh.mu.RUnlock()
+	}
+	return n
+}
+
+// Close stops the sweeper. It is idempotent.
+func (s *Store) Close() error {
+	s.once.Do(func() {
+		close(s.stop)
+		<-s.done
+	})
+	return nil
+}
+
+func (s *Store) sweeper(every time.Duration) {
+	defer close(s.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.sweep()
+		}
+	}
+}
+
+func (s *Store) sweep() {
+	now := s.now().UnixNano()
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for k, it := range sh.m {
+			if !s.live(it, now) {
+				delete(sh.m, k)
+			}
+		}
+		sh.mu.Unlock()
+	}
+}
