@@ -1,0 +1,134 @@
+package tiercache
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+
+	"github.com/maypok86/otter/v2"
+	"github.com/redis/rueidis"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+const benchKeys = 1 << 12
+
+// zipfKeys returns a repeating zipf-distributed key sequence (s = 1.01), so
+// that the benchmark loop does no random-number work of its own.
+func zipfKeys() []string {
+	r := rand.New(rand.NewPCG(1, 2))
+	z := rand.NewZipf(r, 1.01, 1, benchKeys-1)
+	out := make([]string, 1<<16)
+	for i := range out {
+		out[i] = fmt.Sprint("bench:", z.Uint64())
+	}
+	return out
+}
+
+// parallel64 runs fn on 64 goroutines whatever GOMAXPROCS is.
+func parallel64(b *testing.B, fn func(pb *testing.PB)) {
+	b.SetParallelism((64 + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	b.RunParallel(fn)
+}
+
+// BenchmarkCache_Get compares each read path with its raw baseline in the
+// same run: raw otter for L1 hits and raw rueidis GET for L2 hits.
+func BenchmarkCache_Get(b *testing.B) {
+	ctx := context.Background()
+	keys := zipfKeys()
+	val := user{ID: 1, Name: "bench", Roles: []string{"a", "b"}}
+
+	b.Run("raw_otter", func(b *testing.B) {
+		o := otter.Must(&otter.Options[string, *user]{MaximumSize: 1 << 16})
+		for i := range benchKeys {
+			o.Set(fmt.Sprint("bench:", i), &val)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			if _, ok := o.GetIfPresent(keys[i&(len(keys)-1)]); !ok {
+				b.Fatal("miss")
+			}
+		}
+	})
+
+	mem := Must(Options{Namespace: "bench"})
+	defer mem.Close()
+	for i := range benchKeys {
+		k := fmt.Sprint("bench:", i)
+		if err := mem.Set(ctx, k, val); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("l1_hit", func(b *testing.B) {
+		b.ReportAllocs()
+		var u user
+		for i := range b.N {
+			if err := mem.Get(ctx, keys[i&(len(keys)-1)], &u); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("fetch_hit", func(b *testing.B) {
+		load := func(context.Context, string) (user, error) { return val, nil }
+		b.ReportAllocs()
+		for i := range b.N {
+			if _, err := Fetch(ctx, mem, keys[i&(len(keys)-1)], load); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+
+	srv := redistest.NewStandalone(b)
+	raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{srv.Addr}, DisableCache: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer raw.Close()
+	l2only := Must(Options{Namespace: "bench", Redis: RedisOptions{Addrs: []string{srv.Addr}}, L1: L1Options{Disabled: true}})
+	defer l2only.Close()
+	for i := range benchKeys {
+		if err := l2only.Set(ctx, fmt.Sprint("bench:", i), val); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, g := range []int{1, 64} {
+		b.Run(fmt.Sprintf("raw_rueidis/goroutines=%d", g), func(b *testing.B) {
+			b.ReportAllocs()
+			run(b, g, func(i int) {
+				cmd := raw.B().Get().Key("bench:" + keys[i&(len(keys)-1)]).Build()
+				if err := raw.Do(ctx, cmd).Error(); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+		b.Run(fmt.Sprintf("l2_hit/goroutines=%d", g), func(b *testing.B) {
+			b.ReportAllocs()
+			run(b, g, func(i int) {
+				var u user
+				if err := l2only.Get(ctx, keys[i&(len(keys)-1)], &u); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+	}
+}
+
+// run calls fn b.N times, on one goroutine or on 64.
+func run(b *testing.B, goroutines int, fn func(i int)) {
+	if goroutines == 1 {
+		for i := range b.N {
+			fn(i)
+		}
+		return
+	}
+	parallel64(b, func(pb *testing.PB) {
+		i := rand.IntN(1 << 16)
+		for pb.Next() {
+			fn(i)
+			i++
+		}
+	})
+}

@@ -1,0 +1,584 @@
+package tiercache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tiercache/tiercache/codec"
+	"github.com/tiercache/tiercache/internal/envelope"
+	"github.com/tiercache/tiercache/internal/l1"
+	"github.com/tiercache/tiercache/internal/l2"
+	"github.com/tiercache/tiercache/internal/memstore"
+)
+
+// Cache is a two-tier cache: an in-process L1 in front of a shared L2.
+// It is safe for concurrent use. Create it with New and release it with
+// Close.
+//
+// Values read from L1 are shared between callers: treat what Get, Fetch
+// and FetchMany return as read-only.
+type Cache struct {
+	opts   Options
+	prefix string // "<namespace>:"
+	store  l2.Store
+	// tracked is true when the L2 reports invalidations for keys this
+	// process has read. Then an entry may only enter L1 through a read
+	// that registered it with the server; writes just drop L1 entries.
+	tracked bool
+	l1      *l1.Cache // nil when disabled
+	reg     *codec.Registry
+	rules   *codec.Rules
+	flights singleflight.Group
+	logger  *slog.Logger
+
+	closed  atomic.Bool
+	ctx     context.Context // cancelled by Close; background work runs on it
+	cancel  context.CancelFunc
+	bg      sync.WaitGroup
+	counter counters
+}
+
+// New builds a Cache from opts. Zero fields take the defaults documented on
+// Options. It connects to Redis when one is configured.
+func New(opts Options) (*Cache, error) {
+	opts = opts.withDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	reg, err := codec.NewRegistry(opts.Codecs...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	rules, err := codec.CompileRules(reg, opts.CodecRules, opts.Codec)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	c := &Cache{
+		opts:   opts,
+		prefix: opts.Namespace + ":",
+		reg:    reg,
+		rules:  rules,
+		logger: opts.Logger,
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if !opts.L1.Disabled {
+		c.l1, err = l1.New(l1.Options{MaxBytes: uint64(opts.L1.MaxBytes), MaxTTL: opts.L1.MaxTTL})
+		if err != nil {
+			c.cancel()
+			return nil, fmt.Errorf("%w: L1: %w", ErrInvalidOptions, err)
+		}
+	}
+	if opts.Redis.enabled() {
+		c.store, err = newRedisStore(opts.Redis, c.onInvalidation)
+		if err != nil {
+			c.closeL1()
+			c.cancel()
+			return nil, err
+		}
+		c.tracked = true
+	} else {
+		c.store = memstore.New(0, opts.Now)
+	}
+	return c, nil
+}
+
+// Must is New that panics on error, for package-level initialisation in
+// programs that cannot run without their cache.
+func Must(opts Options) *Cache {
+	c, err := New(opts)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// Close stops background work, waits for it, and releases the L2
+// connection. Operations after Close return ErrClosed. Close is idempotent.
+func (c *Cache) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	c.cancel()
+	c.bg.Wait()
+	err := c.store.Close()
+	c.closeL1()
+	return err
+}
+
+func (c *Cache) closeL1() {
+	if c.l1 != nil {
+		c.l1.Close()
+	}
+}
+
+// Namespace returns the namespace that prefixes this cache's keys.
+func (c *Cache) Namespace() string { return c.opts.Namespace }
+
+// onInvalidation runs on the L2's read goroutine: keep it short.
+func (c *Cache) onInvalidation(inv l2.Invalidation) {
+	if c.l1 == nil {
+		return
+	}
+	if inv.All {
+		c.l1.InvalidateAll()
+		c.counter.invalidationsAll.Add(1)
+		return
+	}
+	for _, k := range inv.Keys {
+		if len(k) > len(c.prefix) && k[:len(c.prefix)] == c.prefix {
+			c.l1.Invalidate(k[len(c.prefix):])
+			c.counter.invalidations.Add(1)
+		}
+	}
+}
+
+// check validates the cache state and a key.
+func (c *Cache) check(op, key string) error {
+	if c.closed.Load() {
+		return keyErr(op, key, ErrClosed)
+	}
+	if key == "" {
+		return keyErr(op, key, fmt.Errorf("%w: empty", ErrInvalidKey))
+	}
+	if len(key) > c.opts.MaxKeyLength {
+		return keyErr(op, key, fmt.Errorf("%w: %d bytes, the maximum is %d", ErrInvalidKey, len(key), c.opts.MaxKeyLength))
+	}
+	return nil
+}
+
+func (c *Cache) now() int64 { return c.opts.Now().UnixNano() }
+
+// ttlFor applies the default and the jitter.
+func (c *Cache) ttlFor(ttl time.Duration) time.Duration {
+	if ttl <= 0 {
+		ttl = c.opts.DefaultTTL
+	}
+	if j := c.opts.TTLJitter; j > 0 && ttl > 0 {
+		ttl -= time.Duration(rand.Float64() * j * float64(ttl))
+	}
+	return ttl
+}
+
+// Source tells where a read was answered from.
+type Source uint8
+
+// Sources of a Result.
+const (
+	SourceNone   Source = iota // not found
+	SourceL1                   // the in-process tier
+	SourceL2                   // the shared tier
+	SourceLoader               // a loader call made for this read
+)
+
+// String returns "miss", "hit-l1", "hit-l2" or "loader".
+func (s Source) String() string {
+	switch s {
+	case SourceL1:
+		return "hit-l1"
+	case SourceL2:
+		return "hit-l2"
+	case SourceLoader:
+		return "loader"
+	}
+	return "miss"
+}
+
+// Result describes how a read was answered.
+type Result struct {
+	Source    Source
+	Codec     string    // the codec of the stored value
+	CreatedAt time.Time // when the value was written
+	ExpiresAt time.Time // its logical expiry; zero for none
+}
+
+// Raw receives a stored payload without decoding it, as the HTTP service
+// does. Pass a *Raw to Get or Lookup.
+type Raw struct {
+	Codec string // "raw", "msgpack", "json", ...
+	Data  []byte
+}
+
+// Get reads key into dst, which must be a non-nil pointer (or a *Raw). On
+// a miss it returns an error matching ErrNotFound.
+func (c *Cache) Get(ctx context.Context, key string, dst any) error {
+	_, err := c.Lookup(ctx, key, dst)
+	return err
+}
+
+// Lookup is Get that also reports where the value came from.
+func (c *Cache) Lookup(ctx context.Context, key string, dst any) (Result, error) {
+	if err := c.check("get", key); err != nil {
+		return Result{}, err
+	}
+	if dst == nil {
+		return Result{}, keyErr("get", key, ErrInvalidDestination)
+	}
+	e, src, err := c.entry(ctx, key)
+	if err == nil && e.Negative {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return Result{}, keyErr("get", key, err)
+	}
+	if err := c.assign(e, dst); err != nil {
+		return Result{}, keyErr("get", key, err)
+	}
+	return c.result(e, src), nil
+}
+
+func (c *Cache) result(e *l1.Entry, src Source) Result {
+	r := Result{Source: src}
+	if cd, err := c.reg.ByID(e.Codec); err == nil {
+		r.Codec = cd.Name()
+	}
+	if e.ExpiresAt != 0 {
+		r.ExpiresAt = time.Unix(0, e.ExpiresAt)
+	}
+	return r
+}
+
+// entry returns the fresh entry for key from L1 or L2; it may be a
+// negative one (e.Negative), which callers report as ErrNotFound.
+func (c *Cache) entry(ctx context.Context, key string) (*l1.Entry, Source, error) {
+	now := c.now()
+	if c.l1 != nil {
+		if e, ok := c.l1.Get(key, now); ok {
+			c.counter.hitL1.Add(1)
+			return e, SourceL1, nil
+		}
+	}
+	var tok l1.Token
+	if c.l1 != nil {
+		tok = c.l1.Snapshot(key)
+	}
+	b, err := c.store.Get(ctx, c.prefix+key)
+	if errors.Is(err, l2.ErrNotFound) {
+		c.counter.miss.Add(1)
+		return nil, SourceNone, ErrNotFound
+	}
+	if err != nil {
+		c.counter.errors.Add(1)
+		return nil, SourceNone, err
+	}
+	e, err := c.decodeEntry(key, b, now)
+	if err != nil {
+		return nil, SourceNone, err
+	}
+	if c.l1 != nil {
+		c.l1.SetIfUnchanged(key, e, tok, now)
+	}
+	c.counter.hitL2.Add(1)
+	return e, SourceL2, nil
+}
+
+// decodeEntry turns stored bytes into an entry. A corrupt or expired value
+// is a miss; a corrupt one is also counted and logged.
+func (c *Cache) decodeEntry(key string, b []byte, now int64) (*l1.Entry, error) {
+	env, err := envelope.Decode(b, c.opts.MaxValueSize)
+	if err != nil {
+		c.counter.corrupt.Add(1)
+		c.logger.Warn("tiercache: corrupt value treated as a miss", "namespace", c.opts.Namespace, "key", truncKey(key), "err", err)
+		return nil, fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	exp := env.ExpiresAt * int64(time.Millisecond)
+	if exp != 0 && exp <= now {
+		c.counter.miss.Add(1)
+		return nil, ErrNotFound
+	}
+	if _, err := c.reg.ByID(env.Codec); err != nil {
+		c.counter.corrupt.Add(1)
+		c.logger.Warn("tiercache: value with an unknown codec treated as a miss", "namespace", c.opts.Namespace, "key", truncKey(key), "codec", env.Codec)
+		return nil, fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	e := &l1.Entry{
+		Payload:   env.Payload,
+		Codec:     env.Codec,
+		Negative:  env.Flags&envelope.FlagNegative != 0,
+		ExpiresAt: exp,
+	}
+	for _, t := range env.Tags {
+		e.Tags = append(e.Tags, t.Tag)
+		e.TagVers = append(e.TagVers, t.Version)
+	}
+	return e, nil
+}
+
+func truncKey(k string) string {
+	if len(k) > 64 {
+		return k[:64] + "..."
+	}
+	return k
+}
+
+// assign copies an entry's value into dst.
+func (c *Cache) assign(e *l1.Entry, dst any) error {
+	switch d := dst.(type) {
+	case *Raw:
+		cd, _ := c.reg.ByID(e.Codec)
+		d.Codec = cd.Name()
+		d.Data = append(d.Data[:0], e.Payload...)
+		return nil
+	case *[]byte:
+		if e.Codec == codec.IDRaw {
+			*d = append((*d)[:0], e.Payload...)
+			return nil
+		}
+	case *string:
+		if e.Codec == codec.IDRaw {
+			*d = string(e.Payload)
+			return nil
+		}
+	}
+	if e.Value != nil {
+		dv := reflect.ValueOf(dst)
+		if dv.Kind() != reflect.Pointer || dv.IsNil() {
+			return fmt.Errorf("%w: %T is not a non-nil pointer", ErrInvalidDestination, dst)
+		}
+		if vv := reflect.ValueOf(e.Value); vv.Type().AssignableTo(dv.Elem().Type()) {
+			dv.Elem().Set(vv)
+			return nil
+		}
+	}
+	return c.decodeInto(e, dst)
+}
+
+// decodeInto unmarshals the payload into dst. A raw payload is decoded with
+// the codec the key's rules pick, so that bytes written through the HTTP
+// API can be read into Go types.
+func (c *Cache) decodeInto(e *l1.Entry, dst any) error {
+	cd, err := c.reg.ByID(e.Codec)
+	if err != nil {
+		return err
+	}
+	if err := cd.Unmarshal(e.Payload, dst); err != nil {
+		return fmt.Errorf("decode %s value into %T: %w", cd.Name(), dst, err)
+	}
+	return nil
+}
+
+// SetOption adjusts one write.
+type SetOption func(*setOptions)
+
+type setOptions struct {
+	ttl  time.Duration
+	tags []string
+}
+
+// WithTTL sets the entry's lifetime. Zero or less means Options.DefaultTTL.
+func WithTTL(d time.Duration) SetOption { return func(o *setOptions) { o.ttl = d } }
+
+// WithTags attaches tags to the entry.
+func WithTags(tags ...string) SetOption {
+	return func(o *setOptions) { o.tags = append(o.tags, tags...) }
+}
+
+func applySet(opts []SetOption) setOptions {
+	var so setOptions
+	for _, o := range opts {
+		o(&so)
+	}
+	return so
+}
+
+// encoded is a value ready for L2 and L1.
+type encoded struct {
+	key   string
+	bytes []byte
+	entry *l1.Entry
+	ttl   time.Duration
+}
+
+// encode validates and encodes one value. value may be a []byte, stored
+// as-is with the raw codec, or anything the key's codec can marshal.
+func (c *Cache) encode(key string, value any, so setOptions, negative bool) (encoded, error) {
+	var (
+		payload []byte
+		cd      codec.Codec
+		err     error
+	)
+	switch {
+	case negative:
+		cd = codec.Raw()
+	default:
+		if b, ok := value.([]byte); ok {
+			cd, payload = codec.Raw(), b
+		} else {
+			cd = c.rules.For(key)
+			if payload, err = cd.Marshal(value); err != nil {
+				return encoded{}, fmt.Errorf("encode with %s: %w", cd.Name(), err)
+			}
+		}
+	}
+	if len(payload) > c.opts.MaxValueSize {
+		return encoded{}, fmt.Errorf("%w: %d bytes, the maximum is %d", ErrValueTooLarge, len(payload), c.opts.MaxValueSize)
+	}
+	for _, t := range so.tags {
+		if t == "" || len(t) > envelope.MaxTagLen {
+			return encoded{}, fmt.Errorf("%w: tags must be 1 to %d bytes", ErrInvalidTag, envelope.MaxTagLen)
+		}
+	}
+	ttl := so.ttl
+	if negative {
+		ttl = c.opts.NegativeTTL
+	} else {
+		ttl = c.ttlFor(ttl)
+	}
+	now := c.opts.Now()
+	env := envelope.Envelope{
+		Codec:     cd.ID(),
+		CreatedAt: now.UnixMilli(),
+		Payload:   payload,
+	}
+	if ttl > 0 {
+		env.ExpiresAt = now.Add(ttl).UnixMilli()
+	}
+	if negative {
+		env.Flags |= envelope.FlagNegative
+	}
+	for _, t := range so.tags {
+		env.Tags = append(env.Tags, envelope.TagVersion{Tag: t})
+	}
+	compress := c.opts.CompressAbove
+	if compress < 0 {
+		compress = 0
+	}
+	e := &l1.Entry{Payload: payload, Codec: cd.ID(), Negative: negative, Tags: so.tags}
+	if !negative {
+		if _, isBytes := value.([]byte); !isBytes {
+			e.Value = value
+		}
+	}
+	if env.ExpiresAt != 0 {
+		e.ExpiresAt = env.ExpiresAt * int64(time.Millisecond)
+	}
+	b, err := envelope.Encode(nil, &env, compress)
+	if err != nil {
+		return encoded{}, fmt.Errorf("%w: %w", ErrInvalidTag, err)
+	}
+	return encoded{key: key, bytes: b, entry: e, ttl: ttl}, nil
+}
+
+// Set writes value under key in L2, then L1. It returns once Redis has
+// acknowledged the write. A []byte value is stored as-is; anything else
+// goes through the codec the key's rules pick.
+func (c *Cache) Set(ctx context.Context, key string, value any, opts ...SetOption) error {
+	if err := c.check("set", key); err != nil {
+		return err
+	}
+	enc, err := c.encode(key, value, applySet(opts), false)
+	if err != nil {
+		return keyErr("set", key, err)
+	}
+	return keyErr("set", key, c.write(ctx, []encoded{enc}))
+}
+
+// write stores encoded values in L2 and then updates L1.
+func (c *Cache) write(ctx context.Context, encs []encoded) error {
+	var toks []l1.Token
+	if c.l1 != nil && !c.tracked {
+		toks = make([]l1.Token, len(encs))
+		for i, e := range encs {
+			toks[i] = c.l1.Snapshot(e.key)
+		}
+	}
+	var err error
+	if len(encs) == 1 {
+		err = c.store.Set(ctx, c.prefix+encs[0].key, encs[0].bytes, encs[0].ttl)
+	} else {
+		items := make([]l2.Item, len(encs))
+		for i, e := range encs {
+			items[i] = l2.Item{Key: c.prefix + e.key, Value: e.bytes, TTL: e.ttl}
+		}
+		err = c.store.MSet(ctx, items)
+	}
+	if c.l1 != nil {
+		now := c.now()
+		for i, e := range encs {
+			if err != nil || c.tracked {
+				c.l1.Invalidate(e.key)
+				continue
+			}
+			c.l1.SetAfterWrite(e.key, e.entry, toks[i], now)
+		}
+	}
+	if err != nil {
+		c.counter.errors.Add(1)
+	}
+	return err
+}
+
+// Delete removes keys from both tiers. Missing keys are not an error.
+func (c *Cache) Delete(ctx context.Context, keys ...string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		if err := c.check("delete", k); err != nil {
+			return err
+		}
+		full[i] = c.prefix + k
+	}
+	err := c.store.Del(ctx, full...)
+	if c.l1 != nil {
+		for _, k := range keys {
+			c.l1.Invalidate(k)
+		}
+	}
+	if err != nil {
+		c.counter.errors.Add(1)
+		return keyErr("delete", keys[0], err)
+	}
+	return nil
+}
+
+// counters are the cache's own statistics.
+type counters struct {
+	hitL1, hitL2, miss, errors, corrupt atomic.Uint64
+	loads, loadErrors                   atomic.Uint64
+	invalidations, invalidationsAll     atomic.Uint64
+}
+
+// Stats is a snapshot of the cache's counters.
+type Stats struct {
+	HitsL1        uint64 // reads answered by L1
+	HitsL2        uint64 // reads answered by L2
+	Misses        uint64 // reads that found nothing
+	Errors        uint64 // L2 operations that failed
+	Corrupt       uint64 // stored values that could not be decoded (each also a miss)
+	Loads         uint64 // loader calls
+	LoadErrors    uint64 // loader calls that failed (ErrNotFound excluded)
+	Invalidations uint64 // keys invalidated by Redis
+	LinkResets    uint64 // times every L1 entry lost freshness at once
+	L1Entries     int    // entries in L1, fresh or not
+	L1Bytes       uint64 // bytes accounted to L1 entries
+}
+
+// Stats returns the current counters.
+func (c *Cache) Stats() Stats {
+	s := Stats{
+		HitsL1:        c.counter.hitL1.Load(),
+		HitsL2:        c.counter.hitL2.Load(),
+		Misses:        c.counter.miss.Load(),
+		Errors:        c.counter.errors.Load(),
+		Corrupt:       c.counter.corrupt.Load(),
+		Loads:         c.counter.loads.Load(),
+		LoadErrors:    c.counter.loadErrors.Load(),
+		Invalidations: c.counter.invalidations.Load(),
+		LinkResets:    c.counter.invalidationsAll.Load(),
+	}
+	if c.l1 != nil {
+		s.L1Entries = c.l1.Len()
+		s.L1Bytes = c.l1.WeightedSize()
+	}
+	return s
+}

@@ -1,0 +1,86 @@
+package tiercache
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// OptionsFromEnv builds Options from the environment:
+//
+//	REDIS_URL              redis:// or rediss:// URL; unset = in-memory L2
+//	REDIS_PASSWORD         password (overrides one in REDIS_URL)
+//	REDIS_CLUSTER_ENABLED  "true" for Redis Cluster (REDIS_URL then names a seed;
+//	                       more seeds in REDIS_CLUSTER_NODES, comma separated)
+//	REDIS_SENTINEL_HOSTS   comma-separated sentinel host:port list
+//	REDIS_SERVICE_NAME     Sentinel master name (default "mymaster" when
+//	                       REDIS_SENTINEL_HOSTS is set); with Sentinel, REDIS_URL
+//	                       only supplies credentials and the DB
+//	CACHE_NAMESPACE        key namespace
+//	CACHE_DEFAULT_TTL      default TTL: seconds ("3600") or a Go duration ("1h")
+//
+// Unset variables leave the Options zero (their documented defaults). A
+// malformed value is an error matching ErrInvalidOptions.
+func OptionsFromEnv() (Options, error) {
+	return optionsFromLookup(os.LookupEnv)
+}
+
+func optionsFromLookup(lookup func(string) (string, bool)) (Options, error) {
+	var o Options
+	get := func(k string) string {
+		v, _ := lookup(k)
+		return strings.TrimSpace(v)
+	}
+	o.Redis.URL = get("REDIS_URL")
+	o.Redis.Password = get("REDIS_PASSWORD")
+	if v := get("REDIS_CLUSTER_ENABLED"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return o, optErr("REDIS_CLUSTER_ENABLED=%q is not a boolean", v)
+		}
+		o.Redis.Cluster = b
+	}
+	if v := get("REDIS_CLUSTER_NODES"); v != "" {
+		o.Redis.Addrs = splitList(v)
+	}
+	if v := get("REDIS_SENTINEL_HOSTS"); v != "" {
+		o.Redis.SentinelAddrs = splitList(v)
+		o.Redis.SentinelMaster = get("REDIS_SERVICE_NAME")
+		if o.Redis.SentinelMaster == "" {
+			o.Redis.SentinelMaster = "mymaster"
+		}
+	}
+	o.Namespace = get("CACHE_NAMESPACE")
+	if v := get("CACHE_DEFAULT_TTL"); v != "" {
+		d, err := parseSecondsOrDuration(v)
+		if err != nil || d <= 0 {
+			return o, optErr("CACHE_DEFAULT_TTL=%q is not a positive number of seconds or a duration", v)
+		}
+		o.DefaultTTL = d
+	}
+	if o.Redis.URL != "" {
+		if err := o.Redis.validate(); err != nil {
+			return o, err
+		}
+	}
+	return o, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parseSecondsOrDuration accepts "3600" (seconds) or "1h30m".
+func parseSecondsOrDuration(v string) (time.Duration, error) {
+	if n, err := strconv.ParseFloat(v, 64); err == nil {
+		return time.Duration(n * float64(time.Second)), nil
+	}
+	return time.ParseDuration(v)
+}

@@ -1,0 +1,95 @@
+package tiercache
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/tiercache/tiercache/codec"
+	"github.com/tiercache/tiercache/internal/envelope"
+)
+
+var (
+	// ErrNotFound is returned when a key is not in the cache, or when a
+	// loader reports that the value does not exist. Loaders return it (or
+	// an error wrapping it) to have the absence cached for
+	// Options.NegativeTTL.
+	ErrNotFound = errors.New("tiercache: not found")
+
+	// ErrClosed is returned by every operation after Close.
+	ErrClosed = errors.New("tiercache: cache is closed")
+
+	// ErrInvalidKey is returned for an empty key or one longer than
+	// Options.MaxKeyLength. Nothing is written.
+	ErrInvalidKey = errors.New("tiercache: invalid key")
+
+	// ErrInvalidTag is returned for an empty tag, one longer than the
+	// envelope allows, or more tags on one entry than it allows. Nothing
+	// is written.
+	ErrInvalidTag = errors.New("tiercache: invalid tag")
+
+	// ErrValueTooLarge is returned when an encoded value exceeds
+	// Options.MaxValueSize. Nothing is written.
+	ErrValueTooLarge = errors.New("tiercache: value too large")
+
+	// ErrNilLoader is returned by Fetch and FetchMany when the loader is nil.
+	ErrNilLoader = errors.New("tiercache: nil loader")
+
+	// ErrInvalidOptions is wrapped by every error New and OptionsFromEnv
+	// return for bad configuration, a malformed Redis URL included.
+	ErrInvalidOptions = errors.New("tiercache: invalid options")
+
+	// ErrUnknownCodec is returned when a codec name or id is not
+	// registered. It is the same value as codec.ErrUnknownCodec.
+	ErrUnknownCodec = codec.ErrUnknownCodec
+
+	// ErrCorrupt marks a stored value that could not be decoded. Reads
+	// treat it as a miss: the error they return matches both ErrNotFound
+	// and ErrCorrupt, and Stats counts it.
+	ErrCorrupt = envelope.ErrCorrupt
+
+	// ErrInvalidDestination is returned when the destination of Get or
+	// GetMany is not a non-nil pointer of a suitable type.
+	ErrInvalidDestination = errors.New("tiercache: invalid destination")
+)
+
+// KeyError describes a failed operation on one key. It wraps the cause, so
+// errors.Is(err, ErrNotFound) and friends work through it.
+type KeyError struct {
+	Op  string // "get", "set", "delete", "fetch", ...
+	Key string // the caller's key, without the namespace
+	Err error
+}
+
+// Error implements error. Long keys are shortened so that a hostile key
+// cannot flood logs.
+func (e *KeyError) Error() string {
+	k := e.Key
+	if len(k) > 64 {
+		k = k[:64] + "..."
+	}
+	return fmt.Sprintf("tiercache: %s %q: %v", e.Op, k, trimPrefix(e.Err))
+}
+
+// Unwrap returns the cause.
+func (e *KeyError) Unwrap() error { return e.Err }
+
+// trimPrefix avoids "tiercache: get "k": tiercache: not found".
+func trimPrefix(err error) string {
+	s := err.Error()
+	const p = "tiercache: "
+	if len(s) > len(p) && s[:len(p)] == p {
+		return s[len(p):]
+	}
+	return s
+}
+
+func keyErr(op, key string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &KeyError{Op: op, Key: key, Err: err}
+}
+
+func optErr(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOptions}, args...)...)
+}

@@ -1,0 +1,342 @@
+// Package envelope defines the versioned wire format of every value
+// tiercache stores in its second tier. docs/wire-format.md describes it byte
+// by byte.
+//
+// Layout of version 1 (uvarint is encoding/binary's unsigned varint, in its
+// shortest form):
+//
+//	offset  size     field
+//	0       2        magic 'T' 'C' (0x54 0x43)
+//	2       1        version (1)
+//	3       1        codec ID (see package codec)
+//	4       1        flags: bit 0 compressed, bit 1 negative; others zero
+//	5       uvarint  created-at, Unix milliseconds
+//	.       uvarint  expires-at, Unix milliseconds, 0 = none
+//	.       uvarint  tag count, at most MaxTags
+//	.       per tag  uvarint name length (1..MaxTagLen), name, uvarint version
+//	.       uvarint  payload length n
+//	.       n        payload, running to the last byte of the value
+//
+// A compressed payload is a Snappy block written by s2.EncodeSnappy.
+package envelope
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"slices"
+
+	"github.com/klauspost/compress/s2"
+)
+
+// Version is the wire format version that Encode writes and Decode reads.
+const Version byte = 1
+
+// Magic bytes that open every envelope.
+const (
+	magic0 = 'T'
+	magic1 = 'C'
+)
+
+// Limits that bound what Decode accepts from hostile input.
+const (
+	// MaxTags is the most tags one envelope may carry.
+	MaxTags = 64
+	// MaxTagLen is the longest tag name, in bytes.
+	MaxTagLen = 1024
+	// DefaultMaxPayload is the payload limit Decode applies when given
+	// maxPayload <= 0: 512 MiB, the largest string Redis stores.
+	DefaultMaxPayload = 512 << 20
+	// maxExpansion bounds how many bytes a Snappy block of n bytes may
+	// claim to decode to. A Snappy copy element of 3 bytes yields at most
+	// 64, so no valid block expands more than about 22-fold; the margin
+	// leaves room for the length header.
+	maxExpansion = 32
+)
+
+// Flags describe the payload.
+type Flags byte
+
+const (
+	// FlagCompressed marks a payload stored as a Snappy block. Encode sets
+	// it; Decode reports it but returns the payload decompressed.
+	FlagCompressed Flags = 1 << 0
+	// FlagNegative marks a cached "not found": the key is known to have no
+	// value. Its payload is normally empty.
+	FlagNegative Flags = 1 << 1
+
+	knownFlags = FlagCompressed | FlagNegative
+)
+
+// TagVersion is the version of a tag when the value was written. A reader
+// that finds a tag's current version higher knows the value was
+// invalidated.
+type TagVersion struct {
+	Tag     string
+	Version uint64
+}
+
+// Envelope is a decoded value. The zero value is a valid, empty envelope
+// written with the Raw codec.
+type Envelope struct {
+	// Codec is the ID of the codec that produced Payload.
+	Codec byte
+	// Flags describe the payload; see FlagCompressed and FlagNegative.
+	Flags Flags
+	// CreatedAt is when the value was written, in Unix milliseconds.
+	CreatedAt int64
+	// ExpiresAt is the logical expiry in Unix milliseconds; 0 means none.
+	ExpiresAt int64
+	// Tags are the tag versions current when the value was written; nil
+	// when there are none.
+	Tags []TagVersion
+	// Payload is the codec output, uncompressed.
+	Payload []byte
+}
+
+var (
+	// ErrCorrupt matches every error Decode returns for bytes that are not
+	// a well-formed envelope. The concrete error is a *CorruptError.
+	ErrCorrupt = errors.New("envelope: corrupt value")
+	// ErrVersion is returned by Decode for an envelope of a version this
+	// package does not read.
+	ErrVersion = errors.New("envelope: unsupported version")
+	// ErrTooLarge is returned by Decode when the payload exceeds the
+	// caller's limit.
+	ErrTooLarge = errors.New("envelope: payload too large")
+	// ErrInvalid is returned by Encode for an envelope it cannot write.
+	ErrInvalid = errors.New("envelope: invalid envelope")
+)
+
+// CorruptError says where and why Decode rejected a value. It matches
+// ErrCorrupt with errors.Is.
+type CorruptError struct {
+	Offset int    // byte at which decoding failed
+	Reason string // what was wrong there
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("envelope: corrupt value at byte %d: %s", e.Offset, e.Reason)
+}
+
+// Is reports whether target is ErrCorrupt.
+func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
+
+func corrupt(at int, reason string) error { return &CorruptError{Offset: at, Reason: reason} }
+
+// Encode appends the encoding of e to dst and returns the extended slice.
+//
+// The payload is compressed when compressAbove > 0, it is at least
+// compressAbove bytes long, and compression makes it smaller; FlagCompressed
+// in the output says which happened, whatever e.Flags holds. e.Payload must
+// not overlap dst's spare capacity.
+//
+// Encode returns dst unchanged and an error matching ErrInvalid when e has
+// negative times, unknown flags, more than MaxTags tags, or a tag name that
+// is empty or longer than MaxTagLen.
+func Encode(dst []byte, e *Envelope, compressAbove int) ([]byte, error) {
+	if err := e.validate(); err != nil {
+		return dst, err
+	}
+	flags := e.Flags &^ FlagCompressed
+	flagsAt := len(dst) + 4
+	dst = append(dst, magic0, magic1, Version, e.Codec, byte(flags))
+	dst = binary.AppendUvarint(dst, uint64(e.CreatedAt))
+	dst = binary.AppendUvarint(dst, uint64(e.ExpiresAt))
+	dst = binary.AppendUvarint(dst, uint64(len(e.Tags)))
+	for _, t := range e.Tags {
+		dst = binary.AppendUvarint(dst, uint64(len(t.Tag)))
+		dst = append(dst, t.Tag...)
+		dst = binary.AppendUvarint(dst, t.Version)
+	}
+	p := e.Payload
+	if compressAbove > 0 && len(p) >= compressAbove {
+		var ok bool
+		if dst, ok = appendCompressed(dst, p); ok {
+			dst[flagsAt] |= byte(FlagCompressed)
+			return dst, nil
+		}
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(p)))
+	return append(dst, p...), nil
+}
+
+// appendCompressed appends the length-prefixed Snappy block of p to dst if
+// it is shorter than p. Otherwise it returns dst as it was and false.
+func appendCompressed(dst, p []byte) ([]byte, bool) {
+	limit := s2.MaxEncodedLen(len(p))
+	if limit < 0 {
+		return dst, false
+	}
+	// Compress straight into dst, past room for the longest length prefix,
+	// then slide the block down next to its actual prefix.
+	room := uvarintLen(uint64(limit))
+	start := len(dst)
+	grown := slices.Grow(dst, room+limit)
+	block := s2.EncodeSnappy(grown[start+room:start+room+limit], p)
+	if len(block) >= len(p) {
+		return grown[:start], false
+	}
+	out := binary.AppendUvarint(grown[:start], uint64(len(block)))
+	return append(out, block...), true
+}
+
+func uvarintLen(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }
+
+func (e *Envelope) validate() error {
+	switch {
+	case e.CreatedAt < 0 || e.ExpiresAt < 0:
+		return fmt.Errorf("%w: negative time (created %d, expires %d)", ErrInvalid, e.CreatedAt, e.ExpiresAt)
+	case e.Flags&^knownFlags != 0:
+		return fmt.Errorf("%w: unknown flags %#x", ErrInvalid, byte(e.Flags&^knownFlags))
+	case len(e.Tags) > MaxTags:
+		return fmt.Errorf("%w: %d tags, at most %d allowed", ErrInvalid, len(e.Tags), MaxTags)
+	}
+	for _, t := range e.Tags {
+		if t.Tag == "" || len(t.Tag) > MaxTagLen {
+			return fmt.Errorf("%w: tag name of %d bytes, want 1 to %d", ErrInvalid, len(t.Tag), MaxTagLen)
+		}
+	}
+	return nil
+}
+
+// Decode parses an envelope. It never panics. Errors match ErrCorrupt for
+// malformed bytes, ErrVersion for another version, and ErrTooLarge when the
+// uncompressed payload would exceed maxPayload bytes (DefaultMaxPayload when
+// maxPayload <= 0); the size is checked before anything is allocated for it.
+//
+// An uncompressed payload aliases b, so the caller must not modify b while
+// it uses the envelope. A compressed one is decompressed into new memory.
+func Decode(b []byte, maxPayload int) (Envelope, error) {
+	var e Envelope
+	if maxPayload <= 0 {
+		maxPayload = DefaultMaxPayload
+	}
+	if len(b) < 2 || b[0] != magic0 || b[1] != magic1 {
+		return e, corrupt(0, "no magic bytes")
+	}
+	if len(b) < 3 {
+		return e, corrupt(2, "truncated header")
+	}
+	if b[2] != Version {
+		return e, fmt.Errorf("%w %d (this reader reads %d)", ErrVersion, b[2], Version)
+	}
+	if len(b) < 5 {
+		return e, corrupt(len(b), "truncated header")
+	}
+	e.Codec = b[3]
+	e.Flags = Flags(b[4])
+	if e.Flags&^knownFlags != 0 {
+		return Envelope{}, corrupt(4, "unknown flags")
+	}
+
+	d := decoder{b: b, i: 5}
+	e.CreatedAt = d.time("created-at")
+	e.ExpiresAt = d.time("expires-at")
+	if n := d.uvarint("tag count"); n > MaxTags {
+		d.fail(fmt.Sprintf("%d tags, at most %d allowed", n, MaxTags))
+	} else if n > 0 && d.err == nil {
+		e.Tags = make([]TagVersion, n)
+		for i := range e.Tags {
+			e.Tags[i].Tag = d.tag()
+			e.Tags[i].Version = d.uvarint("tag version")
+		}
+	}
+	n := d.uvarint("payload length")
+	if d.err != nil {
+		return Envelope{}, d.err
+	}
+	switch rest := uint64(len(b) - d.i); {
+	case n > rest:
+		return Envelope{}, corrupt(len(b), "truncated payload")
+	case n < rest:
+		return Envelope{}, corrupt(d.i+int(n), "bytes after the payload")
+	}
+	p := b[d.i:len(b):len(b)]
+
+	if e.Flags&FlagCompressed == 0 {
+		if len(p) > maxPayload {
+			return Envelope{}, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(p), maxPayload)
+		}
+		e.Payload = p
+		return e, nil
+	}
+	size, err := s2.DecodedLen(p)
+	switch {
+	case err != nil:
+		return Envelope{}, corrupt(d.i, "bad compressed length")
+	case size > maxExpansion*len(p):
+		return Envelope{}, corrupt(d.i, fmt.Sprintf("%d compressed bytes claim to hold %d", len(p), size))
+	case size > maxPayload:
+		return Envelope{}, fmt.Errorf("%w: %d bytes uncompressed, the limit is %d", ErrTooLarge, size, maxPayload)
+	}
+	if e.Payload, err = s2.Decode(make([]byte, size), p); err != nil {
+		return Envelope{}, corrupt(d.i, "bad compressed payload")
+	}
+	return e, nil
+}
+
+// decoder reads the header fields. After the first failure it keeps
+// returning zero values, so that Decode checks for an error once.
+type decoder struct {
+	b   []byte
+	i   int
+	err error
+}
+
+func (d *decoder) fail(reason string) {
+	if d.err == nil {
+		d.err = corrupt(d.i, reason)
+	}
+}
+
+// uvarint reads a uvarint and insists on its shortest form, so that every
+// envelope has exactly one encoding for a given compression choice.
+func (d *decoder) uvarint(field string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	x, n := binary.Uvarint(d.b[d.i:])
+	switch {
+	case n == 0:
+		d.fail("truncated " + field)
+		return 0
+	case n < 0:
+		d.fail(field + " overflows 64 bits")
+		return 0
+	case n > 1 && d.b[d.i+n-1] == 0:
+		d.fail(field + " is not in shortest form")
+		return 0
+	}
+	d.i += n
+	return x
+}
+
+func (d *decoder) time(field string) int64 {
+	x := d.uvarint(field)
+	if x > math.MaxInt64 {
+		d.fail(field + " out of range")
+		return 0
+	}
+	return int64(x)
+}
+
+func (d *decoder) tag() string {
+	n := d.uvarint("tag length")
+	switch {
+	case d.err != nil:
+		return ""
+	case n == 0 || n > MaxTagLen:
+		d.fail(fmt.Sprintf("tag name of %d bytes, want 1 to %d", n, MaxTagLen))
+		return ""
+	case n > uint64(len(d.b)-d.i):
+		d.i = len(d.b)
+		d.fail("truncated tag name")
+		return ""
+	}
+	s := string(d.b[d.i : d.i+int(n)])
+	d.i += int(n)
+	return s
+}

@@ -1,0 +1,101 @@
+// Package server exposes a tiercache.Cache over HTTP: the version 1 API
+// that `tiercache serve` runs. docs/http-api.md describes it.
+package server
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"unicode"
+
+	"github.com/tiercache/tiercache"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Cache is the cache the API serves. It is required; the Server does
+	// not close it.
+	Cache *tiercache.Cache
+
+	// Token, when not empty, is the bearer token that mutating requests
+	// (every method but GET and HEAD) must present in their Authorization
+	// header. Empty means no authentication.
+	Token string
+
+	// Logger receives one Debug line per request and an Error line per
+	// recovered panic. Nil means slog.Default().
+	Logger *slog.Logger
+
+	// MaxValueSize bounds the body of a PUT, in bytes. Zero means
+	// tiercache.DefaultMaxValueSize. The cache's own Options.MaxValueSize
+	// still applies to what is stored.
+	MaxValueSize int
+}
+
+// Server answers the HTTP API. Create it with New; it is safe for
+// concurrent use.
+type Server struct {
+	cache        *tiercache.Cache
+	logger       *slog.Logger
+	maxValueSize int64
+	// tokenSum is the SHA-256 of Config.Token. Comparing digests keeps the
+	// comparison constant-time whatever the presented token's length.
+	tokenSum [sha256.Size]byte
+	auth     bool
+	handler  http.Handler
+}
+
+// New checks cfg and builds a Server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Cache == nil {
+		return nil, errors.New("server: Config.Cache is nil")
+	}
+	if cfg.MaxValueSize < 0 {
+		return nil, fmt.Errorf("server: MaxValueSize %d is negative", cfg.MaxValueSize)
+	}
+	// A token with spaces or control characters can never arrive intact
+	// in a header, so it is a configuration mistake (often a trailing
+	// newline from a file). The message never includes the token.
+	if strings.IndexFunc(cfg.Token, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return nil, errors.New("server: the token contains whitespace or control characters")
+	}
+	s := &Server{
+		cache:        cfg.Cache,
+		logger:       cfg.Logger,
+		maxValueSize: int64(cfg.MaxValueSize),
+		auth:         cfg.Token != "",
+	}
+	if s.logger == nil {
+		s.logger = slog.Default()
+	}
+	if s.maxValueSize == 0 {
+		s.maxValueSize = tiercache.DefaultMaxValueSize
+	}
+	if s.auth {
+		s.tokenSum = sha256.Sum256([]byte(cfg.Token))
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler returns the HTTP handler of the API.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// routes builds the handler chain: logging outermost so that it sees the
+// status a recovered panic produced, then recovery, then authentication,
+// so that no handler runs for an unauthenticated mutation.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/cache/{key...}", s.getValue)
+	mux.HandleFunc("PUT /v1/cache/{key...}", s.putValue)
+	mux.HandleFunc("DELETE /v1/cache/{key...}", s.deleteValue)
+	mux.HandleFunc("GET /healthz", s.healthz)
+	return s.logRequests(s.recoverPanics(s.authenticate(canonicalCachePaths(jsonMuxErrors(mux)))))
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}

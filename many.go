@@ -1,0 +1,229 @@
+package tiercache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+
+	"github.com/tiercache/tiercache/internal/l1"
+)
+
+// entries returns the fresh entries for keys, looking in L1 first and then
+// reading every L1 miss from L2 in one MGet (one round trip per node).
+// Missing keys are absent from the map; negative entries are present.
+func (c *Cache) entries(ctx context.Context, keys []string) (map[string]*l1.Entry, error) {
+	out := make(map[string]*l1.Entry, len(keys))
+	now := c.now()
+	var (
+		miss []string
+		toks []l1.Token
+	)
+	for _, k := range keys {
+		if _, dup := out[k]; dup {
+			continue
+		}
+		if c.l1 != nil {
+			if e, ok := c.l1.Get(k, now); ok {
+				c.counter.hitL1.Add(1)
+				out[k] = e
+				continue
+			}
+			toks = append(toks, c.l1.Snapshot(k))
+		}
+		miss = append(miss, k)
+	}
+	if len(miss) == 0 {
+		return out, nil
+	}
+	full := make([]string, len(miss))
+	for i, k := range miss {
+		full[i] = c.prefix + k
+	}
+	vals, err := c.store.MGet(ctx, full)
+	if err != nil {
+		c.counter.errors.Add(1)
+		return out, err
+	}
+	for i, k := range miss {
+		if vals[i] == nil {
+			c.counter.miss.Add(1)
+			continue
+		}
+		e, err := c.decodeEntry(k, vals[i], now)
+		if err != nil {
+			continue // a miss; corrupt values are counted and logged
+		}
+		if c.l1 != nil {
+			c.l1.SetIfUnchanged(k, e, toks[i], now)
+		}
+		c.counter.hitL2.Add(1)
+		out[k] = e
+	}
+	return out, nil
+}
+
+func (c *Cache) checkKeys(op string, keys []string) error {
+	for _, k := range keys {
+		if err := c.check(op, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// GetMany reads keys into dst, a non-nil map[string]T or a pointer to one
+// (a nil map behind the pointer is allocated). Found keys are added to the
+// map; missing ones are left out. L1 misses are read from L2 in one round
+// trip per node.
+func (c *Cache) GetMany(ctx context.Context, keys []string, dst any) error {
+	if err := c.checkKeys("get", keys); err != nil {
+		return err
+	}
+	mv, err := mapDest(dst)
+	if err != nil {
+		return err
+	}
+	es, err := c.entries(ctx, keys)
+	if err != nil {
+		return fmt.Errorf("tiercache: get many: %w", err)
+	}
+	elem := mv.Type().Elem()
+	for k, e := range es {
+		if e.Negative {
+			continue
+		}
+		p := reflect.New(elem)
+		if err := c.assign(e, p.Interface()); err != nil {
+			return keyErr("get", k, err)
+		}
+		mv.SetMapIndex(reflect.ValueOf(k), p.Elem())
+	}
+	return nil
+}
+
+// mapDest resolves GetMany's destination to a settable map value.
+func mapDest(dst any) (reflect.Value, error) {
+	v := reflect.ValueOf(dst)
+	if v.Kind() == reflect.Pointer && !v.IsNil() && v.Elem().Kind() == reflect.Map {
+		if v.Elem().IsNil() {
+			v.Elem().Set(reflect.MakeMap(v.Elem().Type()))
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Map || v.IsNil() || v.Type().Key().Kind() != reflect.String {
+		return reflect.Value{}, fmt.Errorf("%w: GetMany needs a map[string]T or *map[string]T, got %T", ErrInvalidDestination, dst)
+	}
+	return v, nil
+}
+
+// SetMany writes every item in one round trip per node. opts apply to all
+// items. Validation happens first: on a bad key or value nothing is written.
+func (c *Cache) SetMany(ctx context.Context, items map[string]any, opts ...SetOption) error {
+	if len(items) == 0 {
+		return nil
+	}
+	so := applySet(opts)
+	encs := make([]encoded, 0, len(items))
+	for k, v := range items {
+		if err := c.check("set", k); err != nil {
+			return err
+		}
+		enc, err := c.encode(k, v, so, false)
+		if err != nil {
+			return keyErr("set", k, err)
+		}
+		encs = append(encs, enc)
+	}
+	if err := c.write(ctx, encs); err != nil {
+		return fmt.Errorf("tiercache: set many (%d keys): %w", len(encs), err)
+	}
+	return nil
+}
+
+// FetchMany returns the values of keys, loading every key that misses
+// both tiers with one call of load, which receives only those keys. Keys
+// the loader does not return are cached as not found (Options.NegativeTTL)
+// and left out of the result, as are keys already cached as not found.
+func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLoaderFunc[T], opts ...SetOption) (map[string]T, error) {
+	if err := c.checkKeys("fetch", keys); err != nil {
+		return nil, err
+	}
+	if load == nil {
+		return nil, fmt.Errorf("tiercache: fetch many: %w", ErrNilLoader)
+	}
+	out := make(map[string]T, len(keys))
+	es, err := c.entries(ctx, keys)
+	if err != nil {
+		// L2 trouble: load everything (graceful degradation).
+		c.logger.Debug("tiercache: L2 read failed, loading", "keys", len(keys), "err", err)
+	}
+	var missing []string
+	seen := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		e, ok := es[k]
+		if !ok {
+			missing = append(missing, k)
+			continue
+		}
+		if e.Negative {
+			continue
+		}
+		var v T
+		if err := c.assign(e, &v); err != nil {
+			missing = append(missing, k) // undecodable as T: reload
+			continue
+		}
+		c.keepDecoded(k, e, v)
+		out[k] = v
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	loaded, err := callBatchLoader(ctx, c, missing, load)
+	if err != nil {
+		return out, fmt.Errorf("tiercache: fetch many (%d keys): %w", len(missing), err)
+	}
+	so := applySet(opts)
+	encs := make([]encoded, 0, len(missing))
+	for _, k := range missing {
+		v, ok := loaded[k]
+		var enc encoded
+		if ok {
+			out[k] = v
+			enc, err = c.encode(k, v, so, false)
+		} else if c.opts.NegativeTTL >= 0 {
+			enc, err = c.encode(k, nil, setOptions{}, true)
+		} else {
+			continue
+		}
+		if err != nil {
+			c.logger.Warn("tiercache: a loaded value cannot be cached", "key", truncKey(k), "err", err)
+			continue
+		}
+		encs = append(encs, enc)
+	}
+	if len(encs) > 0 {
+		if err := c.write(ctx, encs); err != nil {
+			c.logger.Warn("tiercache: caching loaded values failed", "keys", len(encs), "err", err)
+		}
+	}
+	return out, nil
+}
+
+func callBatchLoader[T any](ctx context.Context, c *Cache, keys []string, load BatchLoaderFunc[T]) (m map[string]T, err error) {
+	c.counter.loads.Add(1)
+	defer func() {
+		if r := recover(); r != nil {
+			err = &LoaderPanicError{Value: r}
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			c.counter.loadErrors.Add(1)
+		}
+	}()
+	return load(ctx, keys)
+}

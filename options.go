@@ -1,0 +1,278 @@
+package tiercache
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/tiercache/tiercache/codec"
+)
+
+// Defaults applied to zero-valued Options fields.
+const (
+	DefaultNamespace     = "tiercache"
+	DefaultTTL           = time.Hour
+	DefaultNegativeTTL   = 30 * time.Second
+	DefaultL1MaxBytes    = 64 << 20
+	DefaultL1MaxTTL      = 5 * time.Minute
+	DefaultMaxKeyLength  = 1024
+	DefaultMaxValueSize  = 4 << 20
+	DefaultCompressAbove = 1024
+)
+
+// Options configure a Cache. The zero value is usable: an in-memory L2, a
+// 64 MiB L1, namespace "tiercache" and a one hour TTL.
+type Options struct {
+	// Namespace prefixes every L2 key as "<Namespace>:<key>". Empty means
+	// DefaultNamespace. It may not contain whitespace or '{' '}'.
+	Namespace string
+
+	// Redis selects the L2. Its zero value (no URL, no addresses) means
+	// the embedded in-memory store, private to this process.
+	Redis RedisOptions
+
+	// L1 configures the in-process tier.
+	L1 L1Options
+
+	// DefaultTTL is the lifetime of an entry written without WithTTL.
+	// Zero means DefaultTTL (one hour).
+	DefaultTTL time.Duration
+
+	// NegativeTTL is how long a loader's ErrNotFound is remembered. Zero
+	// means DefaultNegativeTTL; a negative value disables negative caching.
+	NegativeTTL time.Duration
+
+	// TTLJitter, in [0, 1), shortens each TTL by a random fraction of up to
+	// this much so that entries written together do not expire together.
+	// Zero means no jitter.
+	TTLJitter float64
+
+	// Codec names the codec for keys that match no rule. Empty means
+	// "msgpack". Built in: "msgpack", "json", "raw".
+	Codec string
+
+	// CodecRules map key patterns to codec names; the first match wins.
+	// Nil means codec.DefaultRules (JSON for api:, response: and config:
+	// keys); an empty non-nil slice means no rules.
+	CodecRules []codec.Rule
+
+	// Codecs registers extra codecs (ids 128-255) for CodecRules and Codec.
+	Codecs []codec.Codec
+
+	// CompressAbove is the payload size in bytes from which values are
+	// compressed with s2. Zero means DefaultCompressAbove; negative
+	// disables compression.
+	CompressAbove int
+
+	// MaxKeyLength bounds keys, in bytes. Zero means DefaultMaxKeyLength.
+	MaxKeyLength int
+
+	// MaxValueSize bounds encoded payloads, in bytes. Zero means
+	// DefaultMaxValueSize.
+	MaxValueSize int
+
+	// Logger receives warnings such as corrupt stored values. Nil means
+	// slog.Default(). Secrets are never logged.
+	Logger *slog.Logger
+
+	// Now is the clock, for tests. Nil means time.Now.
+	Now func() time.Time
+}
+
+// RedisOptions select and configure a Redis L2. Set URL, or Addrs, or
+// SentinelAddrs with SentinelMaster. Fields given explicitly override the
+// same settings in URL.
+type RedisOptions struct {
+	// URL is redis://[user:password@]host:port[/db] or rediss:// for TLS.
+	// Extra hosts for Cluster seeds may be given as ?addr=host:port.
+	URL string
+
+	// Addrs are host:port addresses: one for standalone, any number of
+	// seeds for Cluster.
+	Addrs []string
+
+	// Username and Password authenticate (ACL user or requirepass).
+	Username string
+	Password string
+
+	// DB selects the database (standalone and Sentinel only).
+	DB int
+
+	// TLS enables TLS with this configuration. rediss:// URLs enable it
+	// with defaults.
+	TLS *tls.Config
+
+	// SentinelMaster is the Sentinel master set name (REDIS_SERVICE_NAME).
+	// Setting it selects Sentinel mode with SentinelAddrs.
+	SentinelMaster string
+
+	// SentinelAddrs are the sentinels' host:port addresses.
+	SentinelAddrs []string
+
+	// SentinelUsername and SentinelPassword authenticate to the
+	// sentinels when they differ from the data nodes.
+	SentinelUsername string
+	SentinelPassword string
+
+	// Cluster forces Redis Cluster mode; it is also detected.
+	Cluster bool
+
+	// DialTimeout and WriteTimeout bound connection set-up and writes.
+	// Zero means the driver's defaults (5 s and 10 s).
+	DialTimeout  time.Duration
+	WriteTimeout time.Duration
+}
+
+// enabled reports whether a Redis L2 is configured.
+func (r RedisOptions) enabled() bool {
+	return r.URL != "" || len(r.Addrs) > 0 || len(r.SentinelAddrs) > 0 || r.SentinelMaster != ""
+}
+
+// String describes the target without credentials.
+func (r RedisOptions) String() string {
+	switch {
+	case r.SentinelMaster != "":
+		return "sentinel " + r.SentinelMaster + "@" + strings.Join(r.SentinelAddrs, ",")
+	case r.URL != "":
+		return redactURL(r.URL)
+	case len(r.Addrs) > 0:
+		return strings.Join(r.Addrs, ",")
+	}
+	return "memory"
+}
+
+// L1Options configure the in-process tier.
+type L1Options struct {
+	// Disabled turns L1 off: every read goes to L2.
+	Disabled bool
+
+	// MaxBytes bounds the L1's weight (keys, payloads and per-entry
+	// overhead). Zero means DefaultL1MaxBytes (64 MiB).
+	MaxBytes int64
+
+	// MaxTTL caps how long an entry stays in L1, whatever its TTL. Zero
+	// means DefaultL1MaxTTL (five minutes).
+	MaxTTL time.Duration
+}
+
+var nsPattern = regexp.MustCompile(`^[^\s{}]+$`)
+
+// withDefaults returns o with zero values replaced by defaults.
+func (o Options) withDefaults() Options {
+	if o.Namespace == "" {
+		o.Namespace = DefaultNamespace
+	}
+	if o.DefaultTTL == 0 {
+		o.DefaultTTL = DefaultTTL
+	}
+	if o.NegativeTTL == 0 {
+		o.NegativeTTL = DefaultNegativeTTL
+	}
+	if o.Codec == "" {
+		o.Codec = "msgpack"
+	}
+	if o.CodecRules == nil {
+		o.CodecRules = codec.DefaultRules()
+	}
+	if o.CompressAbove == 0 {
+		o.CompressAbove = DefaultCompressAbove
+	}
+	if o.MaxKeyLength == 0 {
+		o.MaxKeyLength = DefaultMaxKeyLength
+	}
+	if o.MaxValueSize == 0 {
+		o.MaxValueSize = DefaultMaxValueSize
+	}
+	if o.L1.MaxBytes == 0 {
+		o.L1.MaxBytes = DefaultL1MaxBytes
+	}
+	if o.L1.MaxTTL == 0 {
+		o.L1.MaxTTL = DefaultL1MaxTTL
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// validate checks defaulted options.
+func (o Options) validate() error {
+	switch {
+	case !nsPattern.MatchString(o.Namespace):
+		return optErr("namespace %q may not be empty or contain whitespace or braces", o.Namespace)
+	case o.DefaultTTL < 0:
+		return optErr("DefaultTTL %v is negative", o.DefaultTTL)
+	case o.TTLJitter < 0 || o.TTLJitter >= 1:
+		return optErr("TTLJitter %v is outside [0, 1)", o.TTLJitter)
+	case o.MaxKeyLength < 0:
+		return optErr("MaxKeyLength %d is negative", o.MaxKeyLength)
+	case o.MaxValueSize < 0:
+		return optErr("MaxValueSize %d is negative", o.MaxValueSize)
+	case o.L1.MaxBytes < 0:
+		return optErr("L1.MaxBytes %d is negative", o.L1.MaxBytes)
+	case o.L1.MaxTTL < 0:
+		return optErr("L1.MaxTTL %v is negative", o.L1.MaxTTL)
+	}
+	return o.Redis.validate()
+}
+
+func (r RedisOptions) validate() error {
+	if r.URL != "" {
+		u, err := url.Parse(r.URL)
+		if err != nil {
+			return optErr("malformed Redis URL %q", redactURL(r.URL))
+		}
+		if u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix" {
+			return optErr("Redis URL scheme %q is not redis, rediss or unix", u.Scheme)
+		}
+		if u.Scheme != "unix" && u.Host == "" {
+			return optErr("Redis URL %q has no host", redactURL(r.URL))
+		}
+	}
+	if r.SentinelMaster != "" && len(r.SentinelAddrs) == 0 {
+		return optErr("Sentinel master %q needs SentinelAddrs", r.SentinelMaster)
+	}
+	if len(r.SentinelAddrs) > 0 && r.SentinelMaster == "" {
+		return optErr("SentinelAddrs need SentinelMaster (REDIS_SERVICE_NAME)")
+	}
+	if r.DB < 0 {
+		return optErr("DB %d is negative", r.DB)
+	}
+	return nil
+}
+
+// redactURL removes any password from a URL-ish string, even a malformed
+// one.
+func redactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		if u.User != nil {
+			if _, ok := u.User.Password(); ok {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			}
+		}
+		q := u.Query()
+		for k := range q {
+			if strings.Contains(strings.ToLower(k), "pass") || strings.Contains(strings.ToLower(k), "token") {
+				q.Set(k, "xxxxx")
+			}
+		}
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	// Unparseable: drop everything between "://" and the last '@'.
+	if i := strings.Index(raw, "://"); i >= 0 {
+		if j := strings.LastIndex(raw, "@"); j > i {
+			return raw[:i+3] + "xxxxx" + raw[j:]
+		}
+	}
+	if j := strings.LastIndex(raw, "@"); j >= 0 {
+		return "xxxxx" + raw[j:]
+	}
+	return raw
+}

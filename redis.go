@@ -1,0 +1,59 @@
+package tiercache
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/tiercache/tiercache/internal/l2"
+	"github.com/tiercache/tiercache/internal/redisstore"
+)
+
+// newRedisStore connects the Redis L2 described by r. onInv receives the
+// server's invalidations.
+func newRedisStore(r RedisOptions, onInv func(l2.Invalidation)) (l2.Store, error) {
+	addrs := r.Addrs
+	if r.SentinelMaster != "" {
+		// The sentinels supply the addresses; a URL only supplies
+		// credentials and the DB.
+		addrs = r.SentinelAddrs
+		if r.URL != "" {
+			u, err := url.Parse(r.URL)
+			if err != nil {
+				return nil, optErr("malformed Redis URL %q", redactURL(r.URL))
+			}
+			if r.Username == "" && u.User != nil {
+				r.Username = u.User.Username()
+			}
+			if p, ok := u.User.Password(); ok && r.Password == "" {
+				r.Password = p
+			}
+			if db := strings.Trim(u.Path, "/"); db != "" && r.DB == 0 {
+				if r.DB, err = strconv.Atoi(db); err != nil {
+					return nil, optErr("Redis URL database %q is not a number", db)
+				}
+			}
+			r.URL = ""
+		}
+	}
+	s, err := redisstore.New(redisstore.Options{
+		URL:              r.URL,
+		Addrs:            addrs,
+		Username:         r.Username,
+		Password:         r.Password,
+		DB:               r.DB,
+		TLS:              r.TLS,
+		SentinelMaster:   r.SentinelMaster,
+		SentinelUsername: r.SentinelUsername,
+		SentinelPassword: r.SentinelPassword,
+		Cluster:          r.Cluster,
+		DialTimeout:      r.DialTimeout,
+		WriteTimeout:     r.WriteTimeout,
+		OnInvalidation:   onInv,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tiercache: connect to Redis (%s): %w", r, err)
+	}
+	return s, nil
+}

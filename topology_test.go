@@ -1,0 +1,116 @@
+package tiercache
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+// The Redis topologies are shared by the tests of this package: starting a
+// cluster costs seconds. Each test isolates itself with its own namespace.
+// They start on first use and stop in TestMain.
+var shared struct {
+	mu         sync.Mutex
+	standalone *redistest.Server
+	sentinel   *redistest.Sentinel
+	cluster    *redistest.Cluster
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	shared.mu.Lock()
+	if shared.standalone != nil {
+		shared.standalone.Close()
+	}
+	if shared.sentinel != nil {
+		shared.sentinel.Close()
+	}
+	if shared.cluster != nil {
+		shared.cluster.Close()
+	}
+	shared.mu.Unlock()
+	os.Exit(code)
+}
+
+// topologies are the subtest names every behaviour test runs under.
+var topologies = []string{"memory", "standalone", "sentinel", "cluster"}
+
+// redisFor returns RedisOptions for a shared topology ("memory": zero).
+func redisFor(t testing.TB, name string) RedisOptions {
+	t.Helper()
+	if name == "memory" {
+		return RedisOptions{}
+	}
+	redistest.Require(t)
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	var err error
+	switch name {
+	case "standalone":
+		if shared.standalone == nil {
+			shared.standalone, err = redistest.StartStandalone()
+		}
+		if err == nil {
+			return RedisOptions{Addrs: []string{shared.standalone.Addr}}
+		}
+	case "sentinel":
+		if shared.sentinel == nil {
+			shared.sentinel, err = redistest.StartSentinel()
+		}
+		if err == nil {
+			return RedisOptions{SentinelMaster: shared.sentinel.MasterName, SentinelAddrs: shared.sentinel.SentinelAddrs()}
+		}
+	case "cluster":
+		if shared.cluster == nil {
+			shared.cluster, err = redistest.StartCluster()
+		}
+		if err == nil {
+			return RedisOptions{Addrs: shared.cluster.Addrs(), Cluster: true}
+		}
+	default:
+		t.Fatalf("unknown topology %q", name)
+	}
+	t.Fatalf("start %s: %v", name, err)
+	return RedisOptions{}
+}
+
+// eachTopology runs fn as the subtests memory, standalone, sentinel and
+// cluster.
+func eachTopology(t *testing.T, fn func(t *testing.T, topo string)) {
+	t.Helper()
+	for _, name := range topologies {
+		t.Run(name, func(t *testing.T) { fn(t, name) })
+	}
+}
+
+// testNamespace is unique per call, so tests sharing a Redis never see
+// each other's keys.
+func testNamespace(t testing.TB) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	r := strings.NewReplacer("/", ".", " ", "_", "{", "", "}", "")
+	return r.Replace(t.Name()) + "." + hex.EncodeToString(b[:])
+}
+
+// newCache builds a cache on topology topo; mod adjusts the options. The
+// cache is closed when the test ends.
+func newCache(t testing.TB, topo string, mod ...func(*Options)) *Cache {
+	t.Helper()
+	o := Options{Namespace: testNamespace(t), Redis: redisFor(t, topo)}
+	for _, m := range mod {
+		m(&o)
+	}
+	c, err := New(o)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func withoutL1(o *Options) { o.L1.Disabled = true }
