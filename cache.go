@@ -71,7 +71,11 @@ func New(opts Options) (*Cache, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if !opts.L1.Disabled {
-		c.l1, err = l1.New(l1.Options{MaxBytes: uint64(opts.L1.MaxBytes), MaxTTL: opts.L1.MaxTTL})
+		l1o := l1.Options{MaxBytes: uint64(opts.L1.MaxBytes), MaxTTL: opts.L1.MaxTTL}
+		if opts.nowSet {
+			l1o.Now = opts.Now
+		}
+		c.l1, err = l1.New(l1o)
 		if err != nil {
 			c.cancel()
 			return nil, fmt.Errorf("%w: L1: %w", ErrInvalidOptions, err)
@@ -210,29 +214,37 @@ type Raw struct {
 // Get reads key into dst, which must be a non-nil pointer (or a *Raw). On
 // a miss it returns an error matching ErrNotFound.
 func (c *Cache) Get(ctx context.Context, key string, dst any) error {
-	_, err := c.Lookup(ctx, key, dst)
+	_, _, err := c.get(ctx, key, dst)
 	return err
 }
 
 // Lookup is Get that also reports where the value came from.
 func (c *Cache) Lookup(ctx context.Context, key string, dst any) (Result, error) {
-	if err := c.check("get", key); err != nil {
+	e, src, err := c.get(ctx, key, dst)
+	if err != nil {
 		return Result{}, err
 	}
+	return c.result(e, src), nil
+}
+
+func (c *Cache) get(ctx context.Context, key string, dst any) (*l1.Entry, Source, error) {
+	if err := c.check("get", key); err != nil {
+		return nil, SourceNone, err
+	}
 	if dst == nil {
-		return Result{}, keyErr("get", key, ErrInvalidDestination)
+		return nil, SourceNone, keyErr("get", key, ErrInvalidDestination)
 	}
 	e, src, err := c.entry(ctx, key)
 	if err == nil && e.Negative {
 		err = ErrNotFound
 	}
+	if err == nil {
+		err = c.assign(e, dst)
+	}
 	if err != nil {
-		return Result{}, keyErr("get", key, err)
+		return nil, SourceNone, keyErr("get", key, err)
 	}
-	if err := c.assign(e, dst); err != nil {
-		return Result{}, keyErr("get", key, err)
-	}
-	return c.result(e, src), nil
+	return e, src, nil
 }
 
 func (c *Cache) result(e *l1.Entry, src Source) Result {
@@ -249,13 +261,13 @@ func (c *Cache) result(e *l1.Entry, src Source) Result {
 // entry returns the fresh entry for key from L1 or L2; it may be a
 // negative one (e.Negative), which callers report as ErrNotFound.
 func (c *Cache) entry(ctx context.Context, key string) (*l1.Entry, Source, error) {
-	now := c.now()
 	if c.l1 != nil {
-		if e, ok := c.l1.Get(key, now); ok {
+		if e, ok := c.l1.Get(key); ok {
 			c.counter.hitL1.Add(1)
 			return e, SourceL1, nil
 		}
 	}
+	now := c.now()
 	var tok l1.Token
 	if c.l1 != nil {
 		tok = c.l1.Snapshot(key)

@@ -40,6 +40,16 @@ func (e *LoaderPanicError) Error() string {
 // cancellation, so one caller giving up does not fail the others waiting
 // for the same key; each caller still returns when its own ctx ends.
 func Fetch[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T], opts ...SetOption) (T, error) {
+	if c.l1 != nil && load != nil && !c.closed.Load() {
+		// The L1 hit path, kept free of Result bookkeeping. A fresh
+		// entry exists only under a valid key.
+		if e, ok := c.l1.Get(key); ok && !e.Negative {
+			if v, ok := e.Value.(T); ok {
+				c.counter.hitL1.Add(1)
+				return v, nil
+			}
+		}
+	}
 	v, _, err := FetchResult(ctx, c, key, load, opts...)
 	return v, err
 }
@@ -54,7 +64,7 @@ func FetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 		return zero, Result{}, keyErr("fetch", key, ErrNilLoader)
 	}
 	if c.l1 != nil {
-		if e, ok := c.l1.Get(key, c.now()); ok {
+		if e, ok := c.l1.Get(key); ok {
 			if e.Negative {
 				return zero, Result{}, keyErr("fetch", key, ErrNotFound)
 			}
@@ -64,6 +74,11 @@ func FetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 			}
 		}
 	}
+	return fetchSlow(ctx, c, key, load, opts)
+}
+
+func fetchSlow[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T], opts []SetOption) (T, Result, error) {
+	var zero T
 	ch := c.flights.DoChan(key, func() (any, error) {
 		return fetchLocked(context.WithoutCancel(ctx), c, key, load, opts)
 	})

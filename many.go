@@ -24,7 +24,7 @@ func (c *Cache) entries(ctx context.Context, keys []string) (map[string]*l1.Entr
 			continue
 		}
 		if c.l1 != nil {
-			if e, ok := c.l1.Get(k, now); ok {
+			if e, ok := c.l1.Get(k); ok {
 				c.counter.hitL1.Add(1)
 				out[k] = e
 				continue

@@ -80,6 +80,8 @@ type Options struct {
 
 	// Now is the clock, for tests. Nil means time.Now.
 	Now func() time.Time
+
+	nowSet bool // Now was given, not defaulted
 }
 
 // RedisOptions select and configure a Redis L2. Set URL, or Addrs, or
@@ -197,6 +199,8 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	} else {
+		o.nowSet = true
 	}
 	return o
 }

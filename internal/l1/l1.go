@@ -50,7 +50,17 @@ type Token struct {
 type Options struct {
 	MaxBytes uint64        // weight bound, > 0
 	MaxTTL   time.Duration // cap on any entry's L1 lifetime, > 0
+	// Now is the clock for tests. Nil means a coarse clock (1 ms
+	// resolution): reading the precise time would cost more than the rest
+	// of an L1 hit, and an entry that expires up to 1 ms early is harmless.
+	Now func() time.Time
 }
+
+// funcClock adapts a time function to otter.Clock.
+type funcClock func() time.Time
+
+func (f funcClock) NowNano() int64                       { return f().UnixNano() }
+func (f funcClock) Tick(d time.Duration) <-chan time.Time { return nil }
 
 // Cache is the L1.
 type Cache struct {
@@ -59,12 +69,21 @@ type Cache struct {
 	epoch   atomic.Uint64
 	stripes [stripes]atomic.Uint64
 	maxTTL  time.Duration
+	coarse  *otter.CoarseClock // nil with Options.Now
 }
 
 // New builds an L1.
 func New(o Options) (*Cache, error) {
 	l := &Cache{seed: maphash.MakeSeed(), maxTTL: o.MaxTTL}
+	var clock otter.Clock
+	if o.Now != nil {
+		clock = funcClock(o.Now)
+	} else {
+		l.coarse = otter.NewCoarseClock(time.Millisecond)
+		clock = l.coarse
+	}
 	c, err := otter.New(&otter.Options[string, *Entry]{
+		Clock:         clock,
 		MaximumWeight: o.MaxBytes,
 		Weigher: func(k string, e *Entry) uint32 {
 			w := uint64(len(k)+len(e.Payload)) + entryOverhead
@@ -81,6 +100,7 @@ func New(o Options) (*Cache, error) {
 		}),
 	})
 	if err != nil {
+		l.stopClock()
 		return nil, err
 	}
 	l.c = c
@@ -92,10 +112,11 @@ func (l *Cache) idx(key string) uint32 {
 }
 
 // Get returns the entry for key when it is fresh: written in the current
-// epoch and not past its logical expiry at now (unix nanoseconds).
-func (l *Cache) Get(key string, now int64) (*Entry, bool) {
+// epoch. Entries leave otter at their logical expiry (or L1's MaxTTL), so
+// expiry needs no check here.
+func (l *Cache) Get(key string) (*Entry, bool) {
 	e, ok := l.c.GetIfPresent(key)
-	if !ok || e.epoch != l.epoch.Load() || (e.ExpiresAt != 0 && e.ExpiresAt <= now) {
+	if !ok || e.epoch != l.epoch.Load() {
 		return nil, false
 	}
 	return e, true
@@ -179,5 +200,14 @@ func (l *Cache) WeightedSize() uint64 { return l.c.WeightedSize() }
 // CleanUp runs pending maintenance, such as evictions, now.
 func (l *Cache) CleanUp() { l.c.CleanUp() }
 
-// Close stops otter's background work.
-func (l *Cache) Close() { l.c.StopAllGoroutines() }
+// Close stops otter's background work and the clock.
+func (l *Cache) Close() {
+	l.c.StopAllGoroutines()
+	l.stopClock()
+}
+
+func (l *Cache) stopClock() {
+	if l.coarse != nil {
+		l.coarse.Stop()
+	}
+}
