@@ -35,6 +35,8 @@ type Cache struct {
 	// that registered it with the server; writes just drop L1 entries.
 	tracked bool
 	l1      *l1.Cache // nil when disabled
+	vers    *versions
+	mem     *memstore.Store // the in-memory L2, when there is no Redis
 	reg     *codec.Registry
 	rules   *codec.Rules
 	flights singleflight.Group
@@ -68,6 +70,7 @@ func New(opts Options) (*Cache, error) {
 		reg:    reg,
 		rules:  rules,
 		logger: opts.Logger,
+		vers:   newVersions(opts.Namespace),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if !opts.L1.Disabled {
@@ -90,7 +93,8 @@ func New(opts Options) (*Cache, error) {
 		}
 		c.tracked = true
 	} else {
-		c.store = memstore.New(0, opts.Now)
+		c.mem = memstore.New(0, opts.Now)
+		c.store = c.mem.View(c.onInvalidation)
 	}
 	return c, nil
 }
@@ -129,19 +133,25 @@ func (c *Cache) Namespace() string { return c.opts.Namespace }
 
 // onInvalidation runs on the L2's read goroutine: keep it short.
 func (c *Cache) onInvalidation(inv l2.Invalidation) {
-	if c.l1 == nil {
-		return
-	}
 	if inv.All {
-		c.l1.InvalidateAll()
+		c.vers.reset()
+		if c.l1 != nil {
+			c.l1.InvalidateAll()
+		}
 		c.counter.invalidationsAll.Add(1)
 		return
 	}
 	for _, k := range inv.Keys {
-		if len(k) > len(c.prefix) && k[:len(c.prefix)] == c.prefix {
-			c.l1.Invalidate(k[len(c.prefix):])
-			c.counter.invalidations.Add(1)
+		switch {
+		case len(k) > len(c.prefix) && k[:len(c.prefix)] == c.prefix:
+			if c.l1 != nil {
+				c.l1.Invalidate(k[len(c.prefix):])
+			}
+		case c.vers.invalidate(k):
+		default:
+			continue
 		}
+		c.counter.invalidations.Add(1)
 	}
 }
 
@@ -263,8 +273,18 @@ func (c *Cache) result(e *l1.Entry, src Source) Result {
 func (c *Cache) entry(ctx context.Context, key string) (*l1.Entry, Source, error) {
 	if c.l1 != nil {
 		if e, ok := c.l1.Get(key); ok {
-			c.counter.hitL1.Add(1)
-			return e, SourceL1, nil
+			valid, known := c.vers.quick(e)
+			if !known {
+				var err error
+				if valid, err = c.validate(ctx, e); err != nil {
+					c.counter.errors.Add(1)
+					return nil, SourceNone, err
+				}
+			}
+			if valid {
+				c.counter.hitL1.Add(1)
+				return e, SourceL1, nil
+			}
 		}
 	}
 	now := c.now()
@@ -284,6 +304,15 @@ func (c *Cache) entry(ctx context.Context, key string) (*l1.Entry, Source, error
 	e, err := c.decodeEntry(key, b, now)
 	if err != nil {
 		return nil, SourceNone, err
+	}
+	valid, err := c.validate(ctx, e)
+	if err != nil {
+		c.counter.errors.Add(1)
+		return nil, SourceNone, err
+	}
+	if !valid {
+		c.counter.miss.Add(1)
+		return nil, SourceNone, ErrNotFound
 	}
 	if c.l1 != nil {
 		c.l1.SetIfUnchanged(key, e, tok, now)
@@ -316,6 +345,7 @@ func (c *Cache) decodeEntry(key string, b []byte, now int64) (*l1.Entry, error) 
 		Codec:     env.Codec,
 		Negative:  env.Flags&envelope.FlagNegative != 0,
 		ExpiresAt: exp,
+		NsVer:     env.NsVersion,
 	}
 	for _, t := range env.Tags {
 		e.Tags = append(e.Tags, t.Tag)
@@ -401,6 +431,43 @@ func applySet(opts []SetOption) setOptions {
 	return so
 }
 
+// stamp holds the versions a new entry records.
+type stamp struct {
+	ns   uint64
+	tags []uint64 // one per tag, same order
+}
+
+// stampFor reads (creating where needed) the versions a write with tags
+// must record.
+func (c *Cache) stampFor(ctx context.Context, tags []string) (stamp, error) {
+	ns, tv, err := c.vers.current(ctx, c, tags, true)
+	if err != nil {
+		c.counter.errors.Add(1)
+		return stamp{}, err
+	}
+	return stamp{ns: ns, tags: tv}, nil
+}
+
+// checkTag validates one tag.
+func checkTag(t string) error {
+	if t == "" || len(t) > envelope.MaxTagLen {
+		return fmt.Errorf("%w: a tag must be 1 to %d bytes, got %d", ErrInvalidTag, envelope.MaxTagLen, len(t))
+	}
+	return nil
+}
+
+func checkTags(tags []string) error {
+	if len(tags) > envelope.MaxTags {
+		return fmt.Errorf("%w: %d tags, at most %d", ErrInvalidTag, len(tags), envelope.MaxTags)
+	}
+	for _, t := range tags {
+		if err := checkTag(t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // encoded is a value ready for L2 and L1.
 type encoded struct {
 	key   string
@@ -411,7 +478,7 @@ type encoded struct {
 
 // encode validates and encodes one value. value may be a []byte, stored
 // as-is with the raw codec, or anything the key's codec can marshal.
-func (c *Cache) encode(key string, value any, so setOptions, negative bool) (encoded, error) {
+func (c *Cache) encode(key string, value any, so setOptions, negative bool, vs stamp) (encoded, error) {
 	var (
 		payload []byte
 		cd      codec.Codec
@@ -433,11 +500,6 @@ func (c *Cache) encode(key string, value any, so setOptions, negative bool) (enc
 	if len(payload) > c.opts.MaxValueSize {
 		return encoded{}, fmt.Errorf("%w: %d bytes, the maximum is %d", ErrValueTooLarge, len(payload), c.opts.MaxValueSize)
 	}
-	for _, t := range so.tags {
-		if t == "" || len(t) > envelope.MaxTagLen {
-			return encoded{}, fmt.Errorf("%w: tags must be 1 to %d bytes", ErrInvalidTag, envelope.MaxTagLen)
-		}
-	}
 	ttl := so.ttl
 	if negative {
 		ttl = c.opts.NegativeTTL
@@ -448,6 +510,7 @@ func (c *Cache) encode(key string, value any, so setOptions, negative bool) (enc
 	env := envelope.Envelope{
 		Codec:     cd.ID(),
 		CreatedAt: now.UnixMilli(),
+		NsVersion: vs.ns,
 		Payload:   payload,
 	}
 	if ttl > 0 {
@@ -456,14 +519,14 @@ func (c *Cache) encode(key string, value any, so setOptions, negative bool) (enc
 	if negative {
 		env.Flags |= envelope.FlagNegative
 	}
-	for _, t := range so.tags {
-		env.Tags = append(env.Tags, envelope.TagVersion{Tag: t})
+	for i, t := range so.tags {
+		env.Tags = append(env.Tags, envelope.TagVersion{Tag: t, Version: vs.tags[i]})
 	}
 	compress := c.opts.CompressAbove
 	if compress < 0 {
 		compress = 0
 	}
-	e := &l1.Entry{Payload: payload, Codec: cd.ID(), Negative: negative, Tags: so.tags}
+	e := &l1.Entry{Payload: payload, Codec: cd.ID(), Negative: negative, Tags: so.tags, TagVers: vs.tags, NsVer: vs.ns}
 	if !negative {
 		if _, isBytes := value.([]byte); !isBytes {
 			e.Value = value
@@ -486,7 +549,15 @@ func (c *Cache) Set(ctx context.Context, key string, value any, opts ...SetOptio
 	if err := c.check("set", key); err != nil {
 		return err
 	}
-	enc, err := c.encode(key, value, applySet(opts), false)
+	so := applySet(opts)
+	if err := checkTags(so.tags); err != nil {
+		return keyErr("set", key, err)
+	}
+	vs, err := c.stampFor(ctx, so.tags)
+	if err != nil {
+		return keyErr("set", key, err)
+	}
+	enc, err := c.encode(key, value, so, false, vs)
 	if err != nil {
 		return keyErr("set", key, err)
 	}
@@ -558,6 +629,7 @@ type counters struct {
 	hitL1, hitL2, miss, errors, corrupt atomic.Uint64
 	loads, loadErrors                   atomic.Uint64
 	invalidations, invalidationsAll     atomic.Uint64
+	tagInvalidations                    atomic.Uint64
 }
 
 // Stats is a snapshot of the cache's counters.
@@ -571,6 +643,7 @@ type Stats struct {
 	LoadErrors    uint64 // loader calls that failed (ErrNotFound excluded)
 	Invalidations uint64 // keys invalidated by Redis
 	LinkResets    uint64 // times every L1 entry lost freshness at once
+	TagBumps      uint64 // tag and namespace versions this instance incremented
 	L1Entries     int    // entries in L1, fresh or not
 	L1Bytes       uint64 // bytes accounted to L1 entries
 }
@@ -587,6 +660,7 @@ func (c *Cache) Stats() Stats {
 		LoadErrors:    c.counter.loadErrors.Load(),
 		Invalidations: c.counter.invalidations.Load(),
 		LinkResets:    c.counter.invalidationsAll.Load(),
+		TagBumps:      c.counter.tagInvalidations.Load(),
 	}
 	if c.l1 != nil {
 		s.L1Entries = c.l1.Len()

@@ -63,6 +63,9 @@ func FetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 	if load == nil {
 		return zero, Result{}, keyErr("fetch", key, ErrNilLoader)
 	}
+	if err := checkTags(applySet(opts).tags); err != nil {
+		return zero, Result{}, keyErr("fetch", key, err)
+	}
 	if c.l1 != nil {
 		if e, ok := c.l1.Get(key); ok {
 			if e.Negative {
@@ -126,14 +129,20 @@ func fetchLocked[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 		return nil, err
 	}
 	so := applySet(opts)
-	enc, err := c.encode(key, v, so, false)
-	if err != nil {
-		return nil, err
+	res := Result{Source: SourceLoader}
+	vs, err := c.stampFor(ctx, so.tags)
+	if err == nil {
+		var enc encoded
+		if enc, err = c.encode(key, v, so, false, vs); err != nil {
+			return nil, err // the value cannot be cached: a caller error
+		}
+		res = c.result(enc.entry, SourceLoader)
+		err = c.write(ctx, []encoded{enc})
 	}
-	if err := c.write(ctx, []encoded{enc}); err != nil {
+	if err != nil {
 		c.logger.Warn("tiercache: caching a loaded value failed", "key", truncKey(key), "err", err)
 	}
-	return fetched[T]{v, c.result(enc.entry, SourceLoader)}, nil
+	return fetched[T]{v, res}, nil
 }
 
 // keepDecoded remembers the decoded value in a fresh L1 entry so that the
@@ -162,7 +171,11 @@ func (c *Cache) storeNegative(ctx context.Context, key string) {
 	if c.opts.NegativeTTL < 0 {
 		return
 	}
-	enc, err := c.encode(key, nil, setOptions{}, true)
+	vs, err := c.stampFor(ctx, nil)
+	var enc encoded
+	if err == nil {
+		enc, err = c.encode(key, nil, setOptions{}, true, vs)
+	}
 	if err == nil {
 		err = c.write(ctx, []encoded{enc})
 	}

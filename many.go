@@ -25,9 +25,13 @@ func (c *Cache) entries(ctx context.Context, keys []string) (map[string]*l1.Entr
 		}
 		if c.l1 != nil {
 			if e, ok := c.l1.Get(k); ok {
-				c.counter.hitL1.Add(1)
-				out[k] = e
-				continue
+				if valid, err := c.validate(ctx, e); err != nil {
+					return out, err
+				} else if valid {
+					c.counter.hitL1.Add(1)
+					out[k] = e
+					continue
+				}
 			}
 			toks = append(toks, c.l1.Snapshot(k))
 		}
@@ -53,6 +57,12 @@ func (c *Cache) entries(ctx context.Context, keys []string) (map[string]*l1.Entr
 		e, err := c.decodeEntry(k, vals[i], now)
 		if err != nil {
 			continue // a miss; corrupt values are counted and logged
+		}
+		if valid, err := c.validate(ctx, e); err != nil {
+			return out, err
+		} else if !valid {
+			c.counter.miss.Add(1)
+			continue
 		}
 		if c.l1 != nil {
 			c.l1.SetIfUnchanged(k, e, toks[i], now)
@@ -124,12 +134,21 @@ func (c *Cache) SetMany(ctx context.Context, items map[string]any, opts ...SetOp
 		return nil
 	}
 	so := applySet(opts)
-	encs := make([]encoded, 0, len(items))
-	for k, v := range items {
+	if err := checkTags(so.tags); err != nil {
+		return fmt.Errorf("tiercache: set many: %w", err)
+	}
+	for k := range items {
 		if err := c.check("set", k); err != nil {
 			return err
 		}
-		enc, err := c.encode(k, v, so, false)
+	}
+	vs, err := c.stampFor(ctx, so.tags)
+	if err != nil {
+		return fmt.Errorf("tiercache: set many: %w", err)
+	}
+	encs := make([]encoded, 0, len(items))
+	for k, v := range items {
+		enc, err := c.encode(k, v, so, false, vs)
 		if err != nil {
 			return keyErr("set", k, err)
 		}
@@ -151,6 +170,9 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 	}
 	if load == nil {
 		return nil, fmt.Errorf("tiercache: fetch many: %w", ErrNilLoader)
+	}
+	if err := checkTags(applySet(opts).tags); err != nil {
+		return nil, fmt.Errorf("tiercache: fetch many: %w", err)
 	}
 	out := make(map[string]T, len(keys))
 	es, err := c.entries(ctx, keys)
@@ -189,15 +211,25 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 		return out, fmt.Errorf("tiercache: fetch many (%d keys): %w", len(missing), err)
 	}
 	so := applySet(opts)
+	vs, err := c.stampFor(ctx, so.tags)
+	if err != nil {
+		for _, k := range missing {
+			if v, ok := loaded[k]; ok {
+				out[k] = v
+			}
+		}
+		c.logger.Warn("tiercache: loaded values not cached", "keys", len(missing), "err", err)
+		return out, nil
+	}
 	encs := make([]encoded, 0, len(missing))
 	for _, k := range missing {
 		v, ok := loaded[k]
 		var enc encoded
 		if ok {
 			out[k] = v
-			enc, err = c.encode(k, v, so, false)
+			enc, err = c.encode(k, v, so, false, vs)
 		} else if c.opts.NegativeTTL >= 0 {
-			enc, err = c.encode(k, nil, setOptions{}, true)
+			enc, err = c.encode(k, nil, setOptions{}, true, stamp{ns: vs.ns})
 		} else {
 			continue
 		}

@@ -12,6 +12,7 @@
 //	4       1        flags: bit 0 compressed, bit 1 negative; others zero
 //	5       uvarint  created-at, Unix milliseconds
 //	.       uvarint  expires-at, Unix milliseconds, 0 = none
+//	.       uvarint  namespace version when written
 //	.       uvarint  tag count, at most MaxTags
 //	.       per tag  uvarint name length (1..MaxTagLen), name, uvarint version
 //	.       uvarint  payload length n
@@ -89,6 +90,9 @@ type Envelope struct {
 	CreatedAt int64
 	// ExpiresAt is the logical expiry in Unix milliseconds; 0 means none.
 	ExpiresAt int64
+	// NsVersion is the namespace version current when the value was
+	// written; Clear increments the namespace version.
+	NsVersion uint64
 	// Tags are the tag versions current when the value was written; nil
 	// when there are none.
 	Tags []TagVersion
@@ -145,6 +149,7 @@ func Encode(dst []byte, e *Envelope, compressAbove int) ([]byte, error) {
 	dst = append(dst, magic0, magic1, Version, e.Codec, byte(flags))
 	dst = binary.AppendUvarint(dst, uint64(e.CreatedAt))
 	dst = binary.AppendUvarint(dst, uint64(e.ExpiresAt))
+	dst = binary.AppendUvarint(dst, e.NsVersion)
 	dst = binary.AppendUvarint(dst, uint64(len(e.Tags)))
 	for _, t := range e.Tags {
 		dst = binary.AppendUvarint(dst, uint64(len(t.Tag)))
@@ -235,6 +240,7 @@ func Decode(b []byte, maxPayload int) (Envelope, error) {
 	d := decoder{b: b, i: 5}
 	e.CreatedAt = d.time("created-at")
 	e.ExpiresAt = d.time("expires-at")
+	e.NsVersion = d.uvarint("namespace version")
 	if n := d.uvarint("tag count"); n > MaxTags {
 		d.fail(fmt.Sprintf("%d tags, at most %d allowed", n, MaxTags))
 	} else if n > 0 && d.err == nil {

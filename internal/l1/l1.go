@@ -33,7 +33,8 @@ type Entry struct {
 	Negative  bool  // a cached "not found"
 	ExpiresAt int64 // logical expiry, unix nanoseconds; 0 = none
 	Tags      []string
-	TagVers   []uint64
+	TagVers   []uint64 // the tags' versions when written, same order
+	NsVer     uint64   // the namespace version when written
 
 	epoch uint64
 	ttl   time.Duration // how long L1 keeps it

@@ -4,7 +4,9 @@ package memstore
 
 import (
 	"context"
+	"fmt"
 	"hash/maphash"
+	"strconv"
 	"sync"
 	"time"
 
@@ -32,6 +34,10 @@ type Store struct {
 	stop   chan struct{}
 	done   chan struct{}
 	once   sync.Once
+
+	subMu  sync.Mutex
+	subs   map[int]func(l2.Invalidation) // views by id
+	nextID int
 }
 
 // New returns a Store that sweeps expired keys every sweep interval
@@ -187,4 +193,147 @@ func (s *Store) sweep() {
 		}
 		sh.mu.Unlock()
 	}
+}
+
+// Incr implements l2.Store.
+func (s *Store) Incr(ctx context.Context, keys []string) ([]int64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := s.now().UnixNano()
+	out := make([]int64, len(keys))
+	for i, k := range keys {
+		sh := s.shard(k)
+		sh.mu.Lock()
+		it, ok := sh.m[k]
+		var n int64
+		if ok && s.live(it, now) {
+			v, err := strconv.ParseInt(string(it.value), 10, 64)
+			if err != nil {
+				sh.mu.Unlock()
+				return out[:i], fmt.Errorf("memstore: incr %q: value is not an integer", k)
+			}
+			n = v
+		} else {
+			it = item{}
+		}
+		n++
+		it.value = strconv.AppendInt(nil, n, 10)
+		sh.m[k] = it
+		sh.mu.Unlock()
+		out[i] = n
+	}
+	return out, nil
+}
+
+// SetNX implements l2.Store.
+func (s *Store) SetNX(ctx context.Context, items []l2.Item) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	now := s.now().UnixNano()
+	for _, it := range items {
+		sh := s.shard(it.Key)
+		sh.mu.Lock()
+		if old, ok := sh.m[it.Key]; !ok || !s.live(old, now) {
+			n := item{value: append([]byte(nil), it.Value...)}
+			if it.TTL > 0 {
+				n.expireAt = now + int64(it.TTL)
+			}
+			sh.m[it.Key] = n
+		}
+		sh.mu.Unlock()
+	}
+	return nil
+}
+
+// View is an l2.Store over a shared Store whose writes notify every other
+// view, synchronously, before they return: several caches in one process
+// can share one in-memory L2 and stay coherent. Closing a view detaches it;
+// the Store closes with its last view.
+type View struct {
+	*Store
+	id int
+}
+
+// View returns a new view; onInv (may be nil) receives the keys other
+// views write or delete.
+func (s *Store) View(onInv func(l2.Invalidation)) *View {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	if s.subs == nil {
+		s.subs = map[int]func(l2.Invalidation){}
+	}
+	s.nextID++
+	s.subs[s.nextID] = onInv
+	return &View{Store: s, id: s.nextID}
+}
+
+func (v *View) notify(keys []string) {
+	v.subMu.Lock()
+	fns := make([]func(l2.Invalidation), 0, len(v.subs))
+	for id, fn := range v.subs {
+		if id != v.id && fn != nil {
+			fns = append(fns, fn)
+		}
+	}
+	v.subMu.Unlock()
+	for _, fn := range fns {
+		fn(l2.Invalidation{Keys: keys})
+	}
+}
+
+// Set implements l2.Store.
+func (v *View) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	err := v.Store.Set(ctx, key, value, ttl)
+	v.notify([]string{key})
+	return err
+}
+
+// MSet implements l2.Store.
+func (v *View) MSet(ctx context.Context, items []l2.Item) error {
+	err := v.Store.MSet(ctx, items)
+	keys := make([]string, len(items))
+	for i, it := range items {
+		keys[i] = it.Key
+	}
+	v.notify(keys)
+	return err
+}
+
+// Del implements l2.Store.
+func (v *View) Del(ctx context.Context, keys ...string) error {
+	err := v.Store.Del(ctx, keys...)
+	v.notify(keys)
+	return err
+}
+
+// Incr implements l2.Store.
+func (v *View) Incr(ctx context.Context, keys []string) ([]int64, error) {
+	out, err := v.Store.Incr(ctx, keys)
+	v.notify(keys)
+	return out, err
+}
+
+// SetNX implements l2.Store.
+func (v *View) SetNX(ctx context.Context, items []l2.Item) error {
+	err := v.Store.SetNX(ctx, items)
+	keys := make([]string, len(items))
+	for i, it := range items {
+		keys[i] = it.Key
+	}
+	v.notify(keys)
+	return err
+}
+
+// Close detaches the view and closes the Store with its last view.
+func (v *View) Close() error {
+	v.subMu.Lock()
+	delete(v.subs, v.id)
+	last := len(v.subs) == 0
+	v.subMu.Unlock()
+	if last {
+		return v.Store.Close()
+	}
+	return nil
 }

@@ -83,9 +83,14 @@ type Options struct {
 	// OnInvalidation receives the keys that Redis reports as changed after
 	// this store read them, and Invalidation{All: true} whenever a
 	// connection closes (the tracking state on it is lost) or Redis is
-	// flushed. It runs on a connection's read goroutine: it must return
-	// quickly and must never call the Store. It may be called before New
-	// returns, and is not called after Close returns. Nil means nobody
+	// flushed. Each read arms a key once: after a report, only the next
+	// read of it arms it again. Spurious All reports are possible, for
+	// example a few just after New on a Cluster, when rueidis closes the
+	// connections to the seeds it did not keep.
+	//
+	// It runs on a connection's read goroutine: it must return quickly and
+	// must never call the Store. It may be called before New returns.
+	// Once Close has been called no new call starts. Nil means nobody
 	// listens: reads then skip client tracking altogether.
 	OnInvalidation func(l2.Invalidation)
 }

@@ -211,8 +211,8 @@ func (s *Store) Del(ctx context.Context, keys ...string) error {
 	return nil
 }
 
-// Close closes every connection. OnInvalidation is not called once Close
-// has returned. Closing twice is a no-op.
+// Close closes every connection. No call of OnInvalidation starts once
+// Close has been called. Closing twice is a no-op.
 func (s *Store) Close() error {
 	if s.closed.CompareAndSwap(false, true) {
 		s.client.Close()

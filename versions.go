@@ -1,0 +1,264 @@
+package tiercache
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tiercache/tiercache/internal/l1"
+	"github.com/tiercache/tiercache/internal/l2"
+)
+
+// Tag invalidation and Clear in O(1).
+//
+// Every tag has a version counter in L2 under "<namespace>#t:<tag>", and the
+// namespace has one under "<namespace>#ns". An entry records the versions
+// current when it was written. InvalidateTags increments the tags' counters
+// and Clear the namespace's: one single-key INCR each, whatever the number
+// of entries. A read compares an entry's recorded versions with the current
+// ones and treats any difference as a miss; invalidated entries are never
+// rewritten, they age out by TTL.
+//
+// A version key that does not exist reads as version 0, which no entry
+// ever records: a writer that finds a version key missing first creates it
+// with a random base in [1, 2^62) (SET NX). So if Redis loses a version key
+// (eviction, a failover without persistence), the entries recorded against
+// it do not come back to life: the recreated key starts elsewhere.
+//
+// The current versions are cached here and kept coherent like any key: they
+// are read with tracking, so a change anywhere invalidates them. A version
+// read from L2 is stored only if no invalidation or link loss happened
+// while it was in flight (gen), the same guard the L1 uses.
+
+// versions caches current tag and namespace versions.
+type versions struct {
+	nsKey  string // "<namespace>#ns"
+	prefix string // "<namespace>#" — every version key starts with it
+
+	// ns holds the namespace version + 1; 0 means unknown. It is read on
+	// every L1 hit, so it lives outside the map.
+	ns atomic.Uint64
+
+	mu  sync.RWMutex
+	m   map[string]uint64 // tag version key -> version
+	gen atomic.Uint64     // bumped by every invalidation and reset
+}
+
+func newVersions(namespace string) *versions {
+	return &versions{nsKey: namespace + "#ns", prefix: namespace + "#", m: map[string]uint64{}}
+}
+
+func (v *versions) tagKey(tag string) string { return v.prefix + "t:" + tag }
+
+// quick reports whether e's recorded versions are the current ones, using
+// only what is cached. known is false when a version is not cached.
+func (v *versions) quick(e *l1.Entry) (valid, known bool) {
+	ns := v.ns.Load()
+	if ns == 0 {
+		return false, false
+	}
+	if ns-1 != e.NsVer {
+		return false, true
+	}
+	if len(e.Tags) == 0 {
+		return true, true
+	}
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	for i, t := range e.Tags {
+		cur, ok := v.m[v.tagKey(t)]
+		if !ok {
+			return false, false
+		}
+		if cur != e.TagVers[i] {
+			return false, true
+		}
+	}
+	return true, true
+}
+
+// current returns the namespace version and the versions of tags, reading
+// the ones not cached from L2 in one MGet. With create, version keys that
+// do not exist are created first (writers need a real version to record).
+func (v *versions) current(ctx context.Context, c *Cache, tags []string, create bool) (uint64, []uint64, error) {
+	gen := v.gen.Load()
+	tv := make([]uint64, len(tags))
+	var missing []string
+	var missIdx []int // index into tags, -1 for the namespace
+	ns := v.ns.Load()
+	if ns == 0 {
+		missing, missIdx = append(missing, v.nsKey), append(missIdx, -1)
+	}
+	v.mu.RLock()
+	for i, t := range tags {
+		k := v.tagKey(t)
+		if cur, ok := v.m[k]; ok {
+			tv[i] = cur
+		} else {
+			missing, missIdx = append(missing, k), append(missIdx, i)
+		}
+	}
+	v.mu.RUnlock()
+	if len(missing) == 0 {
+		return ns - 1, tv, nil
+	}
+	raw, err := c.store.MGet(ctx, missing)
+	if err != nil {
+		return 0, nil, fmt.Errorf("read tag versions: %w", err)
+	}
+	if create {
+		var absent []l2.Item
+		for j, b := range raw {
+			if b == nil {
+				base := rand.Uint64N(1<<62-1) + 1
+				absent = append(absent, l2.Item{Key: missing[j], Value: strconv.AppendUint(nil, base, 10)})
+			}
+		}
+		if len(absent) > 0 {
+			if err := c.store.SetNX(ctx, absent); err != nil {
+				return 0, nil, fmt.Errorf("create tag versions: %w", err)
+			}
+			// Read them all again: a concurrent writer may have won.
+			if raw, err = c.store.MGet(ctx, missing); err != nil {
+				return 0, nil, fmt.Errorf("read tag versions: %w", err)
+			}
+		}
+	}
+	fetched := make(map[string]uint64, len(missing))
+	for j, b := range raw {
+		var n uint64
+		if b != nil {
+			if n, err = strconv.ParseUint(string(b), 10, 64); err != nil {
+				return 0, nil, fmt.Errorf("%w: version key %q holds %q", ErrCorrupt, missing[j], truncKey(string(b)))
+			}
+		}
+		fetched[missing[j]] = n
+		if missIdx[j] < 0 {
+			ns = n + 1
+		} else {
+			tv[missIdx[j]] = n
+		}
+	}
+	v.store(fetched, gen)
+	return ns - 1, tv, nil
+}
+
+// store caches fetched versions unless an invalidation or reset happened
+// since gen was read.
+func (v *versions) store(fetched map[string]uint64, gen uint64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.gen.Load() != gen {
+		return
+	}
+	for k, n := range fetched {
+		if k == v.nsKey {
+			v.ns.Store(n + 1)
+			continue
+		}
+		v.m[k] = n
+	}
+}
+
+// invalidate forgets one version key; it reports whether key is one.
+func (v *versions) invalidate(key string) bool {
+	if len(key) <= len(v.prefix) || key[:len(v.prefix)] != v.prefix {
+		return false
+	}
+	v.mu.Lock()
+	v.gen.Add(1)
+	if key == v.nsKey {
+		v.ns.Store(0)
+	} else {
+		delete(v.m, key)
+	}
+	v.mu.Unlock()
+	return true
+}
+
+// reset forgets every version, after the invalidation link was lost.
+func (v *versions) reset() {
+	v.mu.Lock()
+	v.gen.Add(1)
+	v.ns.Store(0)
+	clear(v.m)
+	v.mu.Unlock()
+}
+
+// validate reports whether e is still valid, reading versions from L2 when
+// they are not cached.
+func (c *Cache) validate(ctx context.Context, e *l1.Entry) (bool, error) {
+	if ok, known := c.vers.quick(e); known {
+		return ok, nil
+	}
+	ns, tv, err := c.vers.current(ctx, c, e.Tags, false)
+	if err != nil {
+		return false, err
+	}
+	if ns != e.NsVer {
+		return false, nil
+	}
+	for i, n := range tv {
+		if n != e.TagVers[i] {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// InvalidateTags invalidates, in every instance and in L2, every entry
+// written with any of tags before the call. It costs one INCR per tag,
+// whatever the number of entries. After it returns, this instance serves
+// none of those entries; other instances stop within the invalidation
+// delay (see docs/consistency.md).
+func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) error {
+	if c.closed.Load() {
+		return fmt.Errorf("tiercache: invalidate tags: %w", ErrClosed)
+	}
+	if len(tags) == 0 {
+		return nil
+	}
+	keys := make([]string, len(tags))
+	for i, t := range tags {
+		if err := checkTag(t); err != nil {
+			return fmt.Errorf("tiercache: invalidate tags: %w", err)
+		}
+		keys[i] = c.vers.tagKey(t)
+	}
+	return c.bump(ctx, "invalidate tags", keys)
+}
+
+// Clear invalidates every entry of this cache's namespace, in every
+// instance and in L2, with one INCR. Other namespaces and keys outside any
+// namespace are untouched. It uses no FLUSHALL, FLUSHDB or SCAN; the old
+// entries age out of Redis by their TTL.
+func (c *Cache) Clear(ctx context.Context) error {
+	if c.closed.Load() {
+		return fmt.Errorf("tiercache: clear: %w", ErrClosed)
+	}
+	if err := c.bump(ctx, "clear", []string{c.vers.nsKey}); err != nil {
+		return err
+	}
+	if c.l1 != nil {
+		c.l1.Clear()
+	}
+	return nil
+}
+
+// bump increments version keys and forgets their cached values, so that
+// this instance re-reads them before trusting any entry that carries them.
+func (c *Cache) bump(ctx context.Context, op string, keys []string) error {
+	_, err := c.store.Incr(ctx, keys)
+	for _, k := range keys {
+		c.vers.invalidate(k)
+	}
+	if err != nil {
+		c.counter.errors.Add(1)
+		return fmt.Errorf("tiercache: %s: %w", op, err)
+	}
+	c.counter.tagInvalidations.Add(uint64(len(keys)))
+	return nil
+}
