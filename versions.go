@@ -24,7 +24,7 @@ import (
 //
 // A version key that does not exist reads as version 0, which no entry
 // ever records: a writer that finds a version key missing first creates it
-// with a random base in [1, 2^62) (SET NX). So if Redis loses a version key
+// with a random base in [1, 2^34) (SET NX). So if Redis loses a version key
 // (eviction, a failover without persistence), the entries recorded against
 // it do not come back to life: the recreated key starts elsewhere.
 //
@@ -113,7 +113,7 @@ func (v *versions) current(ctx context.Context, c *Cache, tags []string, create 
 		var absent []l2.Item
 		for j, b := range raw {
 			if b == nil {
-				base := rand.Uint64N(1<<62-1) + 1
+				base := rand.Uint64N(1<<34-1) + 1
 				absent = append(absent, l2.Item{Key: missing[j], Value: strconv.AppendUint(nil, base, 10)})
 			}
 		}

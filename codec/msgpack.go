@@ -20,18 +20,18 @@ const maxPooledSize = 64 << 10
 //
 // Struct fields are named by their msgpack tag, else by their json tag, else
 // by the Go field name, so one set of json tags serves both MsgPack and
-// JSON. Integers are written in their most compact form, unsigned from 128
-// up. Decoded into an interface, integers become int64 (below 128) or
-// uint64 and floats become float64, whatever width they were written with. A time.Time is stored as an instant without its zone
-// and comes back in the local time zone.
+// JSON. Integers are written in their most compact form, which is unsigned
+// for values from 128 up. Decoded into an interface, such integers become
+// uint64, smaller ones int64, and floats float64. A time.Time is stored as
+// an instant without its zone and comes back in the local time zone.
 //
 // Unmarshal validates its input before decoding: the data must be exactly
 // one MessagePack object, nested at most 10000 deep, whose declared lengths
-// fit in the bytes that remain. This bounds the memory that hostile input
-// can make the decoder allocate to a small multiple of its size. Extension
-// data is opaque: extension types registered with msgpack.RegisterExt
-// decode as usual, but a decoder that reads extension data as MessagePack
-// values gets an error.
+// fit in the bytes that remain. This bounds what hostile input can make the
+// decoder allocate to a multiple of the input's size. A panic inside the
+// decoder becomes an error. Extension data is opaque: types registered with
+// msgpack.RegisterExt decode as usual, but an extension decoder that reads
+// its data through the Decoder's methods gets an error.
 func MsgPack() Codec { return &msgpackCodec{} }
 
 type msgpackCodec struct {

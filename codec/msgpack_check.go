@@ -1,9 +1,6 @@
 package codec
 
-import (
-	"encoding/binary"
-	"fmt"
-)
+import "fmt"
 
 // maxMsgpackDepth bounds nesting, as encoding/json does, so that decoding
 // cannot exhaust the stack.
@@ -61,18 +58,6 @@ func (c *msgpackChecker) value(i, depth int) (int, error) {
 	switch code {
 	case 0xc0, 0xc2, 0xc3: // nil, false, true
 		return i, nil
-	case 0xc4, 0xd9: // bin 8, str 8
-		return c.sized(i, 1, c.skip)
-	case 0xc5, 0xda: // bin 16, str 16
-		return c.sized(i, 2, c.skip)
-	case 0xc6, 0xdb: // bin 32, str 32
-		return c.sized(i, 4, c.skip)
-	case 0xc7: // ext 8
-		return c.sized(i, 1, c.ext)
-	case 0xc8: // ext 16
-		return c.sized(i, 2, c.ext)
-	case 0xc9: // ext 32
-		return c.sized(i, 4, c.ext)
 	case 0xcc, 0xd0: // uint 8, int 8
 		return c.skip(i, 1)
 	case 0xcd, 0xd1: // uint 16, int 16
@@ -81,48 +66,40 @@ func (c *msgpackChecker) value(i, depth int) (int, error) {
 		return c.skip(i, 4)
 	case 0xcb, 0xcf, 0xd3: // float 64, uint 64, int 64
 		return c.skip(i, 8)
-	case 0xd4: // fixext 1
-		return c.ext(i, 1)
-	case 0xd5: // fixext 2
-		return c.ext(i, 2)
-	case 0xd6: // fixext 4
-		return c.ext(i, 4)
-	case 0xd7: // fixext 8
-		return c.ext(i, 8)
-	case 0xd8: // fixext 16
-		return c.ext(i, 16)
+	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext 1, 2, 4, 8, 16
+		return c.ext(i, 1<<(code-0xd4))
 	}
-	// What remains are the containers with explicit lengths, and 0xc1,
-	// which MessagePack never uses.
-	elems := func(i int, n uint64) (int, error) { return c.elems(i, n, depth) }
-	switch code {
-	case 0xdc: // array 16
-		return c.sized(i, 2, elems)
-	case 0xdd: // array 32
-		return c.sized(i, 4, elems)
-	case 0xde: // map 16
-		return c.sized(i, 2, func(i int, n uint64) (int, error) { return c.elems(i, 2*n, depth) })
-	case 0xdf: // map 32
-		return c.sized(i, 4, func(i int, n uint64) (int, error) { return c.elems(i, 2*n, depth) })
-	}
-	return 0, c.errorf(i-1, "invalid code 0x%02x", code)
-}
 
-// sized reads a big-endian length of width bytes at b[i:] and passes it on.
-func (c *msgpackChecker) sized(i, width int, next func(int, uint64) (int, error)) (int, error) {
+	// The remaining codes are followed by a big-endian length, except
+	// 0xc1, which MessagePack never uses.
+	var width int
+	switch code {
+	case 0xc4, 0xc7, 0xd9: // bin 8, ext 8, str 8
+		width = 1
+	case 0xc5, 0xc8, 0xda, 0xdc, 0xde: // bin 16, ext 16, str 16, array 16, map 16
+		width = 2
+	case 0xc6, 0xc9, 0xdb, 0xdd, 0xdf: // bin 32, ext 32, str 32, array 32, map 32
+		width = 4
+	default:
+		return 0, c.errorf(i-1, "invalid code 0x%02x", code)
+	}
 	if len(c.b)-i < width {
 		return 0, c.errorf(i, "truncated length")
 	}
 	var n uint64
-	switch width {
-	case 1:
-		n = uint64(c.b[i])
-	case 2:
-		n = uint64(binary.BigEndian.Uint16(c.b[i:]))
-	default:
-		n = uint64(binary.BigEndian.Uint32(c.b[i:]))
+	for _, b := range c.b[i : i+width] {
+		n = n<<8 | uint64(b)
 	}
-	return next(i+width, n)
+	i += width
+	switch code {
+	case 0xc7, 0xc8, 0xc9:
+		return c.ext(i, n)
+	case 0xdc, 0xdd:
+		return c.elems(i, n, depth)
+	case 0xde, 0xdf:
+		return c.elems(i, 2*n, depth)
+	}
+	return c.skip(i, n)
 }
 
 func (c *msgpackChecker) skip(i int, n uint64) (int, error) {

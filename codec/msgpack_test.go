@@ -264,3 +264,45 @@ func TestMsgPack_Concurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// checkMsgpack must accept everything msgpack writes, in every width of
+// every type.
+func TestCheckMsgpack_AcceptsValid(t *testing.T) {
+	t.Parallel()
+	values := map[string]any{
+		"ints":    []any{0, 127, 128, -32, -33, 255, 256, 65535, 65536, int64(-1) << 40, uint64(1) << 63},
+		"floats":  []any{float32(1.5), 2.5},
+		"consts":  []any{nil, true, false},
+		"time4":   time.Unix(1, 0),
+		"time8":   time.Unix(1, 5),
+		"time12":  time.Unix(1<<35, 5),
+		"nested":  map[string]any{"a": []any{map[string]any{"b": []any{}}}},
+		"array16": make([]int, 16),
+		"map16": func() map[string]int {
+			m := map[string]int{}
+			for i := range 16 {
+				m[fmt.Sprint(i)] = i
+			}
+			return m
+		}(),
+	}
+	for _, n := range []int{0, 31, 32, 255, 256, 65535, 65536} {
+		values[fmt.Sprintf("str%d", n)] = strings.Repeat("s", n)
+		values[fmt.Sprintf("bin%d", n)] = bytes.Repeat([]byte{0xdd}, n)
+	}
+	values["array32"] = make([]bool, 65536)
+	m := make(map[int]bool, 65536)
+	for i := range 65536 {
+		m[i] = true
+	}
+	values["map32"] = m
+	for name, v := range values {
+		b, err := msgpack.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := checkMsgpack(b); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -13,6 +13,10 @@ import (
 // created is a fixed write time: 2025-01-01T00:00:00Z.
 const created = 1735689600000
 
+// nsVersion is a typical namespace or tag version: version counters start
+// at a random base below 2^62.
+const nsVersion = 3_141_592_653_589_793_238
+
 // equal reports whether two decoded envelopes hold the same value, ignoring
 // FlagCompressed, which only says how the payload was stored.
 func equal(a, b Envelope) bool {
@@ -20,6 +24,7 @@ func equal(a, b Envelope) bool {
 		a.Flags&^FlagCompressed == b.Flags&^FlagCompressed &&
 		a.CreatedAt == b.CreatedAt &&
 		a.ExpiresAt == b.ExpiresAt &&
+		a.NsVersion == b.NsVersion &&
 		slices.Equal(a.Tags, b.Tags) &&
 		bytes.Equal(a.Payload, b.Payload)
 }
@@ -63,6 +68,8 @@ func TestEncodeDecode(t *testing.T) {
 		{name: "tags", env: Envelope{Codec: 1, CreatedAt: created, Tags: []TagVersion{{"users", 1}, {"org:7", math.MaxUint64}, {strings.Repeat("t", MaxTagLen), 0}}, Payload: []byte("x")}},
 		{name: "max tags", env: Envelope{Tags: slices.Repeat([]TagVersion{{"t", 9}}, MaxTags)}},
 		{name: "max times", env: Envelope{CreatedAt: math.MaxInt64, ExpiresAt: math.MaxInt64}},
+		{name: "namespace version", env: Envelope{CreatedAt: created, NsVersion: nsVersion, Payload: []byte("x")}},
+		{name: "max namespace version", env: Envelope{NsVersion: math.MaxUint64}},
 		{name: "compressed", env: Envelope{Codec: 1, CreatedAt: created, Payload: compressible}, compressAbove: 64, wantCompressed: true},
 		{name: "compressed at threshold", env: Envelope{Payload: compressible}, compressAbove: len(compressible), wantCompressed: true},
 		{name: "below threshold", env: Envelope{Payload: compressible}, compressAbove: len(compressible) + 1},
@@ -70,7 +77,7 @@ func TestEncodeDecode(t *testing.T) {
 		{name: "incompressible", env: Envelope{Payload: incompressible}, compressAbove: 1},
 		{name: "tiny payload", env: Envelope{Payload: []byte("ab")}, compressAbove: 1},
 		{name: "empty payload", env: Envelope{Payload: []byte{}}, compressAbove: 1},
-		{name: "compressed with tags", env: Envelope{Codec: 200, Flags: FlagNegative, Tags: []TagVersion{{"a", 1}}, Payload: compressible}, compressAbove: 1, wantCompressed: true},
+		{name: "compressed with tags", env: Envelope{Codec: 200, Flags: FlagNegative, NsVersion: nsVersion, Tags: []TagVersion{{"a", 1}}, Payload: compressible}, compressAbove: 1, wantCompressed: true},
 		{name: "caller's compressed flag ignored", env: Envelope{Flags: FlagCompressed, Payload: []byte("plain")}},
 	}
 	for _, tt := range tests {
@@ -106,8 +113,8 @@ func TestEncodeDecode(t *testing.T) {
 // pin it byte by byte.
 func TestEncode_Layout(t *testing.T) {
 	t.Parallel()
-	e := Envelope{Codec: 2, Flags: FlagNegative, CreatedAt: 300, ExpiresAt: 0, Tags: []TagVersion{{"ab", 5}}, Payload: []byte("{}")}
-	want := []byte{'T', 'C', 1, 2, 0x02, 0xac, 0x02, 0x00, 0x01, 0x02, 'a', 'b', 0x05, 0x02, '{', '}'}
+	e := Envelope{Codec: 2, Flags: FlagNegative, CreatedAt: 300, ExpiresAt: 0, NsVersion: 7, Tags: []TagVersion{{"ab", 5}}, Payload: []byte("{}")}
+	want := []byte{'T', 'C', 1, 2, 0x02, 0xac, 0x02, 0x00, 0x07, 0x01, 0x02, 'a', 'b', 0x05, 0x02, '{', '}'}
 	if got := mustEncode(t, &e, 0); !bytes.Equal(got, want) {
 		t.Fatalf("Encode = % x, want % x", got, want)
 	}
@@ -115,20 +122,29 @@ func TestEncode_Layout(t *testing.T) {
 
 func TestEncode_HeaderSize(t *testing.T) {
 	t.Parallel()
+	ttl := Envelope{Codec: 1, CreatedAt: created, ExpiresAt: created + 3600_000, NsVersion: nsVersion}
 	tests := []struct {
-		name string
-		env  Envelope
-		want int
+		name    string
+		env     Envelope
+		payload int
+		want    int
 	}{
-		{name: "ttl, 100-byte payload", env: Envelope{Codec: 1, CreatedAt: created, ExpiresAt: created + 3600_000, Payload: make([]byte, 100)}, want: 19},
-		{name: "ttl, 1000-byte payload", env: Envelope{Codec: 1, CreatedAt: created, ExpiresAt: created + 3600_000, Payload: make([]byte, 1000)}, want: 20},
-		{name: "no ttl, 100-byte payload", env: Envelope{Codec: 1, CreatedAt: created, Payload: make([]byte, 100)}, want: 14},
-		{name: "ttl, two tags", env: Envelope{Codec: 1, CreatedAt: created, ExpiresAt: created + 3600_000, Tags: []TagVersion{{"users", 3}, {"org:7", 12}}, Payload: make([]byte, 100)}, want: 19 + 2*7},
+		{name: "ttl, 100-byte payload", env: ttl, payload: 100, want: 28},
+		{name: "ttl, 1000-byte payload", env: ttl, payload: 1000, want: 29},
+		{name: "no ttl, 100-byte payload", env: Envelope{Codec: 1, CreatedAt: created, NsVersion: nsVersion}, payload: 100, want: 23},
+		{name: "ttl, small namespace version", env: Envelope{Codec: 1, CreatedAt: created, ExpiresAt: created + 1, NsVersion: 1}, payload: 100, want: 20},
+		{
+			name:    "ttl, two tags",
+			env:     Envelope{Codec: 1, CreatedAt: created, ExpiresAt: created + 1, NsVersion: nsVersion, Tags: []TagVersion{{"users", nsVersion}, {"org:7", nsVersion}}},
+			payload: 100,
+			want:    28 + 2*(1+5+9),
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if got := len(mustEncode(t, &tt.env, 0)) - len(tt.env.Payload); got != tt.want {
+			tt.env.Payload = make([]byte, tt.payload)
+			if got := len(mustEncode(t, &tt.env, 0)) - tt.payload; got != tt.want {
 				t.Fatalf("header is %d bytes, want %d", got, tt.want)
 			}
 		})
@@ -172,7 +188,7 @@ func TestDecode_Truncated(t *testing.T) {
 		env           Envelope
 		compressAbove int
 	}{
-		{name: "plain", env: Envelope{Codec: 1, CreatedAt: created, ExpiresAt: created + 1, Tags: []TagVersion{{"users", 300}, {"org:7", 1}}, Payload: []byte("payload")}},
+		{name: "plain", env: Envelope{Codec: 1, CreatedAt: created, ExpiresAt: created + 1, NsVersion: nsVersion, Tags: []TagVersion{{"users", 300}, {"org:7", nsVersion}}, Payload: []byte("payload")}},
 		{name: "compressed", env: Envelope{Codec: 2, CreatedAt: created, Tags: []TagVersion{{"a", 1}}, Payload: compressible}, compressAbove: 1},
 		{name: "empty payload", env: Envelope{CreatedAt: created}},
 	} {
@@ -197,7 +213,7 @@ func TestDecode_Errors(t *testing.T) {
 	header := []byte{'T', 'C', 1, 1, 0}
 	build := func(parts ...[]byte) []byte { return slices.Concat(append([][]byte{header}, parts...)...) }
 	bomb := []byte{0x80, 0x80, 0x80, 0x80, 0x0f, 0x00} // a Snappy block claiming 4 GiB
-	compressedHeader := []byte{'T', 'C', 1, 1, byte(FlagCompressed), 0, 0, 0}
+	compressedHeader := []byte{'T', 'C', 1, 1, byte(FlagCompressed), 0, 0, 0, 0}
 	big := mustEncode(t, &Envelope{Payload: compressible}, 1)
 	tests := []struct {
 		name       string
@@ -216,15 +232,16 @@ func TestDecode_Errors(t *testing.T) {
 		{name: "high flag", in: with(4, 0x80), want: ErrCorrupt, reason: "unknown flags"},
 		{name: "trailing byte", in: append(slices.Clone(valid), 0), want: ErrCorrupt, reason: "bytes after the payload"},
 		{name: "created overflows", in: build([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02}), want: ErrCorrupt, reason: "overflows"},
-		{name: "created beyond int64", in: build([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, []byte{0, 0, 0}), want: ErrCorrupt, reason: "out of range"},
-		{name: "long form varint", in: build([]byte{0x80, 0x00}, []byte{0, 0, 0}), want: ErrCorrupt, reason: "shortest form"},
-		{name: "too many tags", in: build([]byte{0, 0, MaxTags + 1}), want: ErrCorrupt, reason: "65 tags"},
-		{name: "huge tag count", in: build([]byte{0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}), want: ErrCorrupt, reason: "tags"},
-		{name: "empty tag", in: build([]byte{0, 0, 1, 0, 1, 0}), want: ErrCorrupt, reason: "tag name of 0 bytes"},
-		{name: "long tag", in: build([]byte{0, 0, 1, 0x81, 0x08}), want: ErrCorrupt, reason: "tag name of 1025 bytes"},
-		{name: "tag past end", in: build([]byte{0, 0, 1, 0x05, 'a'}), want: ErrCorrupt, reason: "truncated tag name"},
-		{name: "payload length too long", in: build([]byte{0, 0, 0, 0x05, 'a'}), want: ErrCorrupt, reason: "truncated payload"},
-		{name: "payload length huge", in: build([]byte{0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}), want: ErrCorrupt, reason: "truncated payload"},
+		{name: "created beyond int64", in: build([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, []byte{0, 0, 0, 0}), want: ErrCorrupt, reason: "out of range"},
+		{name: "long form varint", in: build([]byte{0x80, 0x00}, []byte{0, 0, 0, 0}), want: ErrCorrupt, reason: "shortest form"},
+		{name: "namespace version overflows", in: build([]byte{0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02}), want: ErrCorrupt, reason: "namespace version overflows"},
+		{name: "too many tags", in: build([]byte{0, 0, 0, MaxTags + 1}), want: ErrCorrupt, reason: "65 tags"},
+		{name: "huge tag count", in: build([]byte{0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}), want: ErrCorrupt, reason: "tags"},
+		{name: "empty tag", in: build([]byte{0, 0, 0, 1, 0, 1, 0}), want: ErrCorrupt, reason: "tag name of 0 bytes"},
+		{name: "long tag", in: build([]byte{0, 0, 0, 1, 0x81, 0x08}), want: ErrCorrupt, reason: "tag name of 1025 bytes"},
+		{name: "tag past end", in: build([]byte{0, 0, 0, 1, 0x05, 'a'}), want: ErrCorrupt, reason: "truncated tag name"},
+		{name: "payload length too long", in: build([]byte{0, 0, 0, 0, 0x05, 'a'}), want: ErrCorrupt, reason: "truncated payload"},
+		{name: "payload length huge", in: build([]byte{0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}), want: ErrCorrupt, reason: "truncated payload"},
 		{name: "bad compressed block", in: append(slices.Concat(compressedHeader, []byte{3}), 0x05, 0xff, 0xff), want: ErrCorrupt, reason: "bad compressed payload"},
 		{name: "bad compressed length", in: append(slices.Concat(compressedHeader, []byte{1}), 0x80), want: ErrCorrupt, reason: "bad compressed length"},
 		{name: "empty compressed", in: slices.Concat(compressedHeader, []byte{0}), want: ErrCorrupt, reason: "bad compressed length"},
@@ -332,11 +349,11 @@ type benchCase struct {
 }
 
 func benchCases() []benchCase {
-	tags := []TagVersion{{"users", 3}, {"org:7", 12}}
+	tags := []TagVersion{{"users", nsVersion}, {"org:7", nsVersion + 1}}
 	json4k := compressible[:4096]
 	return []benchCase{
-		{name: "payload=128B,tags=0,compress=off", env: Envelope{Codec: 1, CreatedAt: created, ExpiresAt: created + 1, Payload: compressible[:128]}},
-		{name: "payload=128B,tags=2,compress=off", env: Envelope{Codec: 1, CreatedAt: created, ExpiresAt: created + 1, Tags: tags, Payload: compressible[:128]}},
+		{name: "payload=128B,tags=0,compress=off", env: Envelope{Codec: 1, CreatedAt: created, ExpiresAt: created + 1, NsVersion: nsVersion, Payload: compressible[:128]}},
+		{name: "payload=128B,tags=2,compress=off", env: Envelope{Codec: 1, CreatedAt: created, ExpiresAt: created + 1, NsVersion: nsVersion, Tags: tags, Payload: compressible[:128]}},
 		{name: "payload=4KiB,tags=0,compress=off", env: Envelope{Codec: 1, CreatedAt: created, Payload: json4k}},
 		{name: "payload=4KiB,tags=0,compress=s2", env: Envelope{Codec: 1, CreatedAt: created, Payload: json4k}, compressAbove: 1024},
 		{name: "payload=4KiB-random,tags=0,compress=s2", env: Envelope{Codec: 1, CreatedAt: created, Payload: incompressible}, compressAbove: 1024},
