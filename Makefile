@@ -14,6 +14,7 @@ endif
 # race detector.
 test: redis deps vet
 	$(GO) test -race -timeout 30m ./...
+	$(GO) test -count=1 -run 'TestCoherence_Staleness' -v .
 
 redis:
 	bash scripts/install-redis.sh

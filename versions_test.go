@@ -279,11 +279,11 @@ func TestCache_TagsBadInput(t *testing.T) {
 		many[i] = fmt.Sprint("t", i)
 	}
 	for name, err := range map[string]error{
-		"empty tag":      c.InvalidateTags(ctx, ""),
-		"long tag":       c.InvalidateTags(ctx, long),
-		"set long tag":   c.Set(ctx, "k", 1, WithTags(long)),
-		"set many tags":  c.Set(ctx, "k", 1, WithTags(many...)),
-		"setmany bad":    c.SetMany(ctx, map[string]any{"k": 1}, WithTags("")),
+		"empty tag":     c.InvalidateTags(ctx, ""),
+		"long tag":      c.InvalidateTags(ctx, long),
+		"set long tag":  c.Set(ctx, "k", 1, WithTags(long)),
+		"set many tags": c.Set(ctx, "k", 1, WithTags(many...)),
+		"setmany bad":   c.SetMany(ctx, map[string]any{"k": 1}, WithTags("")),
 	} {
 		if !errors.Is(err, ErrInvalidTag) {
 			t.Errorf("%s: %v", name, err)

@@ -60,7 +60,7 @@ type Options struct {
 // funcClock adapts a time function to otter.Clock.
 type funcClock func() time.Time
 
-func (f funcClock) NowNano() int64                       { return f().UnixNano() }
+func (f funcClock) NowNano() int64                        { return f().UnixNano() }
 func (f funcClock) Tick(d time.Duration) <-chan time.Time { return nil }
 
 // Cache is the L1.

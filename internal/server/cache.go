@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,8 +19,10 @@ import (
 // getValue answers GET /v1/cache/{key...} with the stored bytes as they
 // are, whatever the codec that wrote them.
 func (s *Server) getValue(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	defer cancel()
 	var raw tiercache.Raw
-	res, err := s.cache.Lookup(r.Context(), r.PathValue("key"), &raw)
+	res, err := s.cache.Lookup(ctx, r.PathValue("key"), &raw)
 	if err != nil {
 		if errors.Is(err, tiercache.ErrNotFound) {
 			w.Header().Set("X-Cache", tiercache.SourceNone.String())
@@ -64,7 +67,9 @@ func (s *Server) putValue(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "reading the body: "+err.Error())
 		return
 	}
-	if err := s.cache.Set(r.Context(), r.PathValue("key"), body, opts...); err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	defer cancel()
+	if err := s.cache.Set(ctx, r.PathValue("key"), body, opts...); err != nil {
 		s.writeCacheError(w, err)
 		return
 	}
@@ -126,7 +131,9 @@ func parseTTL(v string) (time.Duration, error) {
 // deleteValue answers DELETE /v1/cache/{key...}. Deleting a missing key
 // succeeds.
 func (s *Server) deleteValue(w http.ResponseWriter, r *http.Request) {
-	if err := s.cache.Delete(r.Context(), r.PathValue("key")); err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	defer cancel()
+	if err := s.cache.Delete(ctx, r.PathValue("key")); err != nil {
 		s.writeCacheError(w, err)
 		return
 	}
@@ -146,7 +153,11 @@ func (s *Server) writeCacheError(w http.ResponseWriter, err error) {
 	case errors.Is(err, tiercache.ErrValueTooLarge):
 		status = http.StatusRequestEntityTooLarge
 	}
-	writeError(w, status, err.Error())
+	msg := err.Error()
+	if errors.Is(err, context.DeadlineExceeded) {
+		msg = fmt.Sprintf("the cache did not answer within %v: %s", s.timeout, msg)
+	}
+	writeError(w, status, msg)
 }
 
 // errorBody is the JSON body of every error answer.

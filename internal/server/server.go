@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/tiercache/tiercache"
@@ -33,7 +34,15 @@ type Config struct {
 	// tiercache.DefaultMaxValueSize. The cache's own Options.MaxValueSize
 	// still applies to what is stored.
 	MaxValueSize int
+
+	// Timeout bounds the cache operation of each request, so that an
+	// unreachable L2 answers 503 instead of holding the request. Zero
+	// means DefaultTimeout.
+	Timeout time.Duration
 }
+
+// DefaultTimeout is the Config.Timeout used when it is zero.
+const DefaultTimeout = 5 * time.Second
 
 // Server answers the HTTP API. Create it with New; it is safe for
 // concurrent use.
@@ -41,6 +50,7 @@ type Server struct {
 	cache        *tiercache.Cache
 	logger       *slog.Logger
 	maxValueSize int64
+	timeout      time.Duration
 	// tokenSum is the SHA-256 of Config.Token. Comparing digests keeps the
 	// comparison constant-time whatever the presented token's length.
 	tokenSum [sha256.Size]byte
@@ -56,6 +66,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxValueSize < 0 {
 		return nil, fmt.Errorf("server: MaxValueSize %d is negative", cfg.MaxValueSize)
 	}
+	if cfg.Timeout < 0 {
+		return nil, fmt.Errorf("server: Timeout %v is negative", cfg.Timeout)
+	}
 	// A token with spaces or control characters can never arrive intact
 	// in a header, so it is a configuration mistake (often a trailing
 	// newline from a file). The message never includes the token.
@@ -66,6 +79,7 @@ func New(cfg Config) (*Server, error) {
 		cache:        cfg.Cache,
 		logger:       cfg.Logger,
 		maxValueSize: int64(cfg.MaxValueSize),
+		timeout:      cfg.Timeout,
 		auth:         cfg.Token != "",
 	}
 	if s.logger == nil {
@@ -73,6 +87,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.maxValueSize == 0 {
 		s.maxValueSize = tiercache.DefaultMaxValueSize
+	}
+	if s.timeout == 0 {
+		s.timeout = DefaultTimeout
 	}
 	if s.auth {
 		s.tokenSum = sha256.Sum256([]byte(cfg.Token))

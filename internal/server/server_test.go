@@ -71,6 +71,7 @@ func do(t *testing.T, ts *httptest.Server, method, path, body string, header ...
 		req.Header.Set(header[i], header[i+1])
 	}
 	client := ts.Client()
+	client.Timeout = 30 * time.Second
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, err := client.Do(req)
 	if err != nil {
@@ -112,6 +113,7 @@ func TestNew_Invalid(t *testing.T) {
 	}{
 		{"nil cache", Config{}},
 		{"negative MaxValueSize", Config{Cache: c, MaxValueSize: -1}},
+		{"negative Timeout", Config{Cache: c, Timeout: -time.Second}},
 		{"token with newline", Config{Cache: c, Token: testToken + "\n"}},
 		{"token with space", Config{Cache: c, Token: "two " + testToken}},
 	} {
@@ -417,11 +419,12 @@ func TestServer_Unavailable(t *testing.T) {
 	}
 }
 
-// TestServer_RedisDown stops Redis: reads and writes answer 503.
+// TestServer_RedisDown kills Redis: reads and writes answer 503 within
+// the server's timeout.
 func TestServer_RedisDown(t *testing.T) {
 	t.Parallel()
 	srv := redistest.NewStandalone(t)
-	ts := newTestServer(t, Config{Cache: newCache(t, tiercache.Options{
+	ts := newTestServer(t, Config{Timeout: 500 * time.Millisecond, Cache: newCache(t, tiercache.Options{
 		Redis: tiercache.RedisOptions{Addrs: []string{srv.Addr}},
 		L1:    tiercache.L1Options{Disabled: true},
 	})})
