@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -140,3 +141,6 @@ func BenchmarkTracking_Get(b *testing.B) {
 		})
 	})
 }
+
+// trackTTL is the client-side TTL the OPTIN comparison passes to DoCache.
+const trackTTL = 24 * time.Hour

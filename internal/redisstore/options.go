@@ -182,9 +182,14 @@ func (o *Options) clientOption() (rueidis.ClientOption, error) {
 		opt.ClientName = clientName
 	}
 	opt.ClusterOption.ShardsRefreshInterval = DefaultShardsRefreshInterval
-	// Without a listener, tracking would only cost server memory and two
-	// extra commands per read.
+	// Without a listener, tracking would only cost server memory.
 	opt.DisableCache = o.OnInvalidation == nil
+	// Default tracking mode (CLIENT TRACKING ON, no OPTIN): the server
+	// tracks every key a connection reads, so a read is a plain GET. OPTIN
+	// would add a CLIENT CACHING YES to every read, about 15% of read
+	// throughput, for no benefit: the store reads nothing it does not want
+	// tracked.
+	opt.ClientTrackingOptions = []string{}
 	return opt, nil
 }
 

@@ -1,12 +1,12 @@
 // Package redisstore is the Redis implementation of l2.Store, on rueidis.
 //
 // One Store serves standalone Redis, Sentinel and Cluster deployments alike.
-// When Options.OnInvalidation is set, reads use server-assisted client-side
-// caching in OPTIN mode: every read asks Redis to track the key for this
-// connection, and Redis reports the key once when it changes (a write by
-// anyone, an expiry, an eviction). The rueidis client-side cache is replaced
-// by one that keeps nothing, so the layer above is the only in-process copy
-// and every read still reaches Redis.
+// When Options.OnInvalidation is set, connections turn on server-assisted
+// client-side caching in its default mode: Redis tracks every key a
+// connection reads and reports the key once when it changes (a write by
+// anyone, an expiry, an eviction); a later read tracks it again. rueidis's
+// own client-side cache is replaced by one that keeps nothing, so the layer
+// above is the only in-process copy and every read reaches Redis.
 package redisstore
 
 import (
@@ -108,11 +108,7 @@ func (s *Store) Client() rueidis.Client { return s.client }
 // invalidations, the read also makes Redis track key for this client. The
 // returned slice belongs to the caller.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
-	// ToStaticTTL sends CLIENT CACHING YES + GET instead of wrapping the
-	// GET in MULTI/PTTL/EXEC: the PTTL only serves a client-side cache,
-	// and this one keeps nothing.
-	cmd := s.client.B().Get().Key(key).Cache().ToStaticTTL()
-	v, err := s.client.DoCache(ctx, cmd, trackTTL).AsBytes()
+	v, err := s.client.Do(ctx, s.client.B().Get().Key(key).Build()).AsBytes()
 	if err != nil {
 		if rueidis.IsRedisNil(err) {
 			return nil, l2.ErrNotFound
@@ -129,11 +125,11 @@ func (s *Store) MGet(ctx context.Context, keys []string) ([][]byte, error) {
 	if len(keys) == 0 {
 		return [][]byte{}, nil
 	}
-	multi := make([]rueidis.CacheableTTL, len(keys))
+	multi := make([]rueidis.Completed, len(keys))
 	for i, k := range keys {
-		multi[i] = rueidis.CT(s.client.B().Get().Key(k).Cache().ToStaticTTL(), trackTTL)
+		multi[i] = s.client.B().Get().Key(k).Build()
 	}
-	res := s.client.DoMultiCache(ctx, multi...)
+	res := s.client.DoMulti(ctx, multi...)
 	out := make([][]byte, len(keys))
 	for i := range res {
 		v, err := res[i].AsBytes()

@@ -9,15 +9,10 @@ import (
 	"github.com/tiercache/tiercache/internal/l2"
 )
 
-// trackTTL is the client-side TTL given to DoCache. rueidis hands it to the
-// cache store, and the store below keeps nothing, so its only role is to be
-// long enough never to shorten anything.
-const trackTTL = 24 * time.Hour
-
-// noStore is a rueidis.CacheStore that keeps nothing. Reads still go through
-// DoCache, so Redis tracks the keys this client read and reports their
-// changes, but every read reaches Redis: the layer above (the L1) is the only
-// client-side copy, and no per-connection memory is spent on a second one.
+// noStore is a rueidis.CacheStore that keeps nothing. Client-side caching
+// must stay enabled in rueidis for it to turn tracking on and deliver
+// invalidations, but the layer above (the L1) is the only client-side copy,
+// and no per-connection memory is spent on a second one.
 type noStore struct{}
 
 func newNoStore(rueidis.CacheStoreOption) rueidis.CacheStore { return noStore{} }

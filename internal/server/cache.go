@@ -148,7 +148,7 @@ func (s *Server) writeCacheError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, tiercache.ErrNotFound):
 		status = http.StatusNotFound
-	case errors.Is(err, tiercache.ErrInvalidKey):
+	case errors.Is(err, tiercache.ErrInvalidKey), errors.Is(err, tiercache.ErrInvalidTag):
 		status = http.StatusBadRequest
 	case errors.Is(err, tiercache.ErrValueTooLarge):
 		status = http.StatusRequestEntityTooLarge

@@ -359,6 +359,8 @@ func TestServer_BadRequests(t *testing.T) {
 		{"empty tag in the middle", "PUT", "/v1/cache/k?tags=a,,b", "v", http.StatusBadRequest},
 		{"empty tag at the end", "PUT", "/v1/cache/k?tags=a,", "v", http.StatusBadRequest},
 		{"empty tags", "PUT", "/v1/cache/k?tags=", "v", http.StatusBadRequest},
+		{"tag too long", "PUT", "/v1/cache/k?tags=" + strings.Repeat("t", 1025), "v", http.StatusBadRequest},
+		{"too many tags", "PUT", "/v1/cache/k?tags=" + strings.Repeat("t,", 64) + "t", "v", http.StatusBadRequest},
 		{"unknown parameter", "PUT", "/v1/cache/k?tll=30s", "v", http.StatusBadRequest},
 		{"put empty key", "PUT", "/v1/cache/", "v", http.StatusBadRequest},
 		{"get empty key", "GET", "/v1/cache/", "", http.StatusBadRequest},
