@@ -27,7 +27,7 @@ const (
 // 64 MiB L1, namespace "tiercache" and a one hour TTL.
 type Options struct {
 	// Namespace prefixes every L2 key as "<Namespace>:<key>". Empty means
-	// DefaultNamespace. It may not contain whitespace or '{' '}'.
+	// DefaultNamespace. It may not contain whitespace, braces or '#' (version counters live under "<Namespace>#").
 	Namespace string
 
 	// Redis selects the L2. Its zero value (no URL, no addresses) means
@@ -160,7 +160,7 @@ type L1Options struct {
 	MaxTTL time.Duration
 }
 
-var nsPattern = regexp.MustCompile(`^[^\s{}]+$`)
+var nsPattern = regexp.MustCompile(`^[^\s{}#]+$`)
 
 // withDefaults returns o with zero values replaced by defaults.
 func (o Options) withDefaults() Options {
@@ -209,7 +209,7 @@ func (o Options) withDefaults() Options {
 func (o Options) validate() error {
 	switch {
 	case !nsPattern.MatchString(o.Namespace):
-		return optErr("namespace %q may not be empty or contain whitespace or braces", o.Namespace)
+		return optErr("namespace %q may not be empty or contain whitespace, braces or #", o.Namespace)
 	case o.DefaultTTL < 0:
 		return optErr("DefaultTTL %v is negative", o.DefaultTTL)
 	case o.TTLJitter < 0 || o.TTLJitter >= 1:
