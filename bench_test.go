@@ -2,6 +2,7 @@ package tiercache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
@@ -167,4 +168,39 @@ func run(b *testing.B, goroutines int, fn func(i int)) {
 			i++
 		}
 	})
+}
+
+// BenchmarkCache_InvalidateTags shows that invalidating a tag costs the
+// same whatever the number of entries that carry it: entries=1 is the
+// baseline for entries=100000, in the same run.
+func BenchmarkCache_InvalidateTags(b *testing.B) {
+	ctx := context.Background()
+	srv := redistest.NewStandalone(b)
+	c := Must(Options{Namespace: "benchtags", Redis: RedisOptions{Addrs: []string{srv.Addr}}})
+	defer c.Close()
+	for _, n := range []int{1, 100_000} {
+		tag := fmt.Sprint("tag", n)
+		for start := 0; start < n; start += 1000 {
+			batch := map[string]any{}
+			for i := start; i < min(n, start+1000); i++ {
+				batch[fmt.Sprint(tag, ":", i)] = i
+			}
+			if err := c.SetMany(ctx, batch, WithTags(tag)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				if err := c.InvalidateTags(ctx, tag); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		// Every entry is gone after the invalidation.
+		var v int
+		if err := c.Get(ctx, fmt.Sprint(tag, ":0"), &v); !errors.Is(err, ErrNotFound) {
+			b.Fatalf("entry survived: %v", err)
+		}
+	}
 }
