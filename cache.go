@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sync/singleflight"
 
@@ -265,6 +266,9 @@ func (c *Cache) result(e *l1.Entry, src Source) Result {
 	if e.ExpiresAt != 0 {
 		r.ExpiresAt = time.Unix(0, e.ExpiresAt)
 	}
+	if e.CreatedAt != 0 {
+		r.CreatedAt = time.Unix(0, e.CreatedAt)
+	}
 	return r
 }
 
@@ -345,6 +349,7 @@ func (c *Cache) decodeEntry(key string, b []byte, now int64) (*l1.Entry, error) 
 		Codec:     env.Codec,
 		Negative:  env.Flags&envelope.FlagNegative != 0,
 		ExpiresAt: exp,
+		CreatedAt: env.CreatedAt * int64(time.Millisecond),
 		NsVer:     env.NsVersion,
 	}
 	for _, t := range env.Tags {
@@ -354,12 +359,20 @@ func (c *Cache) decodeEntry(key string, b []byte, now int64) (*l1.Entry, error) 
 	return e, nil
 }
 
+// truncKey shortens a key for messages, on a UTF-8 boundary.
 func truncKey(k string) string {
-	if len(k) > 64 {
-		return k[:64] + "..."
+	if len(k) <= 64 {
+		return k
 	}
-	return k
+	n := 64
+	for n > 0 && !utf8.RuneStart(k[n]) {
+		n--
+	}
+	return k[:n] + "..."
 }
+
+// MaxValueSize returns the largest payload, in bytes, the cache accepts.
+func (c *Cache) MaxValueSize() int { return c.opts.MaxValueSize }
 
 // assign copies an entry's value into dst.
 func (c *Cache) assign(e *l1.Entry, dst any) error {
@@ -380,12 +393,12 @@ func (c *Cache) assign(e *l1.Entry, dst any) error {
 			return nil
 		}
 	}
-	if e.Value != nil {
+	if val := e.Value(); val != nil {
 		dv := reflect.ValueOf(dst)
 		if dv.Kind() != reflect.Pointer || dv.IsNil() {
 			return fmt.Errorf("%w: %T is not a non-nil pointer", ErrInvalidDestination, dst)
 		}
-		if vv := reflect.ValueOf(e.Value); vv.Type().AssignableTo(dv.Elem().Type()) {
+		if vv := reflect.ValueOf(val); vv.Type().AssignableTo(dv.Elem().Type()) {
 			dv.Elem().Set(vv)
 			return nil
 		}
@@ -529,12 +542,13 @@ func (c *Cache) encode(key string, value any, so setOptions, negative bool, vs s
 	e := &l1.Entry{Payload: payload, Codec: cd.ID(), Negative: negative, Tags: so.tags, TagVers: vs.tags, NsVer: vs.ns}
 	if !negative {
 		if _, isBytes := value.([]byte); !isBytes {
-			e.Value = value
+			e.SetValue(value)
 		}
 	}
 	if env.ExpiresAt != 0 {
 		e.ExpiresAt = env.ExpiresAt * int64(time.Millisecond)
 	}
+	e.CreatedAt = env.CreatedAt * int64(time.Millisecond)
 	b, err := envelope.Encode(nil, &env, compress)
 	if err != nil {
 		return encoded{}, fmt.Errorf("%w: %w", ErrInvalidTag, err)

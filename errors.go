@@ -63,11 +63,7 @@ type KeyError struct {
 // Error implements error. Long keys are shortened so that a hostile key
 // cannot flood logs.
 func (e *KeyError) Error() string {
-	k := e.Key
-	if len(k) > 64 {
-		k = k[:64] + "..."
-	}
-	return fmt.Sprintf("tiercache: %s %q: %v", e.Op, k, trimPrefix(e.Err))
+	return fmt.Sprintf("tiercache: %s %q: %v", e.Op, truncKey(e.Key), trimPrefix(e.Err))
 }
 
 // Unwrap returns the cause.

@@ -44,7 +44,7 @@ func Fetch[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T],
 		// The L1 hit path, kept free of Result bookkeeping. A fresh
 		// entry exists only under a valid key.
 		if e, ok := c.l1.Get(key); ok && !e.Negative {
-			if v, ok := e.Value.(T); ok {
+			if v, ok := e.Value().(T); ok {
 				c.counter.hitL1.Add(1)
 				return v, nil
 			}
@@ -71,7 +71,7 @@ func FetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 			if e.Negative {
 				return zero, Result{}, keyErr("fetch", key, ErrNotFound)
 			}
-			if v, ok := e.Value.(T); ok {
+			if v, ok := e.Value().(T); ok {
 				c.counter.hitL1.Add(1)
 				return v, c.result(e, SourceL1), nil
 			}
@@ -148,8 +148,8 @@ func fetchLocked[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 // keepDecoded remembers the decoded value in a fresh L1 entry so that the
 // next Fetch of the same type skips decoding.
 func (c *Cache) keepDecoded(key string, e *l1.Entry, v any) {
-	if e.Value == nil && c.l1 != nil {
-		e.Value = v
+	if c.l1 != nil {
+		e.SetValue(v)
 	}
 }
 

@@ -255,3 +255,41 @@ func assertSpreadOverMasters(t *testing.T, c *Cache, keys []string) {
 		}
 	}
 }
+
+// TestFetch_SharedEntryNoRace reads one L1 entry through Fetch, FetchMany
+// and Get at once; under -race this catches unsynchronised writes to the
+// shared entry.
+func TestFetch_SharedEntryNoRace(t *testing.T) {
+	ctx := context.Background()
+	c := newCache(t, "memory")
+	if err := c.Set(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	load := func(context.Context, string) ([]byte, error) { return []byte("loaded"), nil }
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				switch g % 3 {
+				case 0:
+					if v, err := Fetch(ctx, c, "k", load); err != nil || string(v) != "v" {
+						t.Errorf("fetch: %q %v", v, err)
+					}
+				case 1:
+					m, err := FetchMany(ctx, c, []string{"k"}, func(context.Context, []string) (map[string][]byte, error) { return nil, nil })
+					if err != nil || string(m["k"]) != "v" {
+						t.Errorf("fetch many: %q %v", m["k"], err)
+					}
+				default:
+					var v []byte
+					if err := c.Get(ctx, "k", &v); err != nil || string(v) != "v" {
+						t.Errorf("get: %q %v", v, err)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime/debug"
 
 	"github.com/tiercache/tiercache/internal/l1"
 )
@@ -251,7 +252,7 @@ func callBatchLoader[T any](ctx context.Context, c *Cache, keys []string, load B
 	c.counter.loads.Add(1)
 	defer func() {
 		if r := recover(); r != nil {
-			err = &LoaderPanicError{Value: r}
+			err = &LoaderPanicError{Value: r, Stack: debug.Stack()}
 		}
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			c.counter.loadErrors.Add(1)

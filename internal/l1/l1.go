@@ -27,10 +27,11 @@ const entryOverhead = 160
 
 // Entry is one cached value.
 type Entry struct {
-	Value     any    // decoded value; nil when only Payload is known
-	Payload   []byte // codec output
+	value     atomic.Pointer[any] // decoded value; nil when only Payload is known
+	Payload   []byte              // codec output
 	Codec     byte
 	Negative  bool  // a cached "not found"
+	CreatedAt int64 // when written, unix nanoseconds
 	ExpiresAt int64 // logical expiry, unix nanoseconds; 0 = none
 	Tags      []string
 	TagVers   []uint64 // the tags' versions when written, same order
@@ -38,6 +39,20 @@ type Entry struct {
 
 	epoch uint64
 	ttl   time.Duration // how long L1 keeps it
+}
+
+// Value returns the decoded value, or nil when none was remembered.
+func (e *Entry) Value() any {
+	if p := e.value.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// SetValue remembers the decoded value. Entries are shared between
+// goroutines, so it is atomic; the first value wins.
+func (e *Entry) SetValue(v any) {
+	e.value.CompareAndSwap(nil, &v)
 }
 
 // Token is a snapshot of the counters that guard one key.

@@ -30,9 +30,9 @@ type Config struct {
 	// recovered panic. Nil means slog.Default().
 	Logger *slog.Logger
 
-	// MaxValueSize bounds the body of a PUT, in bytes. Zero means
-	// tiercache.DefaultMaxValueSize. The cache's own Options.MaxValueSize
-	// still applies to what is stored.
+	// MaxValueSize bounds the body of a PUT, in bytes. Zero means the
+	// cache's own limit (Cache.MaxValueSize), which also applies to what is
+	// stored.
 	MaxValueSize int
 
 	// Timeout bounds the cache operation of each request, so that an
@@ -86,7 +86,7 @@ func New(cfg Config) (*Server, error) {
 		s.logger = slog.Default()
 	}
 	if s.maxValueSize == 0 {
-		s.maxValueSize = tiercache.DefaultMaxValueSize
+		s.maxValueSize = int64(cfg.Cache.MaxValueSize())
 	}
 	if s.timeout == 0 {
 		s.timeout = DefaultTimeout
