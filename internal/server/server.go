@@ -109,6 +109,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/cache/{key...}", s.getValue)
 	mux.HandleFunc("PUT /v1/cache/{key...}", s.putValue)
 	mux.HandleFunc("DELETE /v1/cache/{key...}", s.deleteValue)
+	mux.HandleFunc("POST /v1/invalidate", s.invalidate)
+	mux.HandleFunc("POST /v1/clear", s.clear)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	return s.logRequests(s.recoverPanics(s.authenticate(canonicalCachePaths(jsonMuxErrors(mux)))))
 }

@@ -1,0 +1,60 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+)
+
+// maxInvalidateBody bounds the JSON body of POST /v1/invalidate.
+const maxInvalidateBody = 1 << 20
+
+// invalidateRequest is the body of POST /v1/invalidate.
+type invalidateRequest struct {
+	Tags []string `json:"tags"`
+}
+
+// invalidate answers POST /v1/invalidate with body {"tags":[...]}: 204 once
+// every tag's version was incremented in L2.
+func (s *Server) invalidate(w http.ResponseWriter, r *http.Request) {
+	var req invalidateRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxInvalidateBody+1))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = errors.New("empty body")
+		}
+		writeError(w, http.StatusBadRequest, fmt.Sprintf(`the body must be {"tags":["a","b"]}: %v`, err))
+		return
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "the body must hold one JSON object")
+		return
+	}
+	if len(req.Tags) == 0 {
+		writeError(w, http.StatusBadRequest, `"tags" must list at least one tag`)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	defer cancel()
+	if err := s.cache.InvalidateTags(ctx, req.Tags...); err != nil {
+		s.writeCacheError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// clear answers POST /v1/clear: 204 once the namespace version was
+// incremented in L2. Other namespaces are untouched.
+func (s *Server) clear(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	defer cancel()
+	if err := s.cache.Clear(ctx); err != nil {
+		s.writeCacheError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
