@@ -45,8 +45,10 @@ func Fetch[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T],
 		// entry exists only under a valid key.
 		if e, ok := c.l1.Get(key); ok && !e.Negative {
 			if v, ok := e.Value().(T); ok {
-				c.counter.hitL1.Add(1)
-				return v, nil
+				if valid, known := c.vers.quick(e); valid && known {
+					c.counter.hitL1.Add(1)
+					return v, nil
+				}
 			}
 		}
 	}
@@ -68,12 +70,14 @@ func FetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 	}
 	if c.l1 != nil {
 		if e, ok := c.l1.Get(key); ok {
-			if e.Negative {
-				return zero, Result{}, keyErr("fetch", key, ErrNotFound)
-			}
-			if v, ok := e.Value().(T); ok {
-				c.counter.hitL1.Add(1)
-				return v, c.result(e, SourceL1), nil
+			if valid, known := c.vers.quick(e); valid && known {
+				if e.Negative {
+					return zero, Result{}, keyErr("fetch", key, ErrNotFound)
+				}
+				if v, ok := e.Value().(T); ok {
+					c.counter.hitL1.Add(1)
+					return v, c.result(e, SourceL1), nil
+				}
 			}
 		}
 	}

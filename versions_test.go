@@ -293,3 +293,37 @@ func TestCache_TagsBadInput(t *testing.T) {
 		t.Fatalf("a rejected write was stored: %v", err)
 	}
 }
+
+// TestFetch_AfterInvalidation checks that Fetch, whose L1 hit path is
+// separate from Get's, also stops serving invalidated entries.
+func TestFetch_AfterInvalidation(t *testing.T) {
+	eachTopology(t, func(t *testing.T, topo string) {
+		ctx := context.Background()
+		c := newCache(t, topo)
+		var calls atomic.Int32
+		load := func(context.Context, string) (int, error) { return int(calls.Add(1)), nil }
+		fetch := func() int {
+			t.Helper()
+			v, err := Fetch(ctx, c, "f", load, WithTags("t"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		if fetch() != 1 || fetch() != 1 || fetch() != 1 {
+			t.Fatal("cached value not reused")
+		}
+		if err := c.InvalidateTags(ctx, "t"); err != nil {
+			t.Fatal(err)
+		}
+		if v := fetch(); v != 2 {
+			t.Fatalf("after InvalidateTags, Fetch returned %d, want a reload (2)", v)
+		}
+		if err := c.Clear(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if v := fetch(); v != 3 {
+			t.Fatalf("after Clear, Fetch returned %d, want a reload (3)", v)
+		}
+	})
+}
