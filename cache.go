@@ -393,13 +393,20 @@ func (c *Cache) assign(e *l1.Entry, dst any) error {
 			return nil
 		}
 	}
-	if val := e.Value(); val != nil {
+	if d := e.Decoded(); d != nil {
+		if reflect.TypeOf(dst) == d.PtrType {
+			// The common case: dst is a *T and the entry holds a T.
+			if p := reflect.ValueOf(dst); !p.IsNil() {
+				p.Elem().Set(d.RV)
+				return nil
+			}
+		}
 		dv := reflect.ValueOf(dst)
 		if dv.Kind() != reflect.Pointer || dv.IsNil() {
 			return fmt.Errorf("%w: %T is not a non-nil pointer", ErrInvalidDestination, dst)
 		}
-		if vv := reflect.ValueOf(val); vv.Type().AssignableTo(dv.Elem().Type()) {
-			dv.Elem().Set(vv)
+		if d.RV.Type().AssignableTo(dv.Elem().Type()) {
+			dv.Elem().Set(d.RV)
 			return nil
 		}
 	}

@@ -11,6 +11,7 @@ package l1
 
 import (
 	"hash/maphash"
+	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -27,32 +28,48 @@ const entryOverhead = 160
 
 // Entry is one cached value.
 type Entry struct {
-	value     atomic.Pointer[any] // decoded value; nil when only Payload is known
-	Payload   []byte              // codec output
-	Codec     byte
-	Negative  bool  // a cached "not found"
-	CreatedAt int64 // when written, unix nanoseconds
-	ExpiresAt int64 // logical expiry, unix nanoseconds; 0 = none
-	Tags      []string
-	TagVers   []uint64 // the tags' versions when written, same order
-	NsVer     uint64   // the namespace version when written
+	// The fields an L1 hit reads come first, to share a cache line.
+	epoch    uint64
+	NsVer    uint64                  // the namespace version when written
+	value    atomic.Pointer[Decoded] // decoded value; nil when only Payload is known
+	Tags     []string
+	Negative bool // a cached "not found"
+	Codec    byte
 
-	epoch uint64
-	ttl   time.Duration // how long L1 keeps it
+	TagVers   []uint64      // the tags' versions when written, same order
+	Payload   []byte        // codec output
+	CreatedAt int64         // when written, unix nanoseconds
+	ExpiresAt int64         // logical expiry, unix nanoseconds; 0 = none
+	ttl       time.Duration // how long L1 keeps it
+}
+
+// Decoded is an entry's decoded value, with what copying it into a
+// caller's pointer needs, worked out once.
+type Decoded struct {
+	V       any
+	RV      reflect.Value // reflect.ValueOf(V)
+	PtrType reflect.Type  // the type of a pointer to V: what Get's dst must be
 }
 
 // Value returns the decoded value, or nil when none was remembered.
 func (e *Entry) Value() any {
-	if p := e.value.Load(); p != nil {
-		return *p
+	if d := e.value.Load(); d != nil {
+		return d.V
 	}
 	return nil
 }
 
+// Decoded returns the decoded value and its reflection data, or nil.
+func (e *Entry) Decoded() *Decoded { return e.value.Load() }
+
 // SetValue remembers the decoded value. Entries are shared between
 // goroutines, so it is atomic; the first value wins.
 func (e *Entry) SetValue(v any) {
-	e.value.CompareAndSwap(nil, &v)
+	if v == nil || e.value.Load() != nil {
+		return
+	}
+	rv := reflect.ValueOf(v)
+	e.value.CompareAndSwap(nil, &Decoded{V: v, RV: rv, PtrType: reflect.PointerTo(rv.Type())})
 }
 
 // Token is a snapshot of the counters that guard one key.
