@@ -460,7 +460,7 @@ func TestServer_Auth(t *testing.T) {
 		{"delete without token", "DELETE", "/v1/cache/k", nil, http.StatusUnauthorized},
 		{"delete with token", "DELETE", "/v1/cache/gone", []string{auth, "Bearer " + testToken}, http.StatusNoContent},
 		{"post without token", "POST", "/v1/invalidate", nil, http.StatusUnauthorized},
-		{"post with token", "POST", "/v1/invalidate", []string{auth, "Bearer " + testToken}, http.StatusNotFound},
+		{"post with token", "POST", "/v1/invalidate", []string{auth, "Bearer " + testToken}, http.StatusBadRequest},
 		{"get without token", "GET", "/v1/cache/missing", nil, http.StatusNotFound},
 		{"healthz without token", "GET", "/healthz", nil, http.StatusOK},
 	} {
