@@ -40,6 +40,12 @@ type Store interface {
 	// SetNX stores each item whose key does not exist yet, one round trip
 	// per node. Items whose key exists are left alone.
 	SetNX(ctx context.Context, items []Item) error
+	// TryLock sets key to token with the TTL unless key exists; it
+	// reports whether it did (the caller holds the lock).
+	TryLock(ctx context.Context, key, token string, ttl time.Duration) (bool, error)
+	// Unlock deletes key if, and only if, it still holds token; it
+	// reports whether it did.
+	Unlock(ctx context.Context, key, token string) (bool, error)
 	// Close releases the store's resources.
 	Close() error
 }

@@ -337,3 +337,35 @@ func (v *View) Close() error {
 	}
 	return nil
 }
+
+// TryLock implements l2.Store.
+func (s *Store) TryLock(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	now := s.now().UnixNano()
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if it, ok := sh.m[key]; ok && s.live(it, now) {
+		return false, nil
+	}
+	sh.m[key] = item{value: []byte(token), expireAt: now + int64(max(ttl, time.Millisecond))}
+	return true, nil
+}
+
+// Unlock implements l2.Store.
+func (s *Store) Unlock(ctx context.Context, key, token string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	now := s.now().UnixNano()
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if it, ok := sh.m[key]; ok && s.live(it, now) && string(it.value) == token {
+		delete(sh.m, key)
+		return true, nil
+	}
+	return false, nil
+}
