@@ -245,6 +245,9 @@ func (c *Cache) get(ctx context.Context, key string, dst any) (*l1.Entry, Source
 	if dst == nil {
 		return nil, SourceNone, keyErr("get", key, ErrInvalidDestination)
 	}
+	if c.opts.OnAccess != nil {
+		c.opts.OnAccess(key)
+	}
 	e, src, err := c.entry(ctx, key)
 	if err == nil && e.Negative {
 		err = ErrNotFound

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -469,5 +470,26 @@ func TestCache_L1MaxTTL(t *testing.T) {
 			t.Fatal("L1 kept the entry past L1.MaxTTL")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestOptions_OnAccess(t *testing.T) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	c := newCache(t, "memory", func(o *Options) {
+		o.OnAccess = func(k string) { mu.Lock(); seen[k]++; mu.Unlock() }
+	})
+	_ = c.Set(ctx, "a", 1)
+	_, _ = getInt(c, "a")
+	_, _ = getInt(c, "missing")
+	_, _ = Fetch(ctx, c, "a", func(context.Context, string) (int, error) { return 1, nil })
+	_ = c.GetMany(ctx, []string{"a", "b"}, map[string]int{})
+	_, _ = FetchMany(ctx, c, []string{"b"}, func(context.Context, []string) (map[string]int, error) { return nil, nil })
+	want := map[string]int{"a": 3, "missing": 1, "b": 2}
+	for k, n := range want {
+		if seen[k] != n {
+			t.Errorf("OnAccess(%q) called %d times, want %d (all: %v)", k, seen[k], n, seen)
+		}
 	}
 }

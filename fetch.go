@@ -40,7 +40,7 @@ func (e *LoaderPanicError) Error() string {
 // cancellation, so one caller giving up does not fail the others waiting
 // for the same key; each caller still returns when its own ctx ends.
 func Fetch[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T], opts ...SetOption) (T, error) {
-	if c.l1 != nil && load != nil && !c.closed.Load() {
+	if c.l1 != nil && load != nil && !c.closed.Load() && c.opts.OnAccess == nil {
 		// The L1 hit path, kept free of Result bookkeeping. A fresh
 		// entry exists only under a valid key.
 		if e, ok := c.l1.Get(key); ok && !e.Negative {
@@ -67,6 +67,9 @@ func FetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 	}
 	if err := checkTags(applySet(opts).tags); err != nil {
 		return zero, Result{}, keyErr("fetch", key, err)
+	}
+	if c.opts.OnAccess != nil {
+		c.opts.OnAccess(key)
 	}
 	if c.l1 != nil {
 		if e, ok := c.l1.Get(key); ok {

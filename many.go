@@ -74,6 +74,15 @@ func (c *Cache) entries(ctx context.Context, keys []string) (map[string]*l1.Entr
 	return out, nil
 }
 
+// accessed reports reads to Options.OnAccess.
+func (c *Cache) accessed(keys []string) {
+	if c.opts.OnAccess != nil {
+		for _, k := range keys {
+			c.opts.OnAccess(k)
+		}
+	}
+}
+
 func (c *Cache) checkKeys(op string, keys []string) error {
 	for _, k := range keys {
 		if err := c.check(op, k); err != nil {
@@ -95,6 +104,7 @@ func (c *Cache) GetMany(ctx context.Context, keys []string, dst any) error {
 	if err != nil {
 		return err
 	}
+	c.accessed(keys)
 	es, err := c.entries(ctx, keys)
 	if err != nil {
 		return fmt.Errorf("tiercache: get many: %w", err)
@@ -175,6 +185,7 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 	if err := checkTags(applySet(opts).tags); err != nil {
 		return nil, fmt.Errorf("tiercache: fetch many: %w", err)
 	}
+	c.accessed(keys)
 	out := make(map[string]T, len(keys))
 	es, err := c.entries(ctx, keys)
 	if err != nil {

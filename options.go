@@ -78,6 +78,12 @@ type Options struct {
 	// slog.Default(). Secrets are never logged.
 	Logger *slog.Logger
 
+	// OnAccess, when set, is called with the key of every read (Get,
+	// Lookup, GetMany, Fetch, FetchMany), hit or miss, on the caller's
+	// goroutine: keep it short and concurrency-safe. Warming's hot-key
+	// tracker uses it. Nil means no call.
+	OnAccess func(key string)
+
 	// Now is the clock, for tests. Nil means time.Now.
 	Now func() time.Time
 
