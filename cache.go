@@ -38,6 +38,9 @@ type Cache struct {
 	l1      *l1.Cache // nil when disabled
 	vers    *versions
 	mem     *memstore.Store // the in-memory L2, when there is no Redis
+	guard   *guarded        // store, wrapped: timeouts, retries, breaker
+	rec     *recovery       // nil when disabled
+	eager   sync.Map        // keys with a background refresh running
 	reg     *codec.Registry
 	rules   *codec.Rules
 	flights singleflight.Group
@@ -75,7 +78,7 @@ func New(opts Options) (*Cache, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if !opts.L1.Disabled {
-		l1o := l1.Options{MaxBytes: uint64(opts.L1.MaxBytes), MaxTTL: opts.L1.MaxTTL}
+		l1o := l1.Options{MaxBytes: uint64(opts.L1.MaxBytes), MaxTTL: opts.L1.MaxTTL, Keep: opts.FailSafe.MaxDuration}
 		if opts.nowSet {
 			l1o.Now = opts.Now
 		}
@@ -96,6 +99,15 @@ func New(opts Options) (*Cache, error) {
 	} else {
 		c.mem = memstore.New(0, opts.Now)
 		c.store = c.mem.View(c.onInvalidation)
+	}
+	c.guard = newGuarded(c.store, opts, func(s BreakerState) {
+		c.logger.Warn("tiercache: L2 circuit breaker changed state", "state", string(s))
+	})
+	c.store = c.guard
+	if opts.RecoveryQueueSize > 0 {
+		c.rec = newRecovery(opts.RecoveryQueueSize, max(opts.RecoveryReplayWindow, 0))
+		c.bg.Add(1)
+		go c.replayLoop()
 	}
 	return c, nil
 }
@@ -140,6 +152,7 @@ func (c *Cache) onInvalidation(inv l2.Invalidation) {
 			c.l1.InvalidateAll()
 		}
 		c.counter.invalidationsAll.Add(1)
+		c.replayRecent()
 		return
 	}
 	for _, k := range inv.Keys {
@@ -192,9 +205,10 @@ const (
 	SourceL1                   // the in-process tier
 	SourceL2                   // the shared tier
 	SourceLoader               // a loader call made for this read
+	SourceStale                // a fail-safe stale value (see Options.FailSafe)
 )
 
-// String returns "miss", "hit-l1", "hit-l2" or "loader".
+// String returns "miss", "hit-l1", "hit-l2", "loader" or "stale".
 func (s Source) String() string {
 	switch s {
 	case SourceL1:
@@ -203,13 +217,16 @@ func (s Source) String() string {
 		return "hit-l2"
 	case SourceLoader:
 		return "loader"
+	case SourceStale:
+		return "stale"
 	}
 	return "miss"
 }
 
 // Result describes how a read was answered.
 type Result struct {
-	Source    Source
+	Source    Source    // SourceStale when a fail-safe stale value was served
+	Stale     bool      // the value is stale: past its TTL or unconfirmed
 	Codec     string    // the codec of the stored value
 	CreatedAt time.Time // when the value was written
 	ExpiresAt time.Time // its logical expiry; zero for none
@@ -248,7 +265,12 @@ func (c *Cache) get(ctx context.Context, key string, dst any) (*l1.Entry, Source
 	if c.opts.OnAccess != nil {
 		c.opts.OnAccess(key)
 	}
-	e, src, err := c.entry(ctx, key)
+	e, src, stale, err := c.entry(ctx, key)
+	if err != nil && stale != nil && !errors.Is(err, ErrNotFound) {
+		// L2 is failing: fail-safe serves the stale value, flagged.
+		c.counter.staleServed.Add(1)
+		e, src, err = stale, SourceStale, nil
+	}
 	if err == nil && e.Negative {
 		err = ErrNotFound
 	}
@@ -262,7 +284,10 @@ func (c *Cache) get(ctx context.Context, key string, dst any) (*l1.Entry, Source
 }
 
 func (c *Cache) result(e *l1.Entry, src Source) Result {
-	r := Result{Source: src}
+	if e.Stale {
+		src = SourceStale
+	}
+	r := Result{Source: src, Stale: src == SourceStale}
 	if cd, err := c.reg.ByID(e.Codec); err == nil {
 		r.Codec = cd.Name()
 	}
@@ -276,21 +301,23 @@ func (c *Cache) result(e *l1.Entry, src Source) Result {
 }
 
 // entry returns the fresh entry for key from L1 or L2; it may be a
-// negative one (e.Negative), which callers report as ErrNotFound.
-func (c *Cache) entry(ctx context.Context, key string) (*l1.Entry, Source, error) {
+// negative one (e.Negative), which callers report as ErrNotFound. On a miss
+// or an L2 failure it also returns a stale candidate for fail-safe use,
+// when one exists: an expired (or, after a lost link, unconfirmed) entry
+// that no known invalidation removed.
+func (c *Cache) entry(ctx context.Context, key string) (e *l1.Entry, src Source, stale *l1.Entry, err error) {
 	if c.l1 != nil {
 		if e, ok := c.l1.Get(key); ok {
 			valid, known := c.vers.quick(e)
 			if !known {
-				var err error
 				if valid, err = c.validate(ctx, e); err != nil {
 					c.counter.errors.Add(1)
-					return nil, SourceNone, err
+					return nil, SourceNone, c.staleL1(key), err
 				}
 			}
 			if valid {
 				c.counter.hitL1.Add(1)
-				return e, SourceL1, nil
+				return e, SourceL1, nil, nil
 			}
 		}
 	}
@@ -302,52 +329,75 @@ func (c *Cache) entry(ctx context.Context, key string) (*l1.Entry, Source, error
 	b, err := c.store.Get(ctx, c.prefix+key)
 	if errors.Is(err, l2.ErrNotFound) {
 		c.counter.miss.Add(1)
-		return nil, SourceNone, ErrNotFound
+		return nil, SourceNone, nil, ErrNotFound
 	}
 	if err != nil {
 		c.counter.errors.Add(1)
-		return nil, SourceNone, err
+		return nil, SourceNone, c.staleL1(key), err
 	}
-	e, err := c.decodeEntry(key, b, now)
+	e, expired, err := c.decodeEntry(key, b, now)
 	if err != nil {
-		return nil, SourceNone, err
+		return nil, SourceNone, nil, err
 	}
 	valid, err := c.validate(ctx, e)
 	if err != nil {
 		c.counter.errors.Add(1)
-		return nil, SourceNone, err
+		return nil, SourceNone, c.staleL1(key), err
 	}
 	if !valid {
 		c.counter.miss.Add(1)
-		return nil, SourceNone, ErrNotFound
+		return nil, SourceNone, nil, ErrNotFound
+	}
+	if expired {
+		c.counter.miss.Add(1)
+		if c.opts.FailSafe.MaxDuration > 0 && !e.Negative {
+			return nil, SourceNone, e, ErrNotFound
+		}
+		return nil, SourceNone, nil, ErrNotFound
 	}
 	if c.l1 != nil {
 		c.l1.SetIfUnchanged(key, e, tok, now)
 	}
 	c.counter.hitL2.Add(1)
-	return e, SourceL2, nil
+	return e, SourceL2, nil, nil
+}
+
+// staleL1 returns L1's entry for key as a fail-safe candidate: within the
+// fail-safe window and carrying no version known to be invalid.
+func (c *Cache) staleL1(key string) *l1.Entry {
+	if c.l1 == nil || c.opts.FailSafe.MaxDuration <= 0 {
+		return nil
+	}
+	e, ok := c.l1.GetStale(key)
+	if !ok || e.Negative {
+		return nil
+	}
+	if e.ExpiresAt != 0 && e.ExpiresAt+int64(c.opts.FailSafe.MaxDuration) <= c.now() {
+		return nil
+	}
+	if valid, known := c.vers.quick(e); known && !valid {
+		return nil
+	}
+	return e
 }
 
 // decodeEntry turns stored bytes into an entry. A corrupt or expired value
 // is a miss; a corrupt one is also counted and logged.
-func (c *Cache) decodeEntry(key string, b []byte, now int64) (*l1.Entry, error) {
+func (c *Cache) decodeEntry(key string, b []byte, now int64) (e *l1.Entry, expired bool, err error) {
 	env, err := envelope.Decode(b, c.opts.MaxValueSize)
 	if err != nil {
 		c.counter.corrupt.Add(1)
 		c.logger.Warn("tiercache: corrupt value treated as a miss", "namespace", c.opts.Namespace, "key", truncKey(key), "err", err)
-		return nil, fmt.Errorf("%w: %w", ErrNotFound, err)
+		return nil, false, fmt.Errorf("%w: %w", ErrNotFound, err)
 	}
 	exp := env.ExpiresAt * int64(time.Millisecond)
-	if exp != 0 && exp <= now {
-		c.counter.miss.Add(1)
-		return nil, ErrNotFound
-	}
+	expired = exp != 0 && exp <= now
 	if _, err := c.reg.ByID(env.Codec); err != nil {
 		c.counter.corrupt.Add(1)
 		c.logger.Warn("tiercache: value with an unknown codec treated as a miss", "namespace", c.opts.Namespace, "key", truncKey(key), "codec", env.Codec)
-		return nil, fmt.Errorf("%w: %w", ErrNotFound, err)
+		return nil, false, fmt.Errorf("%w: %w", ErrNotFound, err)
 	}
-	e := &l1.Entry{
+	e = &l1.Entry{
 		Payload:   env.Payload,
 		Codec:     env.Codec,
 		Negative:  env.Flags&envelope.FlagNegative != 0,
@@ -359,7 +409,7 @@ func (c *Cache) decodeEntry(key string, b []byte, now int64) (*l1.Entry, error) 
 		e.Tags = append(e.Tags, t.Tag)
 		e.TagVers = append(e.TagVers, t.Version)
 	}
-	return e, nil
+	return e, expired, nil
 }
 
 // truncKey shortens a key for messages, on a UTF-8 boundary.
@@ -563,7 +613,11 @@ func (c *Cache) encode(key string, value any, so setOptions, negative bool, vs s
 	if err != nil {
 		return encoded{}, fmt.Errorf("%w: %w", ErrInvalidTag, err)
 	}
-	return encoded{key: key, bytes: b, entry: e, ttl: ttl}, nil
+	phys := ttl
+	if ttl > 0 && !negative {
+		phys += c.opts.FailSafe.MaxDuration
+	}
+	return encoded{key: key, bytes: b, entry: e, ttl: phys}, nil
 }
 
 // Set writes value under key in L2, then L1. It returns once Redis has
@@ -585,11 +639,13 @@ func (c *Cache) Set(ctx context.Context, key string, value any, opts ...SetOptio
 	if err != nil {
 		return keyErr("set", key, err)
 	}
-	return keyErr("set", key, c.write(ctx, []encoded{enc}))
+	return keyErr("set", key, c.write(ctx, []encoded{enc}, true))
 }
 
-// write stores encoded values in L2 and then updates L1.
-func (c *Cache) write(ctx context.Context, encs []encoded) error {
+// write stores encoded values in L2 and then updates L1. With queue, a
+// failure because L2 is unreachable sends the values to the recovery
+// queue (the error then matches ErrQueued).
+func (c *Cache) write(ctx context.Context, encs []encoded, queue bool) error {
 	var toks []l1.Token
 	if c.l1 != nil && !c.tracked {
 		toks = make([]l1.Token, len(encs))
@@ -619,6 +675,13 @@ func (c *Cache) write(ctx context.Context, encs []encoded) error {
 	}
 	if err != nil {
 		c.counter.errors.Add(1)
+		if queue && unavailable(err) {
+			ops := make([]recOp, len(encs))
+			for i, e := range encs {
+				ops[i] = recOp{kind: opSet, key: c.prefix + e.key, value: e.bytes, ttl: e.ttl}
+			}
+			err = c.queueOps(err, ops)
+		}
 	}
 	return err
 }
@@ -643,7 +706,17 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 	}
 	if err != nil {
 		c.counter.errors.Add(1)
+		if unavailable(err) {
+			ops := make([]recOp, len(full))
+			for i, k := range full {
+				ops[i] = recOp{kind: opDel, key: k}
+			}
+			err = c.queueOps(err, ops)
+		}
 		return keyErr("delete", keys[0], err)
+	}
+	if c.rec != nil {
+		c.rec.remember(opDel, full, c.opts.Now())
 	}
 	return nil
 }
@@ -654,6 +727,8 @@ type counters struct {
 	loads, loadErrors                   atomic.Uint64
 	invalidations, invalidationsAll     atomic.Uint64
 	tagInvalidations                    atomic.Uint64
+	staleServed, replayFailed           atomic.Uint64
+	eagerRefreshes, lockWaits           atomic.Uint64
 }
 
 // Stats is a snapshot of the cache's counters.
@@ -668,6 +743,14 @@ type Stats struct {
 	Invalidations uint64 // keys invalidated by Redis
 	LinkResets    uint64 // times every L1 entry lost freshness at once
 	TagBumps      uint64 // tag and namespace versions this instance incremented
+	StaleServed   uint64 // fail-safe stale values served
+	EagerRefresh  uint64 // background refreshes started by eager refresh
+	LockWaits     uint64 // Fetches that waited for another instance's load
+	Breaker       BreakerState
+	QueueLength   int    // operations waiting in the recovery queue
+	QueueOverflow uint64 // operations refused because the queue was full
+	Replayed      uint64 // queued operations applied
+	ReplayFailed  uint64 // queued operations L2 refused (logged)
 	L1Entries     int    // entries in L1, fresh or not
 	L1Bytes       uint64 // bytes accounted to L1 entries
 }
@@ -685,10 +768,32 @@ func (c *Cache) Stats() Stats {
 		Invalidations: c.counter.invalidations.Load(),
 		LinkResets:    c.counter.invalidationsAll.Load(),
 		TagBumps:      c.counter.tagInvalidations.Load(),
+		StaleServed:   c.counter.staleServed.Load(),
+		EagerRefresh:  c.counter.eagerRefreshes.Load(),
+		LockWaits:     c.counter.lockWaits.Load(),
+		Breaker:       c.guard.state(),
+		ReplayFailed:  c.counter.replayFailed.Load(),
 	}
 	if c.l1 != nil {
 		s.L1Entries = c.l1.Len()
 		s.L1Bytes = c.l1.WeightedSize()
 	}
+	if c.rec != nil {
+		s.QueueLength = int(c.rec.length.Load())
+		s.QueueOverflow = c.rec.overflow.Load()
+		s.Replayed = c.rec.replayed.Load()
+	}
 	return s
+}
+
+// BreakerState returns the state of the circuit breaker around L2.
+func (c *Cache) BreakerState() BreakerState { return c.guard.state() }
+
+// QueueLength returns the number of operations waiting in the recovery
+// queue.
+func (c *Cache) QueueLength() int {
+	if c.rec == nil {
+		return 0
+	}
+	return int(c.rec.length.Load())
 }

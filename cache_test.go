@@ -185,7 +185,7 @@ func TestCache_TTL(t *testing.T) {
 // pttl reads a key's remaining TTL in Redis through the store's client.
 func pttl(t *testing.T, c *Cache, key string) int64 {
 	t.Helper()
-	rs, ok := c.store.(*redisstore.Store)
+	rs, ok := c.guard.s.(*redisstore.Store)
 	if !ok {
 		t.Fatalf("store %T is not Redis", c.store)
 	}

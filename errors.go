@@ -6,6 +6,7 @@ import (
 
 	"github.com/tiercache/tiercache/codec"
 	"github.com/tiercache/tiercache/internal/envelope"
+	"github.com/tiercache/tiercache/internal/l2"
 )
 
 var (
@@ -46,6 +47,28 @@ var (
 	// treat it as a miss: the error they return matches both ErrNotFound
 	// and ErrCorrupt, and Stats counts it.
 	ErrCorrupt = envelope.ErrCorrupt
+
+	// ErrCircuitOpen is returned by L2 operations while the circuit
+	// breaker is open: they fail fast without reaching Redis.
+	ErrCircuitOpen = errors.New("tiercache: circuit breaker open")
+
+	// ErrUnavailable marks errors where L2 could not be reached or did not
+	// answer within Options.OperationTimeout.
+	ErrUnavailable = l2.ErrUnavailable
+
+	// ErrQueued is returned by Set, SetMany, SetItems, Delete,
+	// InvalidateTags and Clear when L2 was unreachable and the operation
+	// went to the auto-recovery queue: it is not applied yet, and will be
+	// once L2 answers. The error also matches the cause.
+	ErrQueued = errors.New("tiercache: L2 unreachable; queued for recovery")
+
+	// ErrQueueFull is returned instead of ErrQueued when the recovery
+	// queue is full: the operation was not applied and not queued.
+	ErrQueueFull = errors.New("tiercache: L2 unreachable and the recovery queue is full")
+
+	// ErrLoaderTimeout is returned by Fetch when the loader did not
+	// answer within Options.LoaderHardTimeout and no stale value exists.
+	ErrLoaderTimeout = errors.New("tiercache: loader timed out")
 
 	// ErrInvalidDestination is returned when the destination of Get or
 	// GetMany is not a non-nil pointer of a suitable type.

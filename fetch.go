@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"time"
 
 	"github.com/tiercache/tiercache/internal/l1"
 )
@@ -33,20 +34,25 @@ func (e *LoaderPanicError) Error() string {
 
 // Fetch returns the value of key, calling load on a miss and caching what
 // it returns (cache-aside). Concurrent Fetches of the same key in this
-// process share one loader call. opts apply to the write of a loaded
-// value.
+// process share one loader call (and, with Options.Lock, one across the
+// fleet). opts apply to the write of a loaded value.
 //
 // The loader runs on a context that keeps ctx's values but not its
 // cancellation, so one caller giving up does not fail the others waiting
 // for the same key; each caller still returns when its own ctx ends.
+//
+// With Options.FailSafe, a loader error or timeout, or an unreachable L2,
+// is answered with the last value when one is still within the fail-safe
+// window; FetchResult reports it as stale.
 func Fetch[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T], opts ...SetOption) (T, error) {
 	if c.l1 != nil && load != nil && !c.closed.Load() && c.opts.OnAccess == nil {
 		// The L1 hit path, kept free of Result bookkeeping. A fresh
 		// entry exists only under a valid key.
-		if e, ok := c.l1.Get(key); ok && !e.Negative {
+		if e, ok := c.l1.Get(key); ok && !e.Negative && !e.Stale {
 			if v, ok := e.Value().(T); ok {
 				if valid, known := c.vers.quick(e); valid && known {
 					c.counter.hitL1.Add(1)
+					maybeRefresh(c, key, e, load, opts)
 					return v, nil
 				}
 			}
@@ -56,7 +62,8 @@ func Fetch[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T],
 	return v, err
 }
 
-// FetchResult is Fetch that also reports where the value came from.
+// FetchResult is Fetch that also reports where the value came from and
+// whether it is stale.
 func FetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T], opts ...SetOption) (T, Result, error) {
 	var zero T
 	if err := c.check("fetch", key); err != nil {
@@ -79,18 +86,18 @@ func FetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 				}
 				if v, ok := e.Value().(T); ok {
 					c.counter.hitL1.Add(1)
+					if !e.Stale {
+						maybeRefresh(c, key, e, load, opts)
+					}
 					return v, c.result(e, SourceL1), nil
 				}
 			}
 		}
 	}
-	return fetchSlow(ctx, c, key, load, opts)
-}
-
-func fetchSlow[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T], opts []SetOption) (T, Result, error) {
-	var zero T
 	ch := c.flights.DoChan(key, func() (any, error) {
-		return fetchLocked(context.WithoutCancel(ctx), c, key, load, opts)
+		lctx, release := c.loaderContext(ctx)
+		defer release()
+		return fetchLocked(lctx, c, key, load, opts)
 	})
 	select {
 	case <-ctx.Done():
@@ -104,6 +111,14 @@ func fetchSlow[T any](ctx context.Context, c *Cache, key string, load LoaderFunc
 	}
 }
 
+// loaderContext keeps ctx's values, drops its cancellation, and ends when
+// the cache closes.
+func (c *Cache) loaderContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(c.ctx, cancel)
+	return lctx, func() { stop(); cancel() }
+}
+
 type fetched[T any] struct {
 	v   T
 	res Result
@@ -113,7 +128,7 @@ type fetched[T any] struct {
 // an earlier flight may have filled them, then loads.
 func fetchLocked[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T], opts []SetOption) (any, error) {
 	var v T
-	e, src, err := c.entry(ctx, key)
+	e, src, stale, err := c.entry(ctx, key)
 	switch {
 	case err == nil && e.Negative:
 		return nil, ErrNotFound
@@ -122,34 +137,212 @@ func fetchLocked[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 			return nil, err
 		}
 		c.keepDecoded(key, e, v)
+		maybeRefresh(c, key, e, load, opts)
 		return fetched[T]{v, c.result(e, src)}, nil
 	case !errors.Is(err, ErrNotFound):
 		// L2 trouble: the loader still answers (graceful degradation).
 		c.logger.Debug("tiercache: L2 read failed, loading", "key", truncKey(key), "err", err)
 	}
-	v, err = callLoader(ctx, c, key, load)
+	l2ok := err == nil || errors.Is(err, ErrNotFound)
+	if l2ok && c.opts.Lock.Enabled {
+		if got, ok := waitForHolder[T](ctx, c, key); ok {
+			return got, nil
+		}
+	}
+	v, err = loadWithTimeouts(ctx, c, key, load, opts, stale)
+	if errors.Is(err, errServedStale) {
+		return fetchedStale[T](c, key, stale)
+	}
 	if errors.Is(err, ErrNotFound) {
 		c.storeNegative(ctx, key)
 		return nil, ErrNotFound
 	}
 	if err != nil {
+		if stale != nil {
+			return fetchedStale[T](c, key, stale)
+		}
 		return nil, err
 	}
+	return fetched[T]{v, c.cacheLoaded(ctx, key, v, opts)}, nil
+}
+
+// errServedStale tells fetchLocked that the soft timeout fired: the stale
+// value answers now and the loader finishes in the background.
+var errServedStale = errors.New("served stale")
+
+// fetchedStale answers with a fail-safe stale value, and keeps it in L1
+// for FailSafe.Throttle so that the loader is not retried on every read.
+func fetchedStale[T any](c *Cache, key string, stale *l1.Entry) (any, error) {
+	var v T
+	if err := c.assign(stale, &v); err != nil {
+		return nil, err
+	}
+	c.counter.staleServed.Add(1)
+	if c.l1 != nil {
+		now := c.now()
+		th := stale.StaleCopy(now + int64(c.opts.FailSafe.Throttle))
+		c.l1.SetIfUnchanged(key, th, c.l1.Snapshot(key), now)
+	}
+	return fetched[T]{v, Result{Source: SourceStale, Stale: true}}, nil
+}
+
+// loadWithTimeouts calls the loader under the soft and hard timeouts. On
+// the soft timeout with a stale value at hand it returns errServedStale
+// and lets the loader finish in the background, caching its result.
+func loadWithTimeouts[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T], opts []SetOption, stale *l1.Entry) (T, error) {
+	var zero T
+	background := c.opts.LoaderSoftTimeout > 0 && stale != nil
+	lctx, cancel := ctx, context.CancelFunc(func() {})
+	if background {
+		// The loader may outlive the flight: detach it from the flight's
+		// context (it still ends when the cache closes).
+		lctx, cancel = c.loaderContext(ctx)
+	}
+	if c.opts.LoaderHardTimeout > 0 {
+		var cancelHard context.CancelFunc
+		lctx, cancelHard = context.WithTimeout(lctx, c.opts.LoaderHardTimeout)
+		prev := cancel
+		cancel = func() { cancelHard(); prev() }
+	}
+	if !background {
+		defer cancel()
+		v, err := callLoader(lctx, c, key, load)
+		if err != nil && lctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			err = fmt.Errorf("%w after %v: %w", ErrLoaderTimeout, c.opts.LoaderHardTimeout, err)
+		}
+		return v, err
+	}
+	type res struct {
+		v   T
+		err error
+	}
+	done := make(chan res, 1)
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		defer cancel()
+		v, err := callLoader(lctx, c, key, load)
+		done <- res{v, err}
+	}()
+	soft := time.NewTimer(c.opts.LoaderSoftTimeout)
+	defer soft.Stop()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-soft.C:
+	}
+	// Answer with the stale value; the loader's result, when it comes,
+	// updates the cache.
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		r := <-done
+		if r.err == nil {
+			c.cacheLoaded(c.ctx, key, r.v, opts)
+		}
+	}()
+	return zero, errServedStale
+}
+
+// cacheLoaded writes a loaded value to both tiers (not through the
+// recovery queue: the loader can answer again) and describes it.
+func (c *Cache) cacheLoaded(ctx context.Context, key string, v any, opts []SetOption) Result {
 	so := applySet(opts)
 	res := Result{Source: SourceLoader}
 	vs, err := c.stampFor(ctx, so.tags)
 	if err == nil {
 		var enc encoded
-		if enc, err = c.encode(key, v, so, false, vs); err != nil {
-			return nil, err // the value cannot be cached: a caller error
+		if enc, err = c.encode(key, v, so, false, vs); err == nil {
+			res = c.result(enc.entry, SourceLoader)
+			err = c.write(ctx, []encoded{enc}, false)
 		}
-		res = c.result(enc.entry, SourceLoader)
-		err = c.write(ctx, []encoded{enc})
 	}
 	if err != nil {
 		c.logger.Warn("tiercache: caching a loaded value failed", "key", truncKey(key), "err", err)
 	}
-	return fetched[T]{v, res}, nil
+	return res
+}
+
+// waitForHolder takes the fleet-wide lock for key. When another instance
+// holds it, it waits (bounded by Lock.MaxWait) for that instance's value
+// to appear in L2. ok means got answers the Fetch; otherwise the caller
+// loads (it holds the lock, or waited long enough, or the lock failed).
+func waitForHolder[T any](ctx context.Context, c *Cache, key string) (got any, ok bool) {
+	lk, err := c.TryLock(ctx, "fetch:"+key, c.opts.Lock.TTL)
+	if err == nil {
+		// We load; the lock expires by itself if we die. Release it once
+		// the flight (whose context ends with it) is over.
+		c.bg.Add(1)
+		go func() {
+			defer c.bg.Done()
+			<-ctx.Done()
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			defer cancel()
+			_ = lk.Unlock(uctx)
+		}()
+		return nil, false
+	}
+	if !errors.Is(err, ErrLocked) {
+		return nil, false
+	}
+	c.counter.lockWaits.Add(1)
+	deadline := time.Now().Add(c.opts.Lock.MaxWait)
+	wait := 5 * time.Millisecond
+	for time.Now().Before(deadline) {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, false
+		case <-t.C:
+		}
+		wait = min(wait*2, 100*time.Millisecond)
+		e, src, _, err := c.entry(ctx, key)
+		if err == nil && !e.Negative {
+			var v T
+			if c.assign(e, &v) == nil {
+				return fetched[T]{v, c.result(e, src)}, true
+			}
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, false // L2 trouble: load for ourselves
+		}
+	}
+	return nil, false
+}
+
+// maybeRefresh starts one background refresh of key when Options.
+// EagerRefreshThreshold of its TTL has passed.
+func maybeRefresh[T any](c *Cache, key string, e *l1.Entry, load LoaderFunc[T], opts []SetOption) {
+	thr := c.opts.EagerRefreshThreshold
+	if thr <= 0 || e.ExpiresAt == 0 || e.CreatedAt == 0 {
+		return
+	}
+	at := e.CreatedAt + int64(thr*float64(e.ExpiresAt-e.CreatedAt))
+	if c.now() < at {
+		return
+	}
+	if _, running := c.eager.LoadOrStore(key, struct{}{}); running {
+		return
+	}
+	c.counter.eagerRefreshes.Add(1)
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		defer c.eager.Delete(key)
+		ctx := c.ctx
+		if c.opts.LoaderHardTimeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, c.opts.LoaderHardTimeout)
+			defer cancel()
+		}
+		v, err := callLoader(ctx, c, key, load)
+		if err != nil {
+			c.logger.Debug("tiercache: eager refresh failed; the current value stays", "key", truncKey(key), "err", err)
+			return
+		}
+		c.cacheLoaded(c.ctx, key, v, opts)
+	}()
 }
 
 // keepDecoded remembers the decoded value in a fresh L1 entry so that the
@@ -184,7 +377,7 @@ func (c *Cache) storeNegative(ctx context.Context, key string) {
 		enc, err = c.encode(key, nil, setOptions{}, true, vs)
 	}
 	if err == nil {
-		err = c.write(ctx, []encoded{enc})
+		err = c.write(ctx, []encoded{enc}, false)
 	}
 	if err != nil {
 		c.logger.Warn("tiercache: caching a not-found failed", "key", truncKey(key), "err", err)

@@ -53,7 +53,7 @@ func (c *Cache) SetItems(ctx context.Context, items []Item) error {
 		}
 		encs = append(encs, enc)
 	}
-	if err := c.write(ctx, encs); err != nil {
+	if err := c.write(ctx, encs, true); err != nil {
 		return fmt.Errorf("tiercache: set items (%d): %w", len(encs), err)
 	}
 	return nil

@@ -55,9 +55,13 @@ func (c *Cache) entries(ctx context.Context, keys []string) (map[string]*l1.Entr
 			c.counter.miss.Add(1)
 			continue
 		}
-		e, err := c.decodeEntry(k, vals[i], now)
+		e, expired, err := c.decodeEntry(k, vals[i], now)
 		if err != nil {
 			continue // a miss; corrupt values are counted and logged
+		}
+		if expired {
+			c.counter.miss.Add(1)
+			continue
 		}
 		if valid, err := c.validate(ctx, e); err != nil {
 			return out, err
@@ -165,7 +169,7 @@ func (c *Cache) SetMany(ctx context.Context, items map[string]any, opts ...SetOp
 		}
 		encs = append(encs, enc)
 	}
-	if err := c.write(ctx, encs); err != nil {
+	if err := c.write(ctx, encs, true); err != nil {
 		return fmt.Errorf("tiercache: set many (%d keys): %w", len(encs), err)
 	}
 	return nil
@@ -252,7 +256,7 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 		encs = append(encs, enc)
 	}
 	if len(encs) > 0 {
-		if err := c.write(ctx, encs); err != nil {
+		if err := c.write(ctx, encs, false); err != nil {
 			c.logger.Warn("tiercache: caching loaded values failed", "keys", len(encs), "err", err)
 		}
 	}

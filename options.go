@@ -21,6 +21,17 @@ const (
 	DefaultMaxKeyLength  = 1024
 	DefaultMaxValueSize  = 4 << 20
 	DefaultCompressAbove = 1024
+
+	DefaultOperationTimeout     = time.Second
+	DefaultRetries              = 2
+	DefaultRetryBackoff         = 20 * time.Millisecond
+	DefaultBreakerThreshold     = 5
+	DefaultBreakerOpenTimeout   = 5 * time.Second
+	DefaultFailSafeThrottle     = 30 * time.Second
+	DefaultLockTTL              = 10 * time.Second
+	DefaultLockMaxWait          = 3 * time.Second
+	DefaultRecoveryQueueSize    = 10000
+	DefaultRecoveryReplayWindow = 30 * time.Second
 )
 
 // Options configure a Cache. The zero value is usable: an in-memory L2, a
@@ -78,6 +89,56 @@ type Options struct {
 	// slog.Default(). Secrets are never logged.
 	Logger *slog.Logger
 
+	// OperationTimeout bounds each L2 operation (each attempt of it).
+	// Zero means DefaultOperationTimeout; negative means no bound beyond
+	// the caller's context.
+	OperationTimeout time.Duration
+
+	// Retries is how many times an idempotent L2 operation (reads, SET,
+	// DEL) is retried after L2 was unreachable, with exponential backoff
+	// from RetryBackoff and full jitter. Zero means DefaultRetries;
+	// negative means none. Increments (InvalidateTags, Clear) and lock
+	// attempts are never retried.
+	Retries      int
+	RetryBackoff time.Duration // zero means DefaultRetryBackoff
+
+	// Breaker configures the circuit breaker around L2.
+	Breaker BreakerOptions
+
+	// FailSafe keeps expired entries usable as stale values when a
+	// loader fails or L2 is unreachable.
+	FailSafe FailSafeOptions
+
+	// LoaderSoftTimeout: when a loader has not answered after this long
+	// and a stale value exists, Fetch returns the stale value and lets
+	// the loader finish in the background. Zero means no soft timeout.
+	LoaderSoftTimeout time.Duration
+
+	// LoaderHardTimeout cancels a loader's context after this long; Fetch
+	// then returns a stale value if one exists, or ErrLoaderTimeout.
+	// Zero means no hard timeout.
+	LoaderHardTimeout time.Duration
+
+	// EagerRefreshThreshold, in (0, 1), makes a Fetch that finds an entry
+	// older than this fraction of its TTL start one background refresh
+	// of it (one per key at a time) while returning the current value.
+	// Zero means no eager refresh.
+	EagerRefreshThreshold float64
+
+	// Lock, when enabled, makes instances that miss the same key at once
+	// elect one loader through a lock in L2.
+	Lock LockOptions
+
+	// RecoveryQueueSize bounds the auto-recovery queue (operations on
+	// distinct keys). Zero means DefaultRecoveryQueueSize; negative
+	// disables the queue, and failed writes then just fail.
+	RecoveryQueueSize int
+
+	// RecoveryReplayWindow: invalidations acknowledged within this window
+	// are applied again after a lost link, in case a failover lost them.
+	// Zero means DefaultRecoveryReplayWindow; negative disables it.
+	RecoveryReplayWindow time.Duration
+
 	// OnAccess, when set, is called with the key of every read (Get,
 	// Lookup, GetMany, Fetch, FetchMany), hit or miss, on the caller's
 	// goroutine: keep it short and concurrency-safe. Warming's hot-key
@@ -132,6 +193,47 @@ type RedisOptions struct {
 	// Zero means the driver's defaults (5 s and 10 s).
 	DialTimeout  time.Duration
 	WriteTimeout time.Duration
+}
+
+// BreakerOptions configure the circuit breaker around L2
+// (CIRCUIT_BREAKER_ENABLED, CIRCUIT_BREAKER_THRESHOLD,
+// CIRCUIT_BREAKER_TIMEOUT).
+type BreakerOptions struct {
+	// Disabled turns the breaker off.
+	Disabled bool
+	// Threshold is the number of consecutive failed L2 operations that
+	// opens the breaker. Zero means DefaultBreakerThreshold.
+	Threshold uint32
+	// OpenTimeout is how long the breaker stays open before it lets
+	// probes through. Zero means DefaultBreakerOpenTimeout.
+	OpenTimeout time.Duration
+	// HalfOpenProbes is how many operations may probe L2 while
+	// half-open; they must all succeed to close it. Zero means 1.
+	HalfOpenProbes uint32
+}
+
+// FailSafeOptions configure stale serving.
+type FailSafeOptions struct {
+	// MaxDuration is how long after its TTL an entry stays usable as a
+	// stale value (it stays in Redis that much longer). Zero disables
+	// fail-safe.
+	MaxDuration time.Duration
+	// Throttle is how long a stale value served after a loader failure
+	// is reused before the loader is tried again. Zero means
+	// DefaultFailSafeThrottle.
+	Throttle time.Duration
+}
+
+// LockOptions configure the fleet-wide stampede lock of Fetch.
+type LockOptions struct {
+	// Enabled turns the lock on.
+	Enabled bool
+	// TTL bounds how long a lock holder may block others if it dies.
+	// Zero means DefaultLockTTL.
+	TTL time.Duration
+	// MaxWait bounds how long a waiter waits for the holder's value
+	// before it loads for itself. Zero means DefaultLockMaxWait.
+	MaxWait time.Duration
 }
 
 // enabled reports whether a Redis L2 is configured.
@@ -203,6 +305,39 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.OperationTimeout == 0 {
+		o.OperationTimeout = DefaultOperationTimeout
+	}
+	if o.Retries == 0 {
+		o.Retries = DefaultRetries
+	}
+	if o.RetryBackoff <= 0 {
+		o.RetryBackoff = DefaultRetryBackoff
+	}
+	if o.Breaker.Threshold == 0 {
+		o.Breaker.Threshold = DefaultBreakerThreshold
+	}
+	if o.Breaker.OpenTimeout == 0 {
+		o.Breaker.OpenTimeout = DefaultBreakerOpenTimeout
+	}
+	if o.Breaker.HalfOpenProbes == 0 {
+		o.Breaker.HalfOpenProbes = 1
+	}
+	if o.FailSafe.Throttle == 0 {
+		o.FailSafe.Throttle = DefaultFailSafeThrottle
+	}
+	if o.Lock.TTL == 0 {
+		o.Lock.TTL = DefaultLockTTL
+	}
+	if o.Lock.MaxWait == 0 {
+		o.Lock.MaxWait = DefaultLockMaxWait
+	}
+	if o.RecoveryQueueSize == 0 {
+		o.RecoveryQueueSize = DefaultRecoveryQueueSize
+	}
+	if o.RecoveryReplayWindow == 0 {
+		o.RecoveryReplayWindow = DefaultRecoveryReplayWindow
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	} else {
@@ -228,6 +363,16 @@ func (o Options) validate() error {
 		return optErr("L1.MaxBytes %d is negative", o.L1.MaxBytes)
 	case o.L1.MaxTTL < 0:
 		return optErr("L1.MaxTTL %v is negative", o.L1.MaxTTL)
+	case o.EagerRefreshThreshold < 0 || o.EagerRefreshThreshold >= 1:
+		return optErr("EagerRefreshThreshold %v is outside [0, 1)", o.EagerRefreshThreshold)
+	case o.FailSafe.MaxDuration < 0 || o.FailSafe.Throttle < 0:
+		return optErr("FailSafe durations may not be negative")
+	case o.LoaderSoftTimeout < 0 || o.LoaderHardTimeout < 0:
+		return optErr("loader timeouts may not be negative")
+	case o.LoaderHardTimeout > 0 && o.LoaderSoftTimeout > o.LoaderHardTimeout:
+		return optErr("LoaderSoftTimeout %v exceeds LoaderHardTimeout %v", o.LoaderSoftTimeout, o.LoaderHardTimeout)
+	case o.Breaker.OpenTimeout < 0 || o.Lock.TTL < 0 || o.Lock.MaxWait < 0:
+		return optErr("Breaker and Lock durations may not be negative")
 	}
 	return o.Redis.validate()
 }

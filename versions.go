@@ -2,6 +2,7 @@ package tiercache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -45,10 +46,15 @@ type versions struct {
 	mu  sync.RWMutex
 	m   map[string]uint64 // tag version key -> version
 	gen atomic.Uint64     // bumped by every invalidation and reset
+
+	// pending holds version keys whose increment waits in the recovery
+	// queue: entries carrying them are invalid here until it is applied.
+	pending  map[string]bool
+	npending atomic.Int32
 }
 
 func newVersions(namespace string) *versions {
-	return &versions{nsKey: namespace + "#ns", prefix: namespace + "#", m: map[string]uint64{}}
+	return &versions{nsKey: namespace + "#ns", prefix: namespace + "#", m: map[string]uint64{}, pending: map[string]bool{}}
 }
 
 func (v *versions) tagKey(tag string) string { return v.prefix + "t:" + tag }
@@ -56,6 +62,9 @@ func (v *versions) tagKey(tag string) string { return v.prefix + "t:" + tag }
 // quick reports whether e's recorded versions are the current ones, using
 // only what is cached. known is false when a version is not cached.
 func (v *versions) quick(e *l1.Entry) (valid, known bool) {
+	if v.npending.Load() > 0 && v.hasPending(e) {
+		return false, true
+	}
 	ns := v.ns.Load()
 	if ns == 0 {
 		return false, false
@@ -144,6 +153,46 @@ func (v *versions) current(ctx context.Context, c *Cache, tags []string, create 
 	}
 	v.store(fetched, gen)
 	return ns - 1, tv, nil
+}
+
+// markPending and clearPending track increments waiting in the recovery
+// queue.
+func (v *versions) markPending(key string) {
+	v.mu.Lock()
+	if !v.pending[key] {
+		v.pending[key] = true
+		v.npending.Add(1)
+	}
+	v.mu.Unlock()
+}
+
+func (v *versions) clearPending(key string) {
+	v.mu.Lock()
+	if v.pending[key] {
+		delete(v.pending, key)
+		v.npending.Add(-1)
+	}
+	v.gen.Add(1)
+	delete(v.m, key)
+	if key == v.nsKey {
+		v.ns.Store(0)
+	}
+	v.mu.Unlock()
+}
+
+// hasPending reports whether e carries a version with a queued increment.
+func (v *versions) hasPending(e *l1.Entry) bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if v.pending[v.nsKey] {
+		return true
+	}
+	for _, t := range e.Tags {
+		if v.pending[v.tagKey(t)] {
+			return true
+		}
+	}
+	return false
 }
 
 // store caches fetched versions unless an invalidation or reset happened
@@ -239,13 +288,11 @@ func (c *Cache) Clear(ctx context.Context) error {
 	if c.closed.Load() {
 		return fmt.Errorf("tiercache: clear: %w", ErrClosed)
 	}
-	if err := c.bump(ctx, "clear", []string{c.vers.nsKey}); err != nil {
-		return err
-	}
-	if c.l1 != nil {
+	err := c.bump(ctx, "clear", []string{c.vers.nsKey})
+	if c.l1 != nil && (err == nil || errors.Is(err, ErrQueued)) {
 		c.l1.Clear()
 	}
-	return nil
+	return err
 }
 
 // bump increments version keys and forgets their cached values, so that
@@ -257,7 +304,17 @@ func (c *Cache) bump(ctx context.Context, op string, keys []string) error {
 	}
 	if err != nil {
 		c.counter.errors.Add(1)
+		if unavailable(err) {
+			ops := make([]recOp, len(keys))
+			for i, k := range keys {
+				ops[i] = recOp{kind: opIncr, key: k}
+			}
+			err = c.queueOps(err, ops)
+		}
 		return fmt.Errorf("tiercache: %s: %w", op, err)
+	}
+	if c.rec != nil {
+		c.rec.remember(opIncr, keys, c.opts.Now())
 	}
 	c.counter.tagInvalidations.Add(uint64(len(keys)))
 	return nil

@@ -34,6 +34,7 @@ type Entry struct {
 	value    atomic.Pointer[Decoded] // decoded value; nil when only Payload is known
 	Tags     []string
 	Negative bool // a cached "not found"
+	Stale    bool // a fail-safe copy: served, but reported as stale
 	Codec    byte
 
 	TagVers   []uint64      // the tags' versions when written, same order
@@ -72,6 +73,17 @@ func (e *Entry) SetValue(v any) {
 	e.value.CompareAndSwap(nil, &Decoded{V: v, RV: rv, PtrType: reflect.PointerTo(rv.Type())})
 }
 
+// StaleCopy returns a copy of e marked Stale, logically expiring at
+// expiresAt (unix nanoseconds): the fail-safe throttle entry.
+func (e *Entry) StaleCopy(expiresAt int64) *Entry {
+	c := &Entry{
+		NsVer: e.NsVer, Tags: e.Tags, Negative: e.Negative, Stale: true, Codec: e.Codec,
+		TagVers: e.TagVers, Payload: e.Payload, CreatedAt: e.CreatedAt, ExpiresAt: expiresAt,
+	}
+	c.value.Store(e.value.Load())
+	return c
+}
+
 // Token is a snapshot of the counters that guard one key.
 type Token struct {
 	epoch  uint64
@@ -83,6 +95,9 @@ type Token struct {
 type Options struct {
 	MaxBytes uint64        // weight bound, > 0
 	MaxTTL   time.Duration // cap on any entry's L1 lifetime, > 0
+	// Keep is how long past its logical expiry an entry stays, for
+	// fail-safe use as a stale value. Zero keeps nothing past expiry.
+	Keep time.Duration
 	// Now is the clock for tests. Nil means a coarse clock (1 ms
 	// resolution): reading the precise time would cost more than the rest
 	// of an L1 hit, and an entry that expires up to 1 ms early is harmless.
@@ -102,12 +117,14 @@ type Cache struct {
 	epoch   atomic.Uint64
 	stripes [stripes]atomic.Uint64
 	maxTTL  time.Duration
+	keep    time.Duration
+	clock   otter.Clock
 	coarse  *otter.CoarseClock // nil with Options.Now
 }
 
 // New builds an L1.
 func New(o Options) (*Cache, error) {
-	l := &Cache{seed: maphash.MakeSeed(), maxTTL: o.MaxTTL}
+	l := &Cache{seed: maphash.MakeSeed(), maxTTL: o.MaxTTL, keep: o.Keep}
 	var clock otter.Clock
 	if o.Now != nil {
 		clock = funcClock(o.Now)
@@ -115,6 +132,7 @@ func New(o Options) (*Cache, error) {
 		l.coarse = otter.NewCoarseClock(time.Millisecond)
 		clock = l.coarse
 	}
+	l.clock = clock
 	c, err := otter.New(&otter.Options[string, *Entry]{
 		Clock:         clock,
 		MaximumWeight: o.MaxBytes,
@@ -145,15 +163,24 @@ func (l *Cache) idx(key string) uint32 {
 }
 
 // Get returns the entry for key when it is fresh: written in the current
-// epoch. Entries leave otter at their logical expiry (or L1's MaxTTL), so
-// expiry needs no check here.
+// epoch and not past its logical expiry. Without fail-safe, entries leave
+// otter at their logical expiry (or L1's MaxTTL), so expiry needs no check.
 func (l *Cache) Get(key string) (*Entry, bool) {
 	e, ok := l.c.GetIfPresent(key)
-	if !ok || e.epoch != l.epoch.Load() {
+	if !ok || e.epoch != l.epoch.Load() || (l.keep > 0 && e.ExpiresAt != 0 && e.ExpiresAt <= l.clock.NowNano()) {
 		return nil, false
 	}
 	return e, true
 }
+
+// GetStale returns the entry for key whether or not it is fresh, for
+// fail-safe use: it may be from an older epoch or past its logical expiry.
+func (l *Cache) GetStale(key string) (*Entry, bool) {
+	return l.c.GetIfPresent(key)
+}
+
+// Now returns the L1 clock's time in unix nanoseconds.
+func (l *Cache) Now() int64 { return l.clock.NowNano() }
 
 // Snapshot returns the token to pass to SetIfUnchanged.
 func (l *Cache) Snapshot(key string) Token {
@@ -173,7 +200,7 @@ func (l *Cache) SetIfUnchanged(key string, e *Entry, t Token, now int64) bool {
 	}
 	ttl := l.maxTTL
 	if e.ExpiresAt != 0 {
-		if rem := time.Duration(e.ExpiresAt - now); rem < ttl {
+		if rem := time.Duration(e.ExpiresAt-now) + l.keep; rem < ttl {
 			ttl = rem
 		}
 	}

@@ -11,6 +11,12 @@ import (
 // ErrNotFound is returned by Store.Get when the key does not exist.
 var ErrNotFound = errors.New("l2: not found")
 
+// ErrUnavailable marks errors where the store could not be reached or did
+// not answer in time (as opposed to a reply that reports an error). Only
+// these count against the circuit breaker, are retried, and send writes to
+// the recovery queue.
+var ErrUnavailable = errors.New("l2: unavailable")
+
 // Item is one key and its encoded value for Store.MSet. A TTL of zero or
 // less means the key never expires.
 type Item struct {

@@ -222,6 +222,14 @@ func (s *Store) wrap(err error, format string, args ...any) error {
 	if s.closed.Load() && errors.Is(err, rueidis.ErrClosing) {
 		return ErrClosed
 	}
+	if _, isReply := rueidis.IsRedisErr(err); !isReply && !errors.Is(err, context.Canceled) {
+		// No reply, or no reply in time: Redis is unreachable for now.
+		return fmt.Errorf("redisstore: "+format+": %w: %w", append(args, l2.ErrUnavailable, err)...)
+	}
+	if ret, isReply := rueidis.IsRedisErr(err); isReply && (ret.IsTryAgain() || ret.IsClusterDown() || ret.IsLoading() || strings.HasPrefix(ret.Error(), "READONLY") || strings.HasPrefix(ret.Error(), "MASTERDOWN")) {
+		// Transient server states during failover, resharding or start-up.
+		return fmt.Errorf("redisstore: "+format+": %w: %w", append(args, l2.ErrUnavailable, err)...)
+	}
 	return fmt.Errorf("redisstore: "+format+": %w", append(args, err)...)
 }
 

@@ -1,0 +1,189 @@
+package tiercache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/tiercache/tiercache/internal/l2"
+)
+
+// BreakerState is the state of the circuit breaker around L2.
+type BreakerState string
+
+// Breaker states.
+const (
+	BreakerClosed   BreakerState = "closed"    // L2 calls go through
+	BreakerOpen     BreakerState = "open"      // L2 calls fail fast with ErrCircuitOpen
+	BreakerHalfOpen BreakerState = "half-open" // a few probes test whether L2 is back
+	BreakerDisabled BreakerState = "disabled"
+)
+
+// guarded wraps an l2.Store with the per-operation timeout, bounded
+// retries with exponential backoff and jitter (idempotent operations
+// only), and the circuit breaker. Only l2.ErrUnavailable errors count as
+// failures.
+type guarded struct {
+	s       l2.Store
+	timeout time.Duration
+	retries int
+	backoff time.Duration
+	cb      *gobreaker.TwoStepCircuitBreaker[struct{}] // nil when disabled
+	onState func(BreakerState)
+}
+
+func newGuarded(s l2.Store, o Options, onState func(BreakerState)) *guarded {
+	g := &guarded{s: s, timeout: o.OperationTimeout, retries: o.Retries, backoff: o.RetryBackoff, onState: onState}
+	if !o.Breaker.Disabled {
+		threshold := o.Breaker.Threshold
+		g.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+			Name:        "tiercache-l2",
+			MaxRequests: o.Breaker.HalfOpenProbes,
+			Timeout:     o.Breaker.OpenTimeout,
+			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= threshold },
+			IsSuccessful: func(err error) bool {
+				return err == nil || !errors.Is(err, l2.ErrUnavailable)
+			},
+			IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
+			OnStateChange: func(_ string, _, to gobreaker.State) {
+				if g.onState != nil {
+					g.onState(breakerState(to))
+				}
+			},
+		})
+	}
+	return g
+}
+
+func breakerState(s gobreaker.State) BreakerState {
+	switch s {
+	case gobreaker.StateOpen:
+		return BreakerOpen
+	case gobreaker.StateHalfOpen:
+		return BreakerHalfOpen
+	}
+	return BreakerClosed
+}
+
+// state reports the breaker's state.
+func (g *guarded) state() BreakerState {
+	if g.cb == nil {
+		return BreakerDisabled
+	}
+	return breakerState(g.cb.State())
+}
+
+// do runs op under the breaker, the timeout and, when idempotent, the
+// retries.
+func (g *guarded) do(ctx context.Context, idempotent bool, op func(ctx context.Context) error) error {
+	attempts := 1
+	if idempotent {
+		attempts += g.retries
+	}
+	var err error
+	for i := range attempts {
+		if i > 0 {
+			// Exponential backoff with full jitter.
+			d := g.backoff << (i - 1)
+			d = time.Duration(rand.Int64N(int64(d)) + 1)
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return err
+			case <-t.C:
+			}
+		}
+		err = g.once(ctx, op)
+		if err == nil || !errors.Is(err, l2.ErrUnavailable) || errors.Is(err, ErrCircuitOpen) {
+			return err
+		}
+	}
+	return err
+}
+
+func (g *guarded) once(ctx context.Context, op func(ctx context.Context) error) error {
+	done := func(error) {}
+	if g.cb != nil {
+		var err error
+		if done, err = g.cb.Allow(); err != nil {
+			return fmt.Errorf("%w: %w", ErrCircuitOpen, l2.ErrUnavailable)
+		}
+	}
+	octx, cancel := ctx, context.CancelFunc(func() {})
+	if g.timeout > 0 {
+		octx, cancel = context.WithTimeout(ctx, g.timeout)
+	}
+	err := op(octx)
+	timedOut := octx.Err() != nil
+	cancel()
+	if err != nil && ctx.Err() == nil && timedOut && !errors.Is(err, l2.ErrUnavailable) {
+		// Our own timeout fired: the store did not answer in time.
+		err = fmt.Errorf("%w: no answer within %v: %w", l2.ErrUnavailable, g.timeout, err)
+	}
+	done(err)
+	return err
+}
+
+func (g *guarded) Get(ctx context.Context, key string) (v []byte, err error) {
+	err = g.do(ctx, true, func(ctx context.Context) error {
+		v, err = g.s.Get(ctx, key)
+		return err
+	})
+	return v, err
+}
+
+func (g *guarded) MGet(ctx context.Context, keys []string) (v [][]byte, err error) {
+	err = g.do(ctx, true, func(ctx context.Context) error {
+		v, err = g.s.MGet(ctx, keys)
+		return err
+	})
+	return v, err
+}
+
+func (g *guarded) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	return g.do(ctx, true, func(ctx context.Context) error { return g.s.Set(ctx, key, value, ttl) })
+}
+
+func (g *guarded) MSet(ctx context.Context, items []l2.Item) error {
+	return g.do(ctx, true, func(ctx context.Context) error { return g.s.MSet(ctx, items) })
+}
+
+func (g *guarded) Del(ctx context.Context, keys ...string) error {
+	return g.do(ctx, true, func(ctx context.Context) error { return g.s.Del(ctx, keys...) })
+}
+
+// Incr is not idempotent: it is never retried.
+func (g *guarded) Incr(ctx context.Context, keys []string) (v []int64, err error) {
+	err = g.do(ctx, false, func(ctx context.Context) error {
+		v, err = g.s.Incr(ctx, keys)
+		return err
+	})
+	return v, err
+}
+
+func (g *guarded) SetNX(ctx context.Context, items []l2.Item) error {
+	return g.do(ctx, true, func(ctx context.Context) error { return g.s.SetNX(ctx, items) })
+}
+
+func (g *guarded) TryLock(ctx context.Context, key, token string, ttl time.Duration) (ok bool, err error) {
+	err = g.do(ctx, false, func(ctx context.Context) error {
+		ok, err = g.s.TryLock(ctx, key, token, ttl)
+		return err
+	})
+	return ok, err
+}
+
+func (g *guarded) Unlock(ctx context.Context, key, token string) (ok bool, err error) {
+	err = g.do(ctx, true, func(ctx context.Context) error {
+		ok, err = g.s.Unlock(ctx, key, token)
+		return err
+	})
+	return ok, err
+}
+
+func (g *guarded) Close() error { return g.s.Close() }

@@ -1,0 +1,256 @@
+package tiercache
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tiercache/tiercache/internal/l2"
+)
+
+// The auto-recovery queue holds writes and invalidations that failed
+// because L2 was unreachable, one per L2 key (the newest wins), and
+// replays them in order once L2 answers again. It is bounded: when it is
+// full, a new key is refused with ErrQueueFull, so nothing is dropped
+// silently.
+//
+// It also remembers the invalidations L2 acknowledged recently. Redis
+// replicates asynchronously, so a failover can lose them; after every lost
+// link (which a failover always causes) they are queued again. Deleting a
+// cache key or bumping a version twice is always safe: at worst a miss.
+
+type opKind uint8
+
+const (
+	opSet opKind = iota + 1
+	opDel
+	opIncr
+)
+
+type recOp struct {
+	kind  opKind
+	key   string // full L2 key
+	value []byte
+	ttl   time.Duration
+}
+
+type recentInv struct {
+	kind opKind
+	key  string
+	at   time.Time
+}
+
+type recovery struct {
+	mu       sync.Mutex
+	order    *list.List               // of *recOp, oldest first
+	byKey    map[string]*list.Element // L2 key -> element
+	max      int
+	length   atomic.Int64
+	overflow atomic.Uint64
+	replayed atomic.Uint64
+	wake     chan struct{}
+
+	window time.Duration
+	recent []recentInv // acknowledged invalidations, oldest first
+}
+
+func newRecovery(max int, window time.Duration) *recovery {
+	return &recovery{order: list.New(), byKey: map[string]*list.Element{}, max: max, wake: make(chan struct{}, 1), window: window}
+}
+
+// add queues op, replacing an older op on the same key. replace false
+// keeps an existing op (used for failover replays, which are older than
+// anything the caller queued since).
+func (r *recovery) add(op recOp, replace bool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if el, ok := r.byKey[op.key]; ok {
+		if replace {
+			r.order.Remove(el)
+			r.byKey[op.key] = r.order.PushBack(&op)
+		}
+		return nil
+	}
+	if r.order.Len() >= r.max {
+		r.overflow.Add(1)
+		return fmt.Errorf("%w (%d operations waiting)", ErrQueueFull, r.order.Len())
+	}
+	r.byKey[op.key] = r.order.PushBack(&op)
+	r.length.Store(int64(r.order.Len()))
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// front returns the oldest op without removing it.
+func (r *recovery) front() *recOp {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if el := r.order.Front(); el != nil {
+		return el.Value.(*recOp)
+	}
+	return nil
+}
+
+// done removes op if it is still the queued op for its key.
+func (r *recovery) done(op *recOp) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if el, ok := r.byKey[op.key]; ok && el.Value.(*recOp) == op {
+		r.order.Remove(el)
+		delete(r.byKey, op.key)
+	}
+	r.length.Store(int64(r.order.Len()))
+}
+
+// pending reports whether key has a queued operation.
+func (r *recovery) pending(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.byKey[key]
+	return ok
+}
+
+// remember records an acknowledged invalidation for failover replay.
+func (r *recovery) remember(kind opKind, keys []string, now time.Time) {
+	if r.window <= 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cut := 0
+	for cut < len(r.recent) && now.Sub(r.recent[cut].at) > r.window {
+		cut++
+	}
+	r.recent = r.recent[cut:]
+	for _, k := range keys {
+		if len(r.recent) >= r.max {
+			r.recent = r.recent[1:]
+		}
+		r.recent = append(r.recent, recentInv{kind: kind, key: k, at: now})
+	}
+}
+
+// recentOps returns the invalidations acknowledged within the window.
+func (r *recovery) recentOps(now time.Time) []recOp {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []recOp
+	for _, ri := range r.recent {
+		if now.Sub(ri.at) <= r.window {
+			out = append(out, recOp{kind: ri.kind, key: ri.key})
+		}
+	}
+	return out
+}
+
+// unavailable reports whether err means L2 could not be reached.
+func unavailable(err error) bool { return errors.Is(err, l2.ErrUnavailable) }
+
+// queueOps queues ops after an L2 failure; it returns an error matching
+// ErrQueued, or ErrQueueFull (with cause) when the queue is disabled or
+// full. Version keys among the ops stay locally invalid until replayed.
+func (c *Cache) queueOps(cause error, ops []recOp) error {
+	if c.rec == nil {
+		return cause
+	}
+	for _, op := range ops {
+		if op.kind == opIncr {
+			c.vers.markPending(op.key)
+		}
+		if err := c.rec.add(op, true); err != nil {
+			c.logger.Error("tiercache: recovery queue full; operation not queued", "err", err)
+			return fmt.Errorf("%w; %w", err, cause)
+		}
+	}
+	return fmt.Errorf("%w: %w", ErrQueued, cause)
+}
+
+// replayLoop applies queued operations while the cache is open.
+func (c *Cache) replayLoop() {
+	defer c.bg.Done()
+	backoff := 50 * time.Millisecond
+	t := time.NewTimer(backoff)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.rec.wake:
+		case <-t.C:
+		}
+		if c.replay() {
+			backoff = 50 * time.Millisecond
+		} else {
+			backoff = min(backoff*2, time.Second)
+		}
+		t.Reset(backoff)
+	}
+}
+
+// replay applies queued ops in order until the queue is empty (true) or L2
+// fails (false).
+func (c *Cache) replay() bool {
+	for {
+		op := c.rec.front()
+		if op == nil {
+			return true
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, max(c.opts.OperationTimeout, time.Second))
+		var err error
+		switch op.kind {
+		case opSet:
+			err = c.store.Set(ctx, op.key, op.value, op.ttl)
+		case opDel:
+			err = c.store.Del(ctx, op.key)
+		case opIncr:
+			_, err = c.store.Incr(ctx, []string{op.key})
+		}
+		cancel()
+		if err != nil && (unavailable(err) || c.ctx.Err() != nil) {
+			return false
+		}
+		if err != nil {
+			// L2 answered and refused: retrying cannot help. Say so loudly.
+			c.counter.replayFailed.Add(1)
+			c.logger.Error("tiercache: a queued operation was refused by L2 and dropped", "key", truncKey(op.key), "err", err)
+		} else {
+			c.rec.replayed.Add(1)
+			if op.kind != opSet {
+				c.rec.remember(op.kind, []string{op.key}, c.opts.Now())
+			}
+		}
+		c.rec.done(op)
+		if op.kind == opIncr && !c.rec.pending(op.key) {
+			c.vers.clearPending(op.key)
+		}
+		if op.kind == opSet || op.kind == opDel {
+			if c.l1 != nil && len(op.key) > len(c.prefix) && op.key[:len(c.prefix)] == c.prefix {
+				c.l1.Invalidate(op.key[len(c.prefix):])
+			}
+		}
+	}
+}
+
+// replayRecent re-queues recently acknowledged invalidations after a lost
+// link: if the link was lost to a failover, the new master may not have
+// them.
+func (c *Cache) replayRecent() {
+	if c.rec == nil {
+		return
+	}
+	for _, op := range c.rec.recentOps(c.opts.Now()) {
+		if op.kind == opIncr {
+			c.vers.markPending(op.key)
+		}
+		if err := c.rec.add(op, false); err != nil {
+			c.logger.Error("tiercache: recovery queue full; invalidation not replayed after a lost link", "key", truncKey(op.key), "err", err)
+		}
+	}
+}
