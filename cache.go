@@ -514,6 +514,10 @@ type stamp struct {
 // must record.
 func (c *Cache) stampFor(ctx context.Context, tags []string) (stamp, error) {
 	ns, tv, err := c.vers.current(ctx, c, tags, true)
+	if err != nil && unavailable(err) && c.rec != nil {
+		// The write will be queued: stamp it with the last versions seen.
+		return c.vers.lastStamp(tags), nil
+	}
 	if err != nil {
 		c.counter.errors.Add(1)
 		return stamp{}, err

@@ -19,6 +19,9 @@ import (
 //	                       only supplies credentials and the DB
 //	CACHE_NAMESPACE        key namespace
 //	CACHE_DEFAULT_TTL      default TTL: seconds ("3600") or a Go duration ("1h")
+//	CIRCUIT_BREAKER_ENABLED    "false" turns the L2 circuit breaker off
+//	CIRCUIT_BREAKER_THRESHOLD  consecutive L2 failures that open it
+//	CIRCUIT_BREAKER_TIMEOUT    how long it stays open: seconds or a duration
 //
 // Unset variables leave the Options zero (their documented defaults). A
 // malformed value is an error matching ErrInvalidOptions.
@@ -58,6 +61,27 @@ func optionsFromLookup(lookup func(string) (string, bool)) (Options, error) {
 			return o, optErr("CACHE_DEFAULT_TTL=%q is not a positive number of seconds or a duration", v)
 		}
 		o.DefaultTTL = d
+	}
+	if v := get("CIRCUIT_BREAKER_ENABLED"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return o, optErr("CIRCUIT_BREAKER_ENABLED=%q is not a boolean", v)
+		}
+		o.Breaker.Disabled = !b
+	}
+	if v := get("CIRCUIT_BREAKER_THRESHOLD"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || n == 0 {
+			return o, optErr("CIRCUIT_BREAKER_THRESHOLD=%q is not a positive integer", v)
+		}
+		o.Breaker.Threshold = uint32(n)
+	}
+	if v := get("CIRCUIT_BREAKER_TIMEOUT"); v != "" {
+		d, err := parseSecondsOrDuration(v)
+		if err != nil || d <= 0 {
+			return o, optErr("CIRCUIT_BREAKER_TIMEOUT=%q is not a positive number of seconds or a duration", v)
+		}
+		o.Breaker.OpenTimeout = d
 	}
 	if o.Redis.URL != "" {
 		if err := o.Redis.validate(); err != nil {

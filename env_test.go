@@ -98,3 +98,25 @@ func TestRedisOptions_StringRedacts(t *testing.T) {
 		}
 	}
 }
+
+func TestOptionsFromEnv_Breaker(t *testing.T) {
+	env := map[string]string{"CIRCUIT_BREAKER_ENABLED": "true", "CIRCUIT_BREAKER_THRESHOLD": "3", "CIRCUIT_BREAKER_TIMEOUT": "60"}
+	o, err := optionsFromLookup(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil || o.Breaker.Disabled || o.Breaker.Threshold != 3 || o.Breaker.OpenTimeout != time.Minute {
+		t.Fatalf("%+v %v", o.Breaker, err)
+	}
+	o, err = optionsFromLookup(func(k string) (string, bool) {
+		if k == "CIRCUIT_BREAKER_ENABLED" {
+			return "false", true
+		}
+		return "", false
+	})
+	if err != nil || !o.Breaker.Disabled {
+		t.Fatalf("disabled: %+v %v", o.Breaker, err)
+	}
+	for k, v := range map[string]string{"CIRCUIT_BREAKER_ENABLED": "maybe", "CIRCUIT_BREAKER_THRESHOLD": "0", "CIRCUIT_BREAKER_TIMEOUT": "never"} {
+		if _, err := optionsFromLookup(func(q string) (string, bool) { return v, q == k }); !errors.Is(err, ErrInvalidOptions) {
+			t.Errorf("%s=%s: %v", k, v, err)
+		}
+	}
+}

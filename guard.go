@@ -37,7 +37,7 @@ type guarded struct {
 }
 
 func newGuarded(s l2.Store, o Options, onState func(BreakerState)) *guarded {
-	g := &guarded{s: s, timeout: o.OperationTimeout, retries: o.Retries, backoff: o.RetryBackoff, onState: onState}
+	g := &guarded{s: s, timeout: max(o.OperationTimeout, 0), retries: max(o.Retries, 0), backoff: o.RetryBackoff, onState: onState}
 	if !o.Breaker.Disabled {
 		threshold := o.Breaker.Threshold
 		g.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{

@@ -51,10 +51,15 @@ type versions struct {
 	// queue: entries carrying them are invalid here until it is applied.
 	pending  map[string]bool
 	npending atomic.Int32
+
+	// last holds the last version seen for each key, kept across resets.
+	// A write while L2 is unreachable is stamped with it: an entry stamped
+	// with an old version can only read as invalid, never wrongly valid.
+	last map[string]uint64
 }
 
 func newVersions(namespace string) *versions {
-	return &versions{nsKey: namespace + "#ns", prefix: namespace + "#", m: map[string]uint64{}, pending: map[string]bool{}}
+	return &versions{nsKey: namespace + "#ns", prefix: namespace + "#", m: map[string]uint64{}, pending: map[string]bool{}, last: map[string]uint64{}}
 }
 
 func (v *versions) tagKey(tag string) string { return v.prefix + "t:" + tag }
@@ -204,12 +209,27 @@ func (v *versions) store(fetched map[string]uint64, gen uint64) {
 		return
 	}
 	for k, n := range fetched {
+		if len(v.last) < 1<<16 || v.last[k] != 0 {
+			v.last[k] = n
+		}
 		if k == v.nsKey {
 			v.ns.Store(n + 1)
 			continue
 		}
 		v.m[k] = n
 	}
+}
+
+// lastStamp returns the last versions seen, for writes queued while L2 is
+// unreachable.
+func (v *versions) lastStamp(tags []string) stamp {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	st := stamp{ns: v.last[v.nsKey], tags: make([]uint64, len(tags))}
+	for i, t := range tags {
+		st.tags[i] = v.last[v.tagKey(t)]
+	}
+	return st
 }
 
 // invalidate forgets one version key; it reports whether key is one.

@@ -145,6 +145,12 @@ func (s *Server) deleteValue(w http.ResponseWriter, r *http.Request) {
 // once the caller's mistakes are sorted out is the L2 (or a closed cache)
 // failing, which a client may retry later.
 func (s *Server) writeCacheError(w http.ResponseWriter, err error) {
+	if errors.Is(err, tiercache.ErrQueued) {
+		// Redis is unreachable and the operation waits in the recovery
+		// queue: accepted, not yet applied.
+		writeJSON(w, http.StatusAccepted, queuedBody{Status: "queued", Detail: err.Error()})
+		return
+	}
 	status := http.StatusServiceUnavailable
 	switch {
 	case errors.Is(err, tiercache.ErrNotFound):
@@ -159,6 +165,12 @@ func (s *Server) writeCacheError(w http.ResponseWriter, err error) {
 		msg = fmt.Sprintf("the cache did not answer within %v: %s", s.timeout, msg)
 	}
 	writeError(w, status, msg)
+}
+
+// queuedBody answers an operation accepted into the recovery queue.
+type queuedBody struct {
+	Status string `json:"status"`
+	Detail string `json:"detail"`
 }
 
 // errorBody is the JSON body of every error answer.
