@@ -426,9 +426,12 @@ func TestServer_Unavailable(t *testing.T) {
 func TestServer_RedisDown(t *testing.T) {
 	t.Parallel()
 	srv := redistest.NewStandalone(t)
+	// Without a recovery queue, failed writes answer 503 (with one, 202:
+	// see TestServer_Queued).
 	ts := newTestServer(t, Config{Timeout: 500 * time.Millisecond, Cache: newCache(t, tiercache.Options{
-		Redis: tiercache.RedisOptions{Addrs: []string{srv.Addr}},
-		L1:    tiercache.L1Options{Disabled: true},
+		Redis:             tiercache.RedisOptions{Addrs: []string{srv.Addr}},
+		L1:                tiercache.L1Options{Disabled: true},
+		RecoveryQueueSize: -1,
 	})})
 	wantStatus(t, do(t, ts, "PUT", "/v1/cache/k", "v"), http.StatusNoContent)
 	if err := srv.Kill(); err != nil {
