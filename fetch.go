@@ -355,15 +355,19 @@ func (c *Cache) keepDecoded(key string, e *l1.Entry, v any) {
 
 func callLoader[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T]) (v T, err error) {
 	c.counter.loads.Add(1)
-	defer func() {
-		if r := recover(); r != nil {
-			err = &LoaderPanicError{Value: r, Stack: debug.Stack()}
-		}
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			c.counter.loadErrors.Add(1)
-		}
-	}()
+	defer c.loaderDone(&err)
 	return load(ctx, key)
+}
+
+// loaderDone runs deferred after a loader call: it turns a panic into a
+// LoaderPanicError and counts failures.
+func (c *Cache) loaderDone(err *error) {
+	if r := recover(); r != nil {
+		*err = &LoaderPanicError{Value: r, Stack: debug.Stack()}
+	}
+	if *err != nil && !errors.Is(*err, ErrNotFound) {
+		c.counter.loadErrors.Add(1)
+	}
 }
 
 // storeNegative caches a loader's "not found".

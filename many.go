@@ -2,10 +2,8 @@ package tiercache
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"reflect"
-	"runtime/debug"
 
 	"github.com/tiercache/tiercache/internal/l1"
 )
@@ -265,13 +263,6 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 
 func callBatchLoader[T any](ctx context.Context, c *Cache, keys []string, load BatchLoaderFunc[T]) (m map[string]T, err error) {
 	c.counter.loads.Add(1)
-	defer func() {
-		if r := recover(); r != nil {
-			err = &LoaderPanicError{Value: r, Stack: debug.Stack()}
-		}
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			c.counter.loadErrors.Add(1)
-		}
-	}()
+	defer c.loaderDone(&err)
 	return load(ctx, keys)
 }

@@ -293,11 +293,7 @@ func (v *View) Set(ctx context.Context, key string, value []byte, ttl time.Durat
 // MSet implements l2.Store.
 func (v *View) MSet(ctx context.Context, items []l2.Item) error {
 	err := v.Store.MSet(ctx, items)
-	keys := make([]string, len(items))
-	for i, it := range items {
-		keys[i] = it.Key
-	}
-	v.notify(keys)
+	v.notify(itemKeys(items))
 	return err
 }
 
@@ -318,12 +314,16 @@ func (v *View) Incr(ctx context.Context, keys []string) ([]int64, error) {
 // SetNX implements l2.Store.
 func (v *View) SetNX(ctx context.Context, items []l2.Item) error {
 	err := v.Store.SetNX(ctx, items)
+	v.notify(itemKeys(items))
+	return err
+}
+
+func itemKeys(items []l2.Item) []string {
 	keys := make([]string, len(items))
 	for i, it := range items {
 		keys[i] = it.Key
 	}
-	v.notify(keys)
-	return err
+	return keys
 }
 
 // Close detaches the view and closes the Store with its last view.
