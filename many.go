@@ -143,34 +143,12 @@ func mapDest(dst any) (reflect.Value, error) {
 // SetMany writes every item in one round trip per node. opts apply to all
 // items. Validation happens first: on a bad key or value nothing is written.
 func (c *Cache) SetMany(ctx context.Context, items map[string]any, opts ...SetOption) error {
-	if len(items) == 0 {
-		return nil
-	}
 	so := applySet(opts)
-	if err := checkTags(so.tags); err != nil {
-		return fmt.Errorf("tiercache: set many: %w", err)
-	}
-	for k := range items {
-		if err := c.check("set", k); err != nil {
-			return err
-		}
-	}
-	vs, err := c.stampFor(ctx, so.tags)
-	if err != nil {
-		return fmt.Errorf("tiercache: set many: %w", err)
-	}
-	encs := make([]encoded, 0, len(items))
+	list := make([]Item, 0, len(items))
 	for k, v := range items {
-		enc, err := c.encode(k, v, so, false, vs)
-		if err != nil {
-			return keyErr("set", k, err)
-		}
-		encs = append(encs, enc)
+		list = append(list, Item{Key: k, Value: v, TTL: so.ttl, Tags: so.tags})
 	}
-	if err := c.write(ctx, encs, true); err != nil {
-		return fmt.Errorf("tiercache: set many (%d keys): %w", len(encs), err)
-	}
-	return nil
+	return c.SetItems(ctx, list)
 }
 
 // FetchMany returns the values of keys, loading every key that misses
