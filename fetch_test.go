@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tiercache/tiercache/internal/redistest"
 )
 
 func TestFetch(t *testing.T) {
@@ -292,4 +294,58 @@ func TestFetch_SharedEntryNoRace(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestCache_ManyRoundTrips checks that GetMany, SetMany and Delete batch
+// their keys: behind 100 ms of latency each way, 500 keys one by one would
+// take at least 100 s; pipelined, a few round trips.
+func TestCache_ManyRoundTrips(t *testing.T) {
+	redistest.Require(t)
+	srv := redistest.NewStandalone(t)
+	px := redistest.NewProxy(t, srv.Addr)
+	ctx := context.Background()
+	c := newCache(t, "memory", func(o *Options) {
+		o.Redis = RedisOptions{Addrs: []string{px.Addr}}
+		o.L1.Disabled = true
+		o.OperationTimeout = 10 * time.Second
+	})
+	items := map[string]any{}
+	var keys []string
+	for i := range 500 {
+		k := fmt.Sprint("rt:", i)
+		items[k] = i
+		keys = append(keys, k)
+	}
+	if err := c.SetMany(ctx, items); err != nil { // creates the namespace version
+		t.Fatal(err)
+	}
+	if err := px.Latency(100 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		name string
+		op   func() error
+	}{
+		{"SetMany", func() error { return c.SetMany(ctx, items) }},
+		{"GetMany", func() error {
+			got := map[string]int{}
+			if err := c.GetMany(ctx, keys, got); err != nil {
+				return err
+			}
+			if len(got) != len(keys) {
+				return fmt.Errorf("%d of %d keys", len(got), len(keys))
+			}
+			return nil
+		}},
+		{"Delete", func() error { return c.Delete(ctx, keys...) }},
+	} {
+		start := time.Now()
+		if err := step.op(); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		// One round trip is 200 ms here; allow a handful, not 500.
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("%s of 500 keys took %v: not one round trip per node", step.name, d)
+		}
+	}
 }
