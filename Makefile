@@ -5,19 +5,22 @@ ifdef CI
 export CI
 endif
 
-.PHONY: test redis deps vet bench fuzz serve
+.PHONY: test redis tools deps vet bench fuzz serve
 
 # The steps of test must run in order, even under make -j.
 .NOTPARALLEL:
 
-# test installs Redis if needed, then vets and runs every test with the
-# race detector.
-test: redis deps vet
+# test installs Redis and the test tools (Chromium, promtool) if needed,
+# then vets and runs every test with the race detector.
+test: redis tools deps vet
 	$(GO) test -race -timeout 30m ./...
 	$(GO) test -count=1 -run 'TestCoherence_Staleness' -v .
 
 redis:
 	bash scripts/install-redis.sh
+
+tools:
+	bash scripts/install-tools.sh
 
 deps:
 	$(GO) mod download

@@ -96,6 +96,27 @@ func BenchmarkCache_Get(b *testing.B) {
 			}
 		}
 	})
+	// l1_hit_metrics is l1_hit with the Prometheus recorder: the ratio of
+	// the two is the cost of metrics on the hot path.
+	if BenchRecorder == nil {
+		b.Fatal("BenchRecorder is not set (bench_prom_test.go sets it)")
+	}
+	withMetrics := Must(Options{Namespace: "bench", Recorder: BenchRecorder()})
+	defer withMetrics.Close()
+	for i := range benchKeys {
+		if err := withMetrics.Set(ctx, fmt.Sprint("bench:", i), val); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("l1_hit_metrics", func(b *testing.B) {
+		b.ReportAllocs()
+		var u user
+		for i := range b.N {
+			if err := withMetrics.Get(ctx, keys[i&(len(keys)-1)], &u); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("fetch_hit", func(b *testing.B) {
 		load := func(context.Context, string) (user, error) { return val, nil }
 		b.ReportAllocs()
@@ -214,3 +235,9 @@ func BenchmarkCache_InvalidateTags(b *testing.B) {
 
 // sink keeps benchmark results alive.
 var sink any
+
+// BenchRecorder builds the Prometheus recorder of l1_hit_metrics.
+// tiercacheprom imports this package, so this package's own test files
+// cannot import it: bench_prom_test.go, in package tiercache_test, sets
+// this variable.
+var BenchRecorder func() Recorder

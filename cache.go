@@ -45,6 +45,7 @@ type Cache struct {
 	rules   *codec.Rules
 	flights singleflight.Group
 	logger  *slog.Logger
+	obs     *observer // metrics, latency and tracing
 
 	closed  atomic.Bool
 	ctx     context.Context // cancelled by Close; background work runs on it
@@ -75,6 +76,7 @@ func New(opts Options) (*Cache, error) {
 		rules:  rules,
 		logger: opts.Logger,
 		vers:   newVersions(opts.Namespace),
+		obs:    newObserver(opts),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if !opts.L1.Disabled {
@@ -87,6 +89,11 @@ func New(opts Options) (*Cache, error) {
 			c.cancel()
 			return nil, fmt.Errorf("%w: L1: %w", ErrInvalidOptions, err)
 		}
+	}
+	if opts.RecoveryQueueSize > 0 {
+		// Before the store: its invalidations, which may arrive before
+		// New returns, replay recent operations into the queue.
+		c.rec = newRecovery(opts.RecoveryQueueSize, max(opts.RecoveryReplayWindow, 0))
 	}
 	if opts.Redis.enabled() {
 		c.store, err = newRedisStore(opts.Redis, c.onInvalidation)
@@ -102,13 +109,15 @@ func New(opts Options) (*Cache, error) {
 	}
 	c.guard = newGuarded(c.store, opts, func(s BreakerState) {
 		c.logger.Warn("tiercache: L2 circuit breaker changed state", "state", string(s))
+		c.obs.rec.RecordBreaker(s)
 	})
+	c.guard.obs = c.obs
 	c.store = c.guard
-	if opts.RecoveryQueueSize > 0 {
-		c.rec = newRecovery(opts.RecoveryQueueSize, max(opts.RecoveryReplayWindow, 0))
+	if c.rec != nil {
 		c.bg.Add(1)
 		go c.replayLoop()
 	}
+	c.obs.rec.Attach(c)
 	return c, nil
 }
 
@@ -147,6 +156,7 @@ func (c *Cache) Namespace() string { return c.opts.Namespace }
 // onInvalidation runs on the L2's read goroutine: keep it short.
 func (c *Cache) onInvalidation(inv l2.Invalidation) {
 	if inv.All {
+		c.obs.linkLost(time.Now())
 		c.vers.reset()
 		if c.l1 != nil {
 			c.l1.InvalidateAll()
@@ -265,6 +275,7 @@ func (c *Cache) get(ctx context.Context, key string, dst any) (*l1.Entry, Source
 	if c.opts.OnAccess != nil {
 		c.opts.OnAccess(key)
 	}
+	t0 := c.obs.start()
 	e, src, stale, err := c.entry(ctx, key)
 	if err != nil && stale != nil && !errors.Is(err, ErrNotFound) {
 		// L2 is failing: fail-safe serves the stale value, flagged.
@@ -277,6 +288,7 @@ func (c *Cache) get(ctx context.Context, key string, dst any) (*l1.Entry, Source
 	if err == nil {
 		err = c.assign(e, dst)
 	}
+	c.obs.done(OpGet, src, err, t0)
 	if err != nil {
 		return nil, SourceNone, keyErr("get", key, err)
 	}
@@ -658,7 +670,11 @@ func (c *Cache) write(ctx context.Context, encs []encoded, queue bool) error {
 		}
 	}
 	var err error
-	if len(encs) == 1 {
+	if c.rec != nil && c.rec.anyPending(encs, c.prefix) {
+		// An older operation on one of these keys waits in the recovery
+		// queue: go behind it, so that it cannot land after this one.
+		err = fmt.Errorf("%w: an earlier operation on the key is queued", ErrUnavailable)
+	} else if len(encs) == 1 {
 		err = c.store.Set(ctx, c.prefix+encs[0].key, encs[0].bytes, encs[0].ttl)
 	} else {
 		items := make([]l2.Item, len(encs))
@@ -702,7 +718,12 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 		}
 		full[i] = c.prefix + k
 	}
-	err := c.store.Del(ctx, full...)
+	var err error
+	if c.rec != nil && c.rec.pendingAny(full) {
+		err = fmt.Errorf("%w: an earlier operation on the key is queued", ErrUnavailable)
+	} else {
+		err = c.store.Del(ctx, full...)
+	}
 	if c.l1 != nil {
 		for _, k := range keys {
 			c.l1.Invalidate(k)
@@ -722,17 +743,20 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 	if c.rec != nil {
 		c.rec.remember(opDel, full, c.opts.Now())
 	}
+	c.obs.rec.RecordInvalidations("delete", len(keys))
 	return nil
 }
 
 // counters are the cache's own statistics.
 type counters struct {
-	hitL1, hitL2, miss, errors, corrupt atomic.Uint64
-	loads, loadErrors                   atomic.Uint64
-	invalidations, invalidationsAll     atomic.Uint64
-	tagInvalidations                    atomic.Uint64
-	staleServed, replayFailed           atomic.Uint64
-	eagerRefreshes, lockWaits           atomic.Uint64
+	hitL2, miss, errors, corrupt    atomic.Uint64
+	loads, loadErrors               atomic.Uint64
+	invalidations, invalidationsAll atomic.Uint64
+	tagInvalidations                atomic.Uint64
+	staleServed, replayFailed       atomic.Uint64
+	eagerRefreshes, lockWaits       atomic.Uint64
+
+	hitL1 stripedCounter // on the L1-hit path: striped, not one contended word
 }
 
 // Stats is a snapshot of the cache's counters.
@@ -757,6 +781,10 @@ type Stats struct {
 	ReplayFailed  uint64 // queued operations L2 refused (logged)
 	L1Entries     int    // entries in L1, fresh or not
 	L1Bytes       uint64 // bytes accounted to L1 entries
+
+	// Requests counts reads by operation and result: one per call, and
+	// one per distinct key for GetMany and FetchMany.
+	Requests Requests
 }
 
 // Stats returns the current counters.
@@ -777,6 +805,7 @@ func (c *Cache) Stats() Stats {
 		LockWaits:     c.counter.lockWaits.Load(),
 		Breaker:       c.guard.state(),
 		ReplayFailed:  c.counter.replayFailed.Load(),
+		Requests:      c.obs.reqs.snapshot(),
 	}
 	if c.l1 != nil {
 		s.L1Entries = c.l1.Len()

@@ -10,13 +10,18 @@ import (
 // OptionsFromEnv builds Options from the environment:
 //
 //	REDIS_URL              redis:// or rediss:// URL; unset = in-memory L2
+//	REDIS_USERNAME         ACL user name (overrides one in REDIS_URL)
 //	REDIS_PASSWORD         password (overrides one in REDIS_URL)
+//	REDIS_PASSWORD_FILE    file holding the password instead (a Docker or
+//	                       Kubernetes secret); one trailing newline is dropped
 //	REDIS_CLUSTER_ENABLED  "true" for Redis Cluster (REDIS_URL then names a seed;
 //	                       more seeds in REDIS_CLUSTER_NODES, comma separated)
 //	REDIS_SENTINEL_HOSTS   comma-separated sentinel host:port list
 //	REDIS_SERVICE_NAME     Sentinel master name (default "mymaster" when
 //	                       REDIS_SENTINEL_HOSTS is set); with Sentinel, REDIS_URL
 //	                       only supplies credentials and the DB
+//	REDIS_SENTINEL_PASSWORD      password the sentinels require (their
+//	                             requirepass), or REDIS_SENTINEL_PASSWORD_FILE
 //	CACHE_NAMESPACE        key namespace
 //	CACHE_DEFAULT_TTL      default TTL: seconds ("3600") or a Go duration ("1h")
 //	CIRCUIT_BREAKER_ENABLED    "false" turns the L2 circuit breaker off
@@ -36,7 +41,11 @@ func optionsFromLookup(lookup func(string) (string, bool)) (Options, error) {
 		return strings.TrimSpace(v)
 	}
 	o.Redis.URL = get("REDIS_URL")
-	o.Redis.Password = get("REDIS_PASSWORD")
+	o.Redis.Username = get("REDIS_USERNAME")
+	var err error
+	if o.Redis.Password, err = secretFromEnv(lookup, "REDIS_PASSWORD"); err != nil {
+		return o, err
+	}
 	if v := get("REDIS_CLUSTER_ENABLED"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -52,6 +61,9 @@ func optionsFromLookup(lookup func(string) (string, bool)) (Options, error) {
 		o.Redis.SentinelMaster = get("REDIS_SERVICE_NAME")
 		if o.Redis.SentinelMaster == "" {
 			o.Redis.SentinelMaster = "mymaster"
+		}
+		if o.Redis.SentinelPassword, err = secretFromEnv(lookup, "REDIS_SENTINEL_PASSWORD"); err != nil {
+			return o, err
 		}
 	}
 	o.Namespace = get("CACHE_NAMESPACE")
@@ -89,6 +101,31 @@ func optionsFromLookup(lookup func(string) (string, bool)) (Options, error) {
 		}
 	}
 	return o, nil
+}
+
+// secretFromEnv returns the value of the variable name, or the content of
+// the file that name+"_FILE" names, less one trailing newline. Setting both
+// is an error. Errors name the variables and the file, never the content.
+func secretFromEnv(lookup func(string) (string, bool), name string) (string, error) {
+	v, _ := lookup(name)
+	path, _ := lookup(name + "_FILE")
+	v, path = strings.TrimSpace(v), strings.TrimSpace(path)
+	if path == "" {
+		return v, nil
+	}
+	if v != "" {
+		return "", optErr("%s and %s_FILE are both set; set only one", name, name)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		// The error of ReadFile holds the path and the reason only.
+		return "", optErr("%s_FILE: %v", name, err)
+	}
+	secret := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	if secret == "" {
+		return "", optErr("%s_FILE: %s is empty", name, path)
+	}
+	return secret, nil
 }
 
 func splitList(s string) []string {

@@ -2,10 +2,14 @@ package tiercache
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tiercache/tiercache/internal/redistest"
 )
 
 func TestOptionsFromEnv(t *testing.T) {
@@ -119,4 +123,135 @@ func TestOptionsFromEnv_Breaker(t *testing.T) {
 			t.Errorf("%s=%s: %v", k, v, err)
 		}
 	}
+}
+
+func TestOptionsFromEnv_PasswordFile(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cret-From-File"
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	plain := write("plain", secret)
+	newline := write("newline", secret+"\n")
+	crlf := write("crlf", secret+"\r\n")
+	twoNewlines := write("two", secret+"\n\n")
+	empty := write("empty", "")
+	for _, tc := range []struct {
+		name     string
+		env      map[string]string
+		password string // want in Redis.Password
+		sentinel string // want in Redis.SentinelPassword
+		errHas   string // want an ErrInvalidOptions error containing this
+	}{
+		{name: "file", env: map[string]string{"REDIS_PASSWORD_FILE": plain}, password: secret},
+		{name: "one trailing newline dropped", env: map[string]string{"REDIS_PASSWORD_FILE": newline}, password: secret},
+		{name: "crlf dropped", env: map[string]string{"REDIS_PASSWORD_FILE": crlf}, password: secret},
+		{name: "only one newline dropped", env: map[string]string{"REDIS_PASSWORD_FILE": twoNewlines}, password: secret + "\n"},
+		{name: "variable", env: map[string]string{"REDIS_PASSWORD": secret}, password: secret},
+		{name: "username", env: map[string]string{"REDIS_USERNAME": "app", "REDIS_PASSWORD_FILE": plain}, password: secret},
+		{name: "sentinel file", env: map[string]string{
+			"REDIS_SENTINEL_HOSTS": "s1:26379", "REDIS_SENTINEL_PASSWORD_FILE": newline, "REDIS_PASSWORD_FILE": plain,
+		}, password: secret, sentinel: secret},
+		{name: "both set", env: map[string]string{"REDIS_PASSWORD": "other-" + secret, "REDIS_PASSWORD_FILE": plain},
+			errHas: "REDIS_PASSWORD and REDIS_PASSWORD_FILE are both set"},
+		{name: "sentinel both set", env: map[string]string{
+			"REDIS_SENTINEL_HOSTS": "s1:26379", "REDIS_SENTINEL_PASSWORD": secret, "REDIS_SENTINEL_PASSWORD_FILE": plain,
+		}, errHas: "REDIS_SENTINEL_PASSWORD and REDIS_SENTINEL_PASSWORD_FILE are both set"},
+		{name: "missing file", env: map[string]string{"REDIS_PASSWORD_FILE": filepath.Join(dir, "nope")},
+			errHas: "REDIS_PASSWORD_FILE: open " + filepath.Join(dir, "nope")},
+		{name: "directory", env: map[string]string{"REDIS_PASSWORD_FILE": dir}, errHas: "REDIS_PASSWORD_FILE: read " + dir},
+		{name: "empty file", env: map[string]string{"REDIS_PASSWORD_FILE": empty}, errHas: "is empty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			o, err := optionsFromLookup(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+			if tc.errHas != "" {
+				if !errors.Is(err, ErrInvalidOptions) || !strings.Contains(err.Error(), tc.errHas) {
+					t.Fatalf("err = %v, want ErrInvalidOptions containing %q", err, tc.errHas)
+				}
+				if strings.Contains(err.Error(), secret) {
+					t.Fatalf("the error shows the password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.Redis.Password != tc.password || o.Redis.SentinelPassword != tc.sentinel {
+				t.Fatalf("Password %q SentinelPassword %q, want %q and %q", o.Redis.Password, o.Redis.SentinelPassword, tc.password, tc.sentinel)
+			}
+			if want := tc.env["REDIS_USERNAME"]; o.Redis.Username != want {
+				t.Fatalf("Username %q, want %q", o.Redis.Username, want)
+			}
+		})
+	}
+}
+
+// TestNew_WrongCredentials checks that New fails at once, with an error
+// that says why and never shows the password, when Redis refuses the
+// credentials: no retry loop hides the cause.
+func TestNew_WrongCredentials(t *testing.T) {
+	t.Parallel()
+	const (
+		right = "right-Pw-1"
+		wrong = "wrong-Pw-2"
+	)
+	// The harness authenticates as the default user with requirepass.
+	srv := redistest.NewStandalone(t, "--requirepass", right, "--user", "app", "on", ">"+right, "~*", "&*", "+@all")
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pwFile, []byte(wrong+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fromEnv := func(env map[string]string) RedisOptions {
+		o, err := optionsFromLookup(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.Redis
+	}
+	for _, tc := range []struct {
+		name  string
+		redis RedisOptions
+	}{
+		{"url", RedisOptions{URL: "redis://app:" + wrong + "@" + srv.Addr + "/0"}},
+		{"options", RedisOptions{Addrs: []string{srv.Addr}, Username: "app", Password: wrong}},
+		{"unknown user", RedisOptions{Addrs: []string{srv.Addr}, Username: "nobody", Password: wrong}},
+		{"default user", RedisOptions{URL: "redis://:" + wrong + "@" + srv.Addr}},
+		{"no credentials", RedisOptions{Addrs: []string{srv.Addr}}},
+		{"password file", fromEnv(map[string]string{
+			"REDIS_URL": "redis://" + srv.Addr + "/0", "REDIS_USERNAME": "app", "REDIS_PASSWORD_FILE": pwFile,
+		})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			start := time.Now()
+			c, err := New(Options{Redis: tc.redis})
+			took := time.Since(start)
+			if err == nil {
+				c.Close()
+				t.Fatal("New succeeded with wrong credentials")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, "WRONGPASS") && !strings.Contains(msg, "NOAUTH") {
+				t.Errorf("the error does not say that the credentials were refused: %v", err)
+			}
+			if strings.Contains(msg, wrong) || strings.Contains(msg, right) {
+				t.Errorf("the error shows a password: %v", err)
+			}
+			// One round trip on loopback; a retry loop would take seconds.
+			if took > 2*time.Second {
+				t.Errorf("New took %v to fail", took)
+			}
+		})
+	}
+	c, err := New(Options{Redis: RedisOptions{Addrs: []string{srv.Addr}, Username: "app", Password: right}})
+	if err != nil {
+		t.Fatalf("New with the right credentials: %v", err)
+	}
+	c.Close()
 }

@@ -48,10 +48,12 @@ func Fetch[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T],
 	if c.l1 != nil && load != nil && !c.closed.Load() && c.opts.OnAccess == nil {
 		// The L1 hit path, kept free of Result bookkeeping. A fresh
 		// entry exists only under a valid key.
+		t0 := c.obs.start()
 		if e, ok := c.l1.Get(key); ok && !e.Negative && !e.Stale {
 			if v, ok := e.Value().(T); ok {
 				if valid, known := c.vers.quick(e); valid && known {
 					c.counter.hitL1.Add(1)
+					c.obs.hitL1(OpFetch, t0)
 					maybeRefresh(c, key, e, load, opts)
 					return v, nil
 				}
@@ -65,6 +67,13 @@ func Fetch[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T],
 // FetchResult is Fetch that also reports where the value came from and
 // whether it is stale.
 func FetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T], opts ...SetOption) (T, Result, error) {
+	t0 := c.obs.start()
+	v, res, err := fetchResult(ctx, c, key, load, opts)
+	c.obs.done(OpFetch, res.Source, err, t0)
+	return v, res, err
+}
+
+func fetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T], opts []SetOption) (T, Result, error) {
 	var zero T
 	if err := c.check("fetch", key); err != nil {
 		return zero, Result{}, err
@@ -286,7 +295,7 @@ func waitForHolder[T any](ctx context.Context, c *Cache, key string) (got any, o
 		return nil, false
 	}
 	c.counter.lockWaits.Add(1)
-	deadline := time.Now().Add(c.opts.Lock.MaxWait)
+	deadline := time.Now().Add(min(c.opts.Lock.MaxWait, c.opts.Lock.TTL)) // the holder's lock expires within its TTL
 	wait := 5 * time.Millisecond
 	for time.Now().Before(deadline) {
 		t := time.NewTimer(wait)
@@ -355,16 +364,18 @@ func (c *Cache) keepDecoded(key string, e *l1.Entry, v any) {
 
 func callLoader[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T]) (v T, err error) {
 	c.counter.loads.Add(1)
-	defer c.loaderDone(&err)
+	ctx, call := c.obs.loadBegin(ctx, 1)
+	defer c.loaderDone(&err, call)
 	return load(ctx, key)
 }
 
 // loaderDone runs deferred after a loader call: it turns a panic into a
-// LoaderPanicError and counts failures.
-func (c *Cache) loaderDone(err *error) {
+// LoaderPanicError, counts failures and records the call.
+func (c *Cache) loaderDone(err *error, call timedCall) {
 	if r := recover(); r != nil {
 		*err = &LoaderPanicError{Value: r, Stack: debug.Stack()}
 	}
+	c.obs.loadEnd(call, *err)
 	if *err != nil && !errors.Is(*err, ErrNotFound) {
 		c.counter.loadErrors.Add(1)
 	}

@@ -34,6 +34,7 @@ type guarded struct {
 	backoff time.Duration
 	cb      *gobreaker.TwoStepCircuitBreaker[struct{}] // nil when disabled
 	onState func(BreakerState)
+	obs     *observer // times, counts and traces each attempt
 }
 
 func newGuarded(s l2.Store, o Options, onState func(BreakerState)) *guarded {
@@ -79,7 +80,7 @@ func (g *guarded) state() BreakerState {
 
 // do runs op under the breaker, the timeout and, when idempotent, the
 // retries.
-func (g *guarded) do(ctx context.Context, idempotent bool, op func(ctx context.Context) error) error {
+func (g *guarded) do(ctx context.Context, name string, idempotent bool, op func(ctx context.Context) error) error {
 	attempts := 1
 	if idempotent {
 		attempts += g.retries
@@ -98,7 +99,7 @@ func (g *guarded) do(ctx context.Context, idempotent bool, op func(ctx context.C
 			case <-t.C:
 			}
 		}
-		err = g.once(ctx, op)
+		err = g.once(ctx, name, op)
 		if err == nil || !errors.Is(err, l2.ErrUnavailable) || errors.Is(err, ErrCircuitOpen) {
 			return err
 		}
@@ -106,11 +107,12 @@ func (g *guarded) do(ctx context.Context, idempotent bool, op func(ctx context.C
 	return err
 }
 
-func (g *guarded) once(ctx context.Context, op func(ctx context.Context) error) error {
+func (g *guarded) once(ctx context.Context, name string, op func(ctx context.Context) error) error {
 	done := func(error) {}
 	if g.cb != nil {
 		var err error
 		if done, err = g.cb.Allow(); err != nil {
+			g.obs.l2Rejected(name)
 			return fmt.Errorf("%w: %w", ErrCircuitOpen, l2.ErrUnavailable)
 		}
 	}
@@ -118,6 +120,7 @@ func (g *guarded) once(ctx context.Context, op func(ctx context.Context) error) 
 	if g.timeout > 0 {
 		octx, cancel = context.WithTimeout(ctx, g.timeout)
 	}
+	octx, call := g.obs.l2Begin(octx, name)
 	err := op(octx)
 	timedOut := octx.Err() != nil
 	cancel()
@@ -125,12 +128,13 @@ func (g *guarded) once(ctx context.Context, op func(ctx context.Context) error) 
 		// Our own timeout fired: the store did not answer in time.
 		err = fmt.Errorf("%w: no answer within %v: %w", l2.ErrUnavailable, g.timeout, err)
 	}
+	g.obs.l2End(call, name, err)
 	done(err)
 	return err
 }
 
 func (g *guarded) Get(ctx context.Context, key string) (v []byte, err error) {
-	err = g.do(ctx, true, func(ctx context.Context) error {
+	err = g.do(ctx, "get", true, func(ctx context.Context) error {
 		v, err = g.s.Get(ctx, key)
 		return err
 	})
@@ -138,7 +142,7 @@ func (g *guarded) Get(ctx context.Context, key string) (v []byte, err error) {
 }
 
 func (g *guarded) MGet(ctx context.Context, keys []string) (v [][]byte, err error) {
-	err = g.do(ctx, true, func(ctx context.Context) error {
+	err = g.do(ctx, "mget", true, func(ctx context.Context) error {
 		v, err = g.s.MGet(ctx, keys)
 		return err
 	})
@@ -146,20 +150,20 @@ func (g *guarded) MGet(ctx context.Context, keys []string) (v [][]byte, err erro
 }
 
 func (g *guarded) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	return g.do(ctx, true, func(ctx context.Context) error { return g.s.Set(ctx, key, value, ttl) })
+	return g.do(ctx, "set", true, func(ctx context.Context) error { return g.s.Set(ctx, key, value, ttl) })
 }
 
 func (g *guarded) MSet(ctx context.Context, items []l2.Item) error {
-	return g.do(ctx, true, func(ctx context.Context) error { return g.s.MSet(ctx, items) })
+	return g.do(ctx, "mset", true, func(ctx context.Context) error { return g.s.MSet(ctx, items) })
 }
 
 func (g *guarded) Del(ctx context.Context, keys ...string) error {
-	return g.do(ctx, true, func(ctx context.Context) error { return g.s.Del(ctx, keys...) })
+	return g.do(ctx, "del", true, func(ctx context.Context) error { return g.s.Del(ctx, keys...) })
 }
 
 // Incr is not idempotent: it is never retried.
 func (g *guarded) Incr(ctx context.Context, keys []string) (v []int64, err error) {
-	err = g.do(ctx, false, func(ctx context.Context) error {
+	err = g.do(ctx, "incr", false, func(ctx context.Context) error {
 		v, err = g.s.Incr(ctx, keys)
 		return err
 	})
@@ -167,11 +171,11 @@ func (g *guarded) Incr(ctx context.Context, keys []string) (v []int64, err error
 }
 
 func (g *guarded) SetNX(ctx context.Context, items []l2.Item) error {
-	return g.do(ctx, true, func(ctx context.Context) error { return g.s.SetNX(ctx, items) })
+	return g.do(ctx, "setnx", true, func(ctx context.Context) error { return g.s.SetNX(ctx, items) })
 }
 
 func (g *guarded) TryLock(ctx context.Context, key, token string, ttl time.Duration) (ok bool, err error) {
-	err = g.do(ctx, false, func(ctx context.Context) error {
+	err = g.do(ctx, "lock", false, func(ctx context.Context) error {
 		ok, err = g.s.TryLock(ctx, key, token, ttl)
 		return err
 	})
@@ -179,7 +183,7 @@ func (g *guarded) TryLock(ctx context.Context, key, token string, ttl time.Durat
 }
 
 func (g *guarded) Unlock(ctx context.Context, key, token string) (ok bool, err error) {
-	err = g.do(ctx, true, func(ctx context.Context) error {
+	err = g.do(ctx, "unlock", true, func(ctx context.Context) error {
 		ok, err = g.s.Unlock(ctx, key, token)
 		return err
 	})

@@ -11,7 +11,8 @@ import (
 // entries returns the fresh entries for keys, looking in L1 first and then
 // reading every L1 miss from L2 in one MGet (one round trip per node).
 // Missing keys are absent from the map; negative entries are present.
-func (c *Cache) entries(ctx context.Context, keys []string) (map[string]*l1.Entry, error) {
+// Each distinct key counts as one request of op.
+func (c *Cache) entries(ctx context.Context, op Op, keys []string) (map[string]*l1.Entry, error) {
 	out := make(map[string]*l1.Entry, len(keys))
 	now := c.now()
 	var (
@@ -25,9 +26,11 @@ func (c *Cache) entries(ctx context.Context, keys []string) (map[string]*l1.Entr
 		if c.l1 != nil {
 			if e, ok := c.l1.Get(k); ok {
 				if valid, err := c.validate(ctx, e); err != nil {
+					c.obs.reqs.add(op, ResultError, uint64(len(keys)-len(out)))
 					return out, err
 				} else if valid {
 					c.counter.hitL1.Add(1)
+					c.obs.reqs.add(op, ResultHitL1, 1)
 					out[k] = e
 					continue
 				}
@@ -46,31 +49,38 @@ func (c *Cache) entries(ctx context.Context, keys []string) (map[string]*l1.Entr
 	vals, err := c.store.MGet(ctx, full)
 	if err != nil {
 		c.counter.errors.Add(1)
+		c.obs.reqs.add(op, ResultError, uint64(len(miss)))
 		return out, err
 	}
 	for i, k := range miss {
 		if vals[i] == nil {
 			c.counter.miss.Add(1)
+			c.obs.reqs.add(op, ResultMiss, 1)
 			continue
 		}
 		e, expired, err := c.decodeEntry(k, vals[i], now)
 		if err != nil {
+			c.obs.reqs.add(op, ResultMiss, 1)
 			continue // a miss; corrupt values are counted and logged
 		}
 		if expired {
 			c.counter.miss.Add(1)
+			c.obs.reqs.add(op, ResultMiss, 1)
 			continue
 		}
 		if valid, err := c.validate(ctx, e); err != nil {
+			c.obs.reqs.add(op, ResultError, uint64(len(miss)-i))
 			return out, err
 		} else if !valid {
 			c.counter.miss.Add(1)
+			c.obs.reqs.add(op, ResultMiss, 1)
 			continue
 		}
 		if c.l1 != nil {
 			c.l1.SetIfUnchanged(k, e, toks[i], now)
 		}
 		c.counter.hitL2.Add(1)
+		c.obs.reqs.add(op, ResultHitL2, 1)
 		out[k] = e
 	}
 	return out, nil
@@ -107,7 +117,7 @@ func (c *Cache) GetMany(ctx context.Context, keys []string, dst any) error {
 		return err
 	}
 	c.accessed(keys)
-	es, err := c.entries(ctx, keys)
+	es, err := c.entries(ctx, OpGetMany, keys)
 	if err != nil {
 		return fmt.Errorf("tiercache: get many: %w", err)
 	}
@@ -167,7 +177,7 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 	}
 	c.accessed(keys)
 	out := make(map[string]T, len(keys))
-	es, err := c.entries(ctx, keys)
+	es, err := c.entries(ctx, OpFetchMany, keys)
 	if err != nil {
 		// L2 trouble: load everything (graceful degradation).
 		c.logger.Debug("tiercache: L2 read failed, loading", "keys", len(keys), "err", err)
@@ -241,6 +251,7 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 
 func callBatchLoader[T any](ctx context.Context, c *Cache, keys []string, load BatchLoaderFunc[T]) (m map[string]T, err error) {
 	c.counter.loads.Add(1)
-	defer c.loaderDone(&err)
+	ctx, call := c.obs.loadBegin(ctx, len(keys))
+	defer c.loaderDone(&err, call)
 	return load(ctx, keys)
 }

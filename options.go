@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tiercache/tiercache/codec"
 )
 
@@ -144,6 +146,16 @@ type Options struct {
 	// goroutine: keep it short and concurrency-safe. Warming's hot-key
 	// tracker uses it. Nil means no call.
 	OnAccess func(key string)
+
+	// Recorder receives metrics (see Recorder; tiercacheprom exports them
+	// to Prometheus). Nil means NopRecorder: nothing is exported, and
+	// Stats, Report and Health work all the same.
+	Recorder Recorder
+
+	// TracerProvider, when set, gives every L2 operation attempt and
+	// every loader call an OpenTelemetry span. Nil means no tracing, at
+	// no cost.
+	TracerProvider trace.TracerProvider
 
 	// Now is the clock, for tests. Nil means time.Now.
 	Now func() time.Time

@@ -222,6 +222,7 @@ func (c *Cache) replay() bool {
 			c.logger.Error("tiercache: a queued operation was refused by L2 and dropped", "key", truncKey(op.key), "err", err)
 		} else {
 			c.rec.replayed.Add(1)
+			c.replayedInvalidation(op)
 			if op.kind != opSet {
 				c.rec.remember(op.kind, []string{op.key}, c.opts.Now())
 			}
@@ -253,4 +254,28 @@ func (c *Cache) replayRecent() {
 			c.logger.Error("tiercache: recovery queue full; invalidation not replayed after a lost link", "key", truncKey(op.key), "err", err)
 		}
 	}
+}
+
+// pendingAny reports whether any of the L2 keys has a queued operation.
+func (r *recovery) pendingAny(keys []string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, k := range keys {
+		if _, ok := r.byKey[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// anyPending is pendingAny for encoded writes.
+func (r *recovery) anyPending(encs []encoded, prefix string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range encs {
+		if _, ok := r.byKey[prefix+e.key]; ok {
+			return true
+		}
+	}
+	return false
 }

@@ -318,7 +318,12 @@ func (c *Cache) Clear(ctx context.Context) error {
 // bump increments version keys and forgets their cached values, so that
 // this instance re-reads them before trusting any entry that carries them.
 func (c *Cache) bump(ctx context.Context, op string, keys []string) error {
-	_, err := c.store.Incr(ctx, keys)
+	var err error
+	if c.rec != nil && c.rec.pendingAny(keys) {
+		err = fmt.Errorf("%w: an earlier increment is queued", ErrUnavailable)
+	} else {
+		_, err = c.store.Incr(ctx, keys)
+	}
 	for _, k := range keys {
 		c.vers.invalidate(k)
 	}
@@ -337,5 +342,6 @@ func (c *Cache) bump(ctx context.Context, op string, keys []string) error {
 		c.rec.remember(opIncr, keys, c.opts.Now())
 	}
 	c.counter.tagInvalidations.Add(uint64(len(keys)))
+	c.obs.sent(op, len(keys))
 	return nil
 }

@@ -37,6 +37,9 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the HTTP cache service", runServe},
+		{"warm", "run warming strategies from a configuration file", runWarm},
+		{"lab", "run a local Redis Sentinel or Cluster from the deploy files", runLab},
+		{"conf", "check a redis.conf or sentinel.conf against the production checklist", runConf},
 		{"version", "print the version", runVersion},
 		{"help", "show help for tiercache or one of its commands", runHelp},
 	}

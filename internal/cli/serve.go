@@ -28,6 +28,14 @@ type serveConfig struct {
 	addr  string
 	token string
 	level slog.Level
+	// tlsCert and tlsKey are the listener's certificate and key files;
+	// empty means plain HTTP.
+	tlsCert, tlsKey string
+	timeouts        httpTimeouts
+	// warmConfig is the warming configuration file; warming switches it
+	// on (CACHE_WARMING_ENABLED).
+	warmConfig string
+	warming    bool
 }
 
 func runServe(ctx context.Context, s streams, args []string) int {
@@ -39,8 +47,11 @@ func runServe(ctx context.Context, s streams, args []string) int {
 		level string
 	)
 	fs.StringVar(&cfg.addr, "addr", "", "listen `address` (default $TIERCACHE_ADDR, else "+defaultAddr+")")
-	fs.StringVar(&cfg.token, "token", "", "bearer `token` that PUT, DELETE and POST requests must present\n(default $TIERCACHE_TOKEN, which keeps it out of the process list; empty: no authentication)")
+	fs.StringVar(&cfg.token, "token", "", "bearer `token` that PUT, DELETE and POST requests must present\n(default $TIERCACHE_TOKEN, or the content of the file $TIERCACHE_TOKEN_FILE, which keep it out of\nthe process list; empty: no authentication)")
 	fs.StringVar(&level, "log-level", "", "log `level`: debug, info, warn or error (default $TIERCACHE_LOG_LEVEL, else info)")
+	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "serve HTTPS with this certificate `file` (PEM, chain included; default $TIERCACHE_TLS_CERT)")
+	fs.StringVar(&cfg.tlsKey, "tls-key", "", "private key `file` of --tls-cert (PEM; default $TIERCACHE_TLS_KEY)")
+	fs.StringVar(&cfg.warmConfig, "config", "", "warming configuration `file` (YAML, docs/warming.md; default $TIERCACHE_CONFIG);\nCACHE_WARMING_ENABLED=false loads it but runs nothing")
 	if code, done := parseFlags(fs, args, s); done {
 		return code
 	}
@@ -63,7 +74,21 @@ func runServe(ctx context.Context, s streams, args []string) int {
 		cfg.addr = envOr("TIERCACHE_ADDR", defaultAddr)
 	}
 	if !set["token"] {
-		cfg.token = os.Getenv("TIERCACHE_TOKEN")
+		if cfg.token, err = tokenFromEnv(); err != nil {
+			fmt.Fprintf(s.err, "tiercache serve: %v\n", err)
+			return exitError
+		}
+	}
+	if !set["tls-cert"] && !set["tls-key"] {
+		cfg.tlsCert, cfg.tlsKey = os.Getenv("TIERCACHE_TLS_CERT"), os.Getenv("TIERCACHE_TLS_KEY")
+	}
+
+	if !set["config"] {
+		cfg.warmConfig = os.Getenv("TIERCACHE_CONFIG")
+	}
+	if cfg.warming, err = warmingEnabled(); err != nil {
+		fmt.Fprintf(s.err, "tiercache serve: %v\n", err)
+		return exitError
 	}
 
 	logger := slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: cfg.level}))
@@ -81,12 +106,26 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		return fmt.Errorf("configuration from the environment: %w", err)
 	}
 	opts.Logger = logger
+	rec, metrics, err := server.NewMetrics()
+	if err != nil {
+		return err
+	}
+	opts.Recorder = rec
 	c, err := tiercache.New(opts)
 	if err != nil {
 		return err
 	}
 	defer c.Close() // on early returns; Close is idempotent
-	srv, err := server.New(server.Config{Cache: c, Token: cfg.token, Logger: logger})
+	w, err := startWarming(c, cfg.warmConfig, cfg.warming, logger)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	srv, err := server.New(server.Config{Cache: c, Token: cfg.token, Logger: logger, Metrics: metrics, Warmer: w.warmer()})
+	if err != nil {
+		return err
+	}
+	tlsConf, err := serverTLS(cfg.tlsCert, cfg.tlsKey)
 	if err != nil {
 		return err
 	}
@@ -96,19 +135,23 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		return err
 	}
 	hs := &http.Server{
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute,
-		WriteTimeout:      time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		Handler:   srv.Handler(),
+		TLSConfig: tlsConf,
+		ErrorLog:  slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	cfg.timeouts.apply(hs)
 	// Redis.String redacts credentials; the token is only reported as set.
 	logger.Info("tiercache listening", "addr", ln.Addr().String(), "l2", opts.Redis.String(),
-		"namespace", c.Namespace(), "auth", cfg.token != "")
+		"namespace", c.Namespace(), "auth", cfg.token != "", "tls", tlsConf != nil)
 
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
+	go func() {
+		if tlsConf != nil {
+			served <- hs.ServeTLS(ln, "", "")
+			return
+		}
+		served <- hs.Serve(ln)
+	}()
 	select {
 	case err := <-served:
 		return fmt.Errorf("serve HTTP: %w", err)
@@ -125,6 +168,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve HTTP: %w", err)
 	}
+	w.close()
 	if err := c.Close(); err != nil {
 		return fmt.Errorf("close the cache: %w", err)
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tiercache/tiercache"
 )
 
@@ -39,6 +41,14 @@ type Config struct {
 	// unreachable L2 answers 503 instead of holding the request. Zero
 	// means DefaultTimeout.
 	Timeout time.Duration
+
+	// Metrics is what GET /metrics exports: the registry holding the
+	// cache's tiercacheprom recorder. Nil means GET /metrics answers 404.
+	Metrics prometheus.Gatherer
+
+	// Warmer serves POST and GET /v1/warm. Nil means warming is disabled:
+	// POST answers 503 and GET an empty list.
+	Warmer Warmer
 }
 
 // DefaultTimeout is the Config.Timeout used when it is zero.
@@ -56,6 +66,8 @@ type Server struct {
 	tokenSum [sha256.Size]byte
 	auth     bool
 	handler  http.Handler
+	metrics  prometheus.Gatherer
+	warmer   Warmer
 }
 
 // New checks cfg and builds a Server.
@@ -81,6 +93,8 @@ func New(cfg Config) (*Server, error) {
 		maxValueSize: int64(cfg.MaxValueSize),
 		timeout:      cfg.Timeout,
 		auth:         cfg.Token != "",
+		metrics:      cfg.Metrics,
+		warmer:       cfg.Warmer,
 	}
 	if s.logger == nil {
 		s.logger = slog.Default()
@@ -111,7 +125,14 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("DELETE /v1/cache/{key...}", s.deleteValue)
 	mux.HandleFunc("POST /v1/invalidate", s.invalidate)
 	mux.HandleFunc("POST /v1/clear", s.clear)
+	mux.HandleFunc("POST /v1/warm", s.startWarm)
+	mux.HandleFunc("GET /v1/warm", s.listWarm)
 	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /v1/stats", s.stats)
+	mux.Handle("GET /metrics", s.metricsHandler())
+	mux.HandleFunc("GET /{$}", s.dashboard)
+	mux.Handle("GET /assets/", s.assetsHandler())
 	return s.logRequests(s.recoverPanics(s.authenticate(canonicalCachePaths(jsonMuxErrors(mux)))))
 }
 

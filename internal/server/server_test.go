@@ -70,7 +70,7 @@ func do(t *testing.T, ts *httptest.Server, method, path, body string, header ...
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	client := ts.Client()
+	client := *ts.Client() // a copy: parallel subtests share ts
 	client.Timeout = 30 * time.Second
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, err := client.Do(req)

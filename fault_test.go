@@ -1,0 +1,1316 @@
+package tiercache
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+// faultTarget is one scenario's Redis deployment and its fault.
+type faultTarget struct {
+	redis RedisOptions
+	// raw runs a command on the node that serves its key, bypassing any
+	// proxy: what Redis really holds.
+	raw func(args ...string) (any, error)
+	// onVictim reports whether a full key lives where the fault hits, so
+	// that the marker invalidations are exposed to it. Nil means anywhere.
+	onVictim func(fullKey string) bool
+	// prepare runs just before the last acknowledged invalidations that
+	// precede the fault (failovers cut the replication links there).
+	prepare  func() error
+	inject   func() error
+	heal     func() error // nil: the deployment heals itself
+	faultFor time.Duration
+	// failover: acknowledged Sets may be lost; they are counted.
+	failover bool
+	// strict: callers may see no error at all (slot migration).
+	strict bool
+	// maxOutage bounds the client-visible write outage; zero: unbounded.
+	maxOutage time.Duration
+	// promoted reports whether Redis has promoted a replica (failovers).
+	promoted func() bool
+}
+
+// TestFault runs each fault against real Redis processes under load from
+// two instances and checks the call log: see docs/reliability.md.
+func TestFault(t *testing.T) {
+	redistest.Require(t)
+	for _, sc := range []struct {
+		name  string
+		setup func(t *testing.T, ns string) *faultTarget
+	}{
+		{"latency", func(t *testing.T, _ string) *faultTarget {
+			return proxied(t, 3*time.Second,
+				func(px *redistest.Proxy) error { return px.Latency(200 * time.Millisecond) },
+				func(px *redistest.Proxy) error { return px.Latency(0) })
+		}},
+		{"reset", resetTarget},
+		{"blackhole", func(t *testing.T, _ string) *faultTarget {
+			return proxied(t, 3*time.Second, (*redistest.Proxy).Blackhole, (*redistest.Proxy).Heal)
+		}},
+		{"kill-restart", func(t *testing.T, _ string) *faultTarget {
+			// fsync on every write: a restart keeps every acknowledged write.
+			srv := redistest.NewStandalone(t, "--appendonly", "yes", "--appendfsync", "always")
+			return &faultTarget{redis: RedisOptions{Addrs: []string{srv.Addr}}, raw: srv.Do,
+				inject: srv.Kill, heal: srv.Restart, faultFor: 2 * time.Second}
+		}},
+		{"pause", func(t *testing.T, _ string) *faultTarget {
+			srv := redistest.NewStandalone(t)
+			return &faultTarget{redis: RedisOptions{Addrs: []string{srv.Addr}}, raw: srv.Do,
+				inject: srv.Pause, heal: srv.Resume, faultFor: 5 * time.Second}
+		}},
+		{"sentinel-failover", sentinelTarget},
+		{"cluster-failover", clusterFailoverTarget},
+		{"cluster-migration", clusterMigrationTarget},
+	} {
+		t.Run(sc.name, func(t *testing.T) {
+			checkNoLeaks(t)
+			ns := testNamespace(t)
+			runFault(t, ns, sc.setup(t, ns))
+		})
+	}
+}
+
+// proxied is a standalone server behind a proxy that inject and heal act on.
+func proxied(t *testing.T, d time.Duration, inject, heal func(*redistest.Proxy) error) *faultTarget {
+	srv := redistest.NewStandalone(t)
+	px := redistest.NewProxy(t, srv.Addr)
+	return &faultTarget{redis: RedisOptions{Addrs: []string{px.Addr}}, raw: srv.Do, faultFor: d,
+		inject: func() error { return inject(px) }, heal: func() error { return heal(px) }}
+}
+
+// resetTarget resets every connection every 150 ms for two seconds.
+func resetTarget(t *testing.T, _ string) *faultTarget {
+	var (
+		stop = make(chan struct{})
+		done = make(chan error, 1)
+	)
+	tg := proxied(t, 2*time.Second, func(px *redistest.Proxy) error {
+		go func() {
+			tick := time.NewTicker(150 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				if err := px.ResetPeer(); err != nil {
+					done <- err
+					return
+				}
+				select {
+				case <-stop:
+					done <- nil
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+		return nil
+	}, func(*redistest.Proxy) error {
+		close(stop)
+		return <-done
+	})
+	return tg
+}
+
+// sentinelTarget kills the master of a sentinel group. Its replication
+// links are cut 300 ms before, so the writes it acknowledges in between
+// (the last marker invalidations among them) never reach the replica that
+// the sentinels promote: the failover loses them for certain.
+func sentinelTarget(t *testing.T, _ string) *faultTarget {
+	st := redistest.NewSentinel(t)
+	measureReplicaAck(t, st)
+	old := st.Master
+	return &faultTarget{
+		redis:     RedisOptions{SentinelMaster: st.MasterName, SentinelAddrs: st.SentinelAddrs()},
+		raw:       func(args ...string) (any, error) { return sentinelMaster(st).Do(args...) },
+		prepare:   func() error { return cutReplication(old) },
+		inject:    old.Kill,
+		failover:  true,
+		maxOutage: 3 * time.Second,
+		promoted:  func() bool { a, err := st.MasterAddr(); return err == nil && a != old.Addr },
+	}
+}
+
+// cutReplication makes the writes m acknowledges from now on reach no
+// replica, for 300 ms of load and then until m dies. It closes the
+// replication links and lowers maxclients to the connections open now
+// (Redis counts cluster bus links too), so that the replicas cannot
+// reconnect while the connections already open, the caches' and the
+// sentinels', carry on. Both commands go on one connection, which the
+// limit accounts for: a second one would be refused.
+func cutReplication(m *redistest.Server) error {
+	info, err := m.Info("clients")
+	if err != nil {
+		return err
+	}
+	clients, _ := strconv.Atoi(info["connected_clients"]) // this INFO's connection included
+	bus, _ := strconv.Atoi(info["cluster_connections"])
+	conn, err := net.DialTimeout("tcp", m.Addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprintf(conn, "CONFIG SET maxclients %d\r\nCLIENT KILL TYPE replica\r\n", clients-1+bus); err != nil {
+		return err
+	}
+	r := bufio.NewReader(conn)
+	for range 2 {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(line, "-") {
+			return errors.New(strings.TrimSpace(line))
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // the load writes to m alone
+	return nil
+}
+
+// sentinelMaster returns the server the sentinels name as master now.
+func sentinelMaster(st *redistest.Sentinel) *redistest.Server {
+	addr, err := st.MasterAddr()
+	if err == nil {
+		for _, s := range append([]*redistest.Server{st.Master}, st.Replicas...) {
+			if s.Addr == addr {
+				return s
+			}
+		}
+	}
+	return st.Master
+}
+
+// clusterFailoverTarget kills one master of a cluster 300 ms after cutting
+// its replication link; its replica takes over its slots without the
+// writes acknowledged in between.
+func clusterFailoverTarget(t *testing.T, _ string) *faultTarget {
+	cl := redistest.NewCluster(t)
+	victim := cl.Masters[0]
+	var heir *redistest.Server // the victim's replica
+	for _, r := range cl.Replicas {
+		if info, err := r.Info("replication"); err == nil && info["master_port"] == strconv.Itoa(victim.Port) {
+			heir = r
+		}
+	}
+	if heir == nil {
+		t.Fatalf("no replica of %s", victim.Addr)
+	}
+	return &faultTarget{
+		promoted: func() bool { info, err := heir.Info("replication"); return err == nil && info["role"] == "master" },
+		redis:    RedisOptions{Addrs: cl.Addrs(), Cluster: true},
+		raw:      cl.Do,
+		onVictim: func(key string) bool { _, err := victim.Do("EXISTS", key); return err == nil },
+		prepare:  func() error { return cutReplication(victim) },
+		inject:   victim.Kill,
+		failover: true,
+	}
+}
+
+// clusterMigrationTarget moves the slots of every key the load uses (and
+// of its version counters) to another master while the load runs.
+func clusterMigrationTarget(t *testing.T, ns string) *faultTarget {
+	cl := redistest.NewCluster(t)
+	var slots []int
+	keys := []string{ns + "#ns"}
+	for i := range faultKeys {
+		keys = append(keys, ns+":"+faultKey(i))
+	}
+	for g := range faultGroups {
+		keys = append(keys, ns+"#t:"+faultTag(g))
+	}
+	for _, k := range keys {
+		s, err := cl.Do("CLUSTER", "KEYSLOT", k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(slots, int(s.(int64))) {
+			slots = append(slots, int(s.(int64)))
+		}
+	}
+	done := make(chan error, 1)
+	return &faultTarget{
+		redis:  RedisOptions{Addrs: cl.Addrs(), Cluster: true},
+		raw:    cl.Do,
+		inject: func() error { go func() { done <- migrateSlots(cl, slots) }(); return nil },
+		heal:   func() error { return <-done },
+		strict: true,
+	}
+}
+
+// runFault runs one scenario: a baseline, the fault, recovery, one more
+// second of load, then the checks.
+func runFault(t *testing.T, ns string, tg *faultTarget) {
+	opts := faultOptions(ns, tg.redis)
+	caches := faultCaches(t, opts, faultWriters+1)
+	mk := newFaultMarkers(t, faultCaches(t, faultOptions(ns+"-m", tg.redis), 2), tg)
+	log := &faultLog{}
+	seedFaultKeys(t, caches[0], log)
+	mon := startFaultMonitor(caches)
+	ld := startFaultLoad(t, caches, log)
+	time.Sleep(500 * time.Millisecond) // baseline load
+	mk.before(t)
+	faultStart := time.Now()
+	if err := tg.inject(); err != nil {
+		t.Fatalf("inject: %v", err)
+	}
+	promoted := watchPromotion(t, tg)
+	mk.during(t)
+	time.Sleep(time.Until(faultStart.Add(tg.faultFor)))
+	if tg.heal != nil {
+		if err := tg.heal(); err != nil {
+			t.Fatalf("heal: %v", err)
+		}
+	}
+	healed := time.Now()
+	recovered := waitRecovered(t, append(slices.Clone(caches), mk.caches...))
+	mk.applied(t)
+	kept, lostGap := mk.witnessed(t)
+	time.Sleep(time.Second) // load after recovery
+	ld.halt()
+	final := converge(t, caches, log)
+	mk.visible(t)
+	mon.halt()
+
+	fc := newFaultChecker(log.snapshot(), mon, len(caches), faultStart, recovered)
+	var f faultFindings
+	fc.tally(opts, &f)
+	fc.checkReads(recovered, tg.failover, &f)
+	fc.checkFinal(final, &f)
+	if p := promoted(); !p.IsZero() {
+		t.Logf("Redis promoted a replica %v after the kill; writes resumed %v after it", p.Sub(faultStart).Round(time.Millisecond), (f.outage - p.Sub(faultStart)).Round(time.Millisecond))
+	}
+	t.Logf("acknowledged Sets just before the fault: %d kept, %d lost", kept, lostGap)
+	if !tg.failover && lostGap > 0 {
+		t.Errorf("%d acknowledged Sets made just before the fault were lost", lostGap)
+	}
+	t.Logf("fault from %s, healed %s, recovered %s", ts(faultStart), ts(healed), ts(recovered))
+	reportFault(t, tg, caches, mon, &f, healed.Sub(faultStart), recovered.Sub(healed), recovered.Sub(faultStart))
+}
+
+// watchPromotion polls tg.promoted every 20 ms in the background; the
+// function it returns stops the polling and returns when a replica was
+// first seen promoted (zero: never, or not a failover).
+func watchPromotion(t *testing.T, tg *faultTarget) func() time.Time {
+	if tg.promoted == nil {
+		return func() time.Time { return time.Time{} }
+	}
+	var at time.Time
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for !tg.promoted() {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		at = time.Now()
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+	return func() time.Time {
+		select {
+		case <-done:
+			return at
+		case <-time.After(30 * time.Second):
+			return time.Time{}
+		}
+	}
+}
+
+// faultCaches opens n instances with opts.
+func faultCaches(t *testing.T, opts Options, n int) []*Cache {
+	caches := make([]*Cache, n)
+	for i := range caches {
+		c, err := New(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		caches[i] = c
+	}
+	return caches
+}
+
+// seedFaultKeys gives every key a first value.
+func seedFaultKeys(t *testing.T, c *Cache, log *faultLog) {
+	for i := range faultKeys {
+		s := log.next()
+		start := time.Now()
+		if err := c.Set(context.Background(), faultKey(i), s, WithTags(faultTag(i))); err != nil {
+			t.Fatal(err)
+		}
+		log.add(faultRec{op: fSet, key: faultKey(i), seq: s, start: start, end: time.Now()})
+	}
+}
+
+// waitRecovered waits until every cache's recovery queue is empty and
+// every cache reaches L2 again (reads of 32 absent keys, which spread over
+// every cluster shard, report a miss), and returns that time.
+func waitRecovered(t *testing.T, caches []*Cache) time.Time {
+	pollUntil(t, 60*time.Second, "recovery", func() error {
+		for i, c := range caches {
+			if n := c.QueueLength(); n > 0 {
+				return fmt.Errorf("instance %d has %d queued operations", i, n)
+			}
+		}
+		for i, c := range caches {
+			for p := range 32 {
+				var v int64
+				if err := c.Get(context.Background(), fmt.Sprint("probe:", p), &v); !errors.Is(err, ErrNotFound) {
+					return fmt.Errorf("instance %d: probe: %v", i, err)
+				}
+			}
+		}
+		return nil
+	})
+	return time.Now()
+}
+
+// converge reads every key on every instance until all agree, logging the
+// reads, and returns each key's final value (0: missing).
+func converge(t *testing.T, caches []*Cache, log *faultLog) map[string]int64 {
+	final := map[string]int64{}
+	pollUntil(t, 15*time.Second, "instances agree", func() error {
+		for i := range faultKeys {
+			k := faultKey(i)
+			var first int64
+			for inst, c := range caches {
+				var v int64
+				start := time.Now()
+				res, err := c.Lookup(context.Background(), k, &v)
+				log.add(faultRec{op: fGet, inst: inst, key: k, seq: v, stale: res.Stale, start: start, end: time.Now(), err: err})
+				if err != nil && !errors.Is(err, ErrNotFound) {
+					return fmt.Errorf("instance %d: %s: %v", inst, k, err)
+				}
+				if inst == 0 {
+					first = v
+				} else if v != first {
+					return fmt.Errorf("%s: instance 0 reads %d, instance %d reads %d", k, first, inst, v)
+				}
+			}
+			final[k] = first
+		}
+		return nil
+	})
+	return final
+}
+
+// reportFault logs the scenario's figures (docs/reliability.md quotes
+// them) and fails on what must never happen.
+func reportFault(t *testing.T, tg *faultTarget, caches []*Cache, mon *faultMonitor, f *faultFindings, fault, recovery, window time.Duration) {
+	var replayed, overflow, failed, resets, loads uint64
+	peak, open := 0, 0
+	for i, c := range caches {
+		s := c.Stats()
+		replayed, overflow, failed, resets = replayed+s.Replayed, overflow+s.QueueOverflow, failed+s.ReplayFailed, resets+s.LinkResets
+		loads += s.Loads
+		peak, open = max(peak, mon.peak[i]), max(open, mon.open[i])
+	}
+	var durs []string
+	for op := fGet; op <= fClear; op++ {
+		durs = append(durs, fmt.Sprintf("%s=%v", op, f.maxDur[op].Round(time.Millisecond)))
+	}
+	t.Logf("FAULT %s: fault=%v outage=%v recovery=%v (fault start to recovered %v) calls=%d errors=%v stale-reads=%d queue-peak=%d replayed=%d overflow=%d breaker-open≈%v link-resets=%d loader-calls=%d lost-sets=%d lost-to-miss=%d resurrected-before-replay=%d max-duration{%s}",
+		t.Name(), fault.Round(time.Millisecond), f.outage.Round(time.Millisecond), recovery.Round(time.Millisecond),
+		window.Round(time.Millisecond), sum(f.calls), f.errs, f.stale, peak, replayed, overflow,
+		time.Duration(open)*2*time.Millisecond, resets, loads, f.lostSets, f.lostToMiss, len(f.resurrected), strings.Join(durs, " "))
+	t.Logf("calls by kind and outcome: %v", f.calls)
+	if len(f.lostDetail) > 0 {
+		t.Logf("lost writes:\n%s", firstFew(f.lostDetail, 10))
+	}
+	if failed > 0 {
+		t.Errorf("%d queued operations were refused by L2", failed)
+	}
+	if len(f.untyped) > 0 {
+		t.Errorf("%d calls failed with an untyped error:\n%s", len(f.untyped), firstFew(f.untyped, 5))
+	}
+	if len(f.slow) > 0 {
+		t.Errorf("%d calls took longer than their bound:\n%s", len(f.slow), firstFew(f.slow, 5))
+	}
+	if len(f.violations) > 0 {
+		t.Errorf("%d reads returned a value an invalidation had removed:\n%s\ncalls on the first one's key:\n%s", len(f.violations), firstFew(f.violations, 10), f.timeline)
+	}
+	if len(f.resurrected) > 0 {
+		t.Logf("%d fresh reads between the failover and the replay returned a value an acknowledged invalidation had removed, before the failover lost it:\n%s", len(f.resurrected), firstFew(f.resurrected, 3))
+	}
+	if tg.strict && len(f.errs) > 0 {
+		t.Errorf("callers saw errors: %v", f.errs)
+	}
+	// Like every latency target, the outage bound is checked without the
+	// race detector, which slows the client several-fold.
+	if tg.maxOutage > 0 && f.outage > tg.maxOutage && !raceEnabled {
+		t.Errorf("write outage %v, want at most %v", f.outage, tg.maxOutage)
+	}
+	if !tg.failover && f.lostSets > 0 {
+		t.Errorf("%d acknowledged Sets were replaced by older values", f.lostSets)
+	}
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// faultMarkers are invalidations on their own namespace (the load's Clear
+// does not touch them) whose effect is checked in Redis itself: two made
+// just before the fault and acknowledged, two made while it lasts.
+type faultMarkers struct {
+	caches []*Cache
+	tg     *faultTarget
+	keys   [4]string // deleted before, tagged before, deleted during, tagged during
+	tags   [2]string // before, during
+	vers   [2]int64  // the tags' counters before
+	errs   [2]error  // what the invalidations during the fault returned
+	// witnesses are set to 1, then (after tg.prepare, so in the window a
+	// failover loses) to 2, and never written again: what they read
+	// afterwards counts the acknowledged Sets that survived the fault.
+	witnesses []string
+}
+
+func newFaultMarkers(t *testing.T, caches []*Cache, tg *faultTarget) *faultMarkers {
+	m := &faultMarkers{caches: caches, tg: tg}
+	prefix := caches[0].prefix
+	pick := func(full func(string) string, format string, skip string) string {
+		for i := 0; ; i++ {
+			name := fmt.Sprintf(format, i)
+			if name != skip && (tg.onVictim == nil || tg.onVictim(full(name))) {
+				return name
+			}
+		}
+	}
+	key := func(s string) string { return prefix + s }
+	ver := func(s string) string { return caches[0].vers.tagKey(s) }
+	for i := range m.keys {
+		m.keys[i] = pick(key, fmt.Sprintf("marker%d-%%d", i), "")
+	}
+	for i := range 50 {
+		m.witnesses = append(m.witnesses, pick(key, fmt.Sprintf("witness%d-%%d", i), ""))
+	}
+	m.tags[0] = pick(ver, "mt%d", "")
+	m.tags[1] = pick(ver, "mt%d", m.tags[0])
+	return m
+}
+
+// before writes the markers, reads them everywhere, then invalidates the
+// first two (acknowledged) right before the fault.
+func (m *faultMarkers) before(t *testing.T) {
+	ctx := context.Background()
+	c := m.caches[0]
+	for i, k := range m.keys {
+		if err := c.Set(ctx, k, int64(i+1), WithTags(m.tags[i/2])); err != nil {
+			t.Fatalf("marker %s: %v", k, err)
+		}
+		for _, r := range m.caches {
+			if _, err := getInt(r, k); err != nil {
+				t.Fatalf("marker %s: %v", k, err)
+			}
+		}
+	}
+	for i, tag := range m.tags {
+		m.vers[i] = m.rawInt(t, m.caches[0].vers.tagKey(tag))
+	}
+	m.setWitnesses(t, 1)
+	if m.tg.prepare != nil {
+		if err := m.tg.prepare(); err != nil {
+			t.Fatalf("prepare: %v", err)
+		}
+	}
+	m.setWitnesses(t, 2)
+	if err := c.Delete(ctx, m.keys[0]); err != nil {
+		t.Fatalf("delete before the fault: %v", err)
+	}
+	if err := c.InvalidateTags(ctx, m.tags[0]); err != nil {
+		t.Fatalf("invalidate before the fault: %v", err)
+	}
+}
+
+func (m *faultMarkers) setWitnesses(t *testing.T, v int) {
+	for _, k := range m.witnesses {
+		if err := m.caches[0].Set(context.Background(), k, v); err != nil {
+			t.Fatalf("witness %s: %v", k, err)
+		}
+	}
+}
+
+// witnessed counts the witnesses that read 2 (kept) and those that do not
+// (their last acknowledged Set was lost), once the deployment recovered.
+func (m *faultMarkers) witnessed(t *testing.T) (kept, lost int) {
+	for _, k := range m.witnesses {
+		v, err := getInt(m.caches[0], k)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			t.Fatalf("witness %s: %v", k, err)
+		}
+		if v == 2 {
+			kept++
+		} else {
+			lost++
+		}
+	}
+	return kept, lost
+}
+
+// during invalidates the last two markers while the fault lasts.
+func (m *faultMarkers) during(t *testing.T) {
+	ctx := context.Background()
+	m.errs[0] = m.caches[1].Delete(ctx, m.keys[2])
+	m.errs[1] = m.caches[1].InvalidateTags(ctx, m.tags[1])
+	for _, err := range m.errs {
+		if err != nil && !errors.Is(err, ErrQueued) {
+			t.Errorf("an invalidation during the fault was neither applied nor queued: %v", err)
+		}
+	}
+	t.Logf("invalidations during the fault: delete: %s, tags: %s", errClass(m.errs[0]), errClass(m.errs[1]))
+}
+
+// applied checks, once the queues are empty, that Redis holds the effect
+// of every marker invalidation.
+func (m *faultMarkers) applied(t *testing.T) {
+	prefix := m.caches[0].prefix
+	for _, k := range []string{m.keys[0], m.keys[2]} {
+		if v, err := m.tg.raw("GET", prefix+k); err != nil || v != nil {
+			t.Errorf("Redis still holds %s after its acknowledged or queued Delete: %v %v", k, v, err)
+		}
+	}
+	for i, tag := range m.tags {
+		if now := m.rawInt(t, m.caches[0].vers.tagKey(tag)); now <= m.vers[i] {
+			t.Errorf("tag %s: counter %d after its invalidation, %d before", tag, now, m.vers[i])
+		}
+	}
+}
+
+// visible checks that no instance serves an invalidated marker.
+func (m *faultMarkers) visible(t *testing.T) {
+	for _, k := range m.keys {
+		for i, c := range m.caches {
+			if v, err := getInt(c, k); !errors.Is(err, ErrNotFound) {
+				t.Errorf("instance %d serves invalidated marker %s: %d %v", i, k, v, err)
+			}
+		}
+	}
+}
+
+func (m *faultMarkers) rawInt(t *testing.T, key string) int64 {
+	v, err := m.tg.raw("GET", key)
+	if err != nil {
+		t.Fatalf("GET %s: %v", key, err)
+	}
+	s, _ := v.(string)
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}
+
+// migrateSlots moves each slot from the master serving it to the next
+// master, the way redis-cli --cluster reshard does, pausing between the
+// steps so that the load meets every intermediate state: MIGRATING and
+// IMPORTING (ASK redirects), then the new owner (MOVED).
+func migrateSlots(cl *redistest.Cluster, slots []int) error {
+	ids := make([]string, len(cl.Masters))
+	for i, m := range cl.Masters {
+		id, err := m.Do("CLUSTER", "MYID")
+		if err != nil {
+			return err
+		}
+		ids[i], _ = id.(string)
+	}
+	for _, slot := range slots {
+		src, err := slotOwner(cl.Masters[0], ids, slot)
+		if err != nil {
+			return err
+		}
+		if err := moveSlot(cl.Masters, ids, strconv.Itoa(slot), src, (src+1)%len(ids)); err != nil {
+			return fmt.Errorf("slot %d: %w", slot, err)
+		}
+	}
+	return nil
+}
+
+// slotOwner returns the index in ids of the master serving slot.
+func slotOwner(n *redistest.Server, ids []string, slot int) (int, error) {
+	reply, err := n.Do("CLUSTER", "SLOTS")
+	if err != nil {
+		return 0, err
+	}
+	ranges, _ := reply.([]any)
+	for _, r := range ranges {
+		f, _ := r.([]any)
+		if len(f) < 3 || slot < int(f[0].(int64)) || slot > int(f[1].(int64)) {
+			continue
+		}
+		node, _ := f[2].([]any)
+		if len(node) >= 3 {
+			if i := slices.Index(ids, node[2].(string)); i >= 0 {
+				return i, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("no master serves slot %d", slot)
+}
+
+func moveSlot(masters []*redistest.Server, ids []string, slot string, from, to int) error {
+	src, dst := masters[from], masters[to]
+	host, port, _ := net.SplitHostPort(dst.Addr)
+	steps := [][]string{{"CLUSTER", "SETSLOT", slot, "IMPORTING", ids[from]}, {"CLUSTER", "SETSLOT", slot, "MIGRATING", ids[to]}}
+	for i, n := range []*redistest.Server{dst, src} {
+		if _, err := n.Do(steps[i]...); err != nil {
+			return err
+		}
+	}
+	time.Sleep(30 * time.Millisecond) // the load meets the MIGRATING state
+	for {
+		reply, err := src.Do("CLUSTER", "GETKEYSINSLOT", slot, "10")
+		if err != nil {
+			return err
+		}
+		keys, _ := reply.([]any)
+		if len(keys) == 0 {
+			break
+		}
+		for _, k := range keys {
+			if _, err := src.Do("MIGRATE", host, port, k.(string), "0", "5000"); err != nil {
+				return err
+			}
+			time.Sleep(5 * time.Millisecond) // keys on both sides: ASK
+		}
+	}
+	order := []*redistest.Server{dst, src}
+	for _, n := range masters {
+		if n != src && n != dst {
+			order = append(order, n)
+		}
+	}
+	for _, n := range order {
+		if _, err := n.Do("CLUSTER", "SETSLOT", slot, "NODE", ids[to]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// measureReplicaAck measures on the sentinel group's master what waiting
+// for a replica costs: a SET alone, a SET followed by WAIT 1 on the same
+// connection, and a SET with min-replicas-to-write 1. It also shows what a
+// cache sees when the master refuses writes for want of replicas.
+func measureReplicaAck(t *testing.T, st *redistest.Sentinel) {
+	client, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{st.Master.Addr}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ctx := context.Background()
+	measure := func(wait bool) (p50, p99 time.Duration) {
+		const n = 2000
+		ds := make([]time.Duration, n)
+		for i := range ds {
+			cmds := rueidis.Commands{client.B().Set().Key("wait:" + strconv.Itoa(i%50)).Value("v").Build()}
+			if wait {
+				cmds = append(cmds, client.B().Wait().Numreplicas(1).Timeout(1000).Build())
+			}
+			start := time.Now()
+			for _, r := range client.DoMulti(ctx, cmds...) {
+				if err := r.Error(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ds[i] = time.Since(start)
+		}
+		slices.Sort(ds)
+		return ds[n/2], ds[n*99/100]
+	}
+	setP50, setP99 := measure(false)
+	waitP50, waitP99 := measure(true)
+	config := func(n string) {
+		if _, err := st.Master.Do("CONFIG", "SET", "min-replicas-to-write", n, "min-replicas-max-lag", "10"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	config("1")
+	minP50, minP99 := measure(false)
+	// More replicas than exist: the master refuses every write.
+	config("3")
+	c, err := New(Options{Namespace: "norepl", Redis: RedisOptions{Addrs: []string{st.Master.Addr}}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := c.Delete(ctx, "k")
+	_ = c.Close()
+	config("0")
+	t.Logf("REPLICA-ACK: SET p50=%v p99=%v; SET+WAIT 1 p50=%v p99=%v; SET with min-replicas-to-write 1 p50=%v p99=%v; Delete refused for want of replicas: %s (%v)",
+		setP50, setP99, waitP50, waitP99, minP50, minP99, errClass(refused), refused)
+}
+
+// TestFault_Breaker: the breaker opens after Threshold consecutive
+// unreachable operations, then fails fast; reads fall back to stale L1
+// values and Fetch to its loader; a half-open probe closes it again.
+func TestFault_Breaker(t *testing.T) {
+	redistest.Require(t)
+	srv := redistest.NewStandalone(t)
+	px := redistest.NewProxy(t, srv.Addr)
+	ctx := context.Background()
+	c := newCache(t, "memory", func(o *Options) {
+		o.Redis, o.Logger, o.Retries = RedisOptions{Addrs: []string{px.Addr}}, slog.New(slog.DiscardHandler), -1
+		o.Breaker = BreakerOptions{Threshold: 3, OpenTimeout: 300 * time.Millisecond}
+		o.FailSafe = FailSafeOptions{MaxDuration: time.Hour}
+	})
+	if err := c.Set(ctx, "k", 1); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := getInt(c, "k"); err != nil || v != 1 { // now in L1
+		t.Fatal(v, err)
+	}
+	resets := c.Stats().LinkResets
+	if err := px.Disable(); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, 5*time.Second, "link loss", func() error {
+		if c.Stats().LinkResets == resets {
+			return errors.New("not noticed")
+		}
+		return nil
+	})
+	for i := range 3 {
+		if _, err := getInt(c, fmt.Sprint("cold", i)); !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrCircuitOpen) {
+			t.Fatalf("failure %d: %v, want ErrUnavailable from L2", i, err)
+		}
+	}
+	if c.BreakerState() != BreakerOpen || c.Stats().Breaker != BreakerOpen {
+		t.Fatalf("after 3 failures: %s / %s, want open", c.BreakerState(), c.Stats().Breaker)
+	}
+	start := time.Now()
+	if _, err := getInt(c, "cold"); !errors.Is(err, ErrCircuitOpen) || time.Since(start) > 100*time.Millisecond {
+		t.Fatalf("while open: %v after %v, want ErrCircuitOpen at once", err, time.Since(start))
+	}
+	var v int
+	if res, err := c.Lookup(ctx, "k", &v); err != nil || v != 1 || !res.Stale || res.Source != SourceStale {
+		t.Fatalf("while open, Get of an L1 entry: %d %+v %v, want 1 flagged stale", v, res, err)
+	}
+	n, res, err := FetchResult(ctx, c, "loaded", func(context.Context, string) (int, error) { return 7, nil })
+	if err != nil || n != 7 || res.Source != SourceLoader {
+		t.Fatalf("while open, Fetch: %d %+v %v, want the loader's 7", n, res, err)
+	}
+	pollUntil(t, 5*time.Second, "half-open", func() error {
+		if s := c.BreakerState(); s != BreakerHalfOpen {
+			return fmt.Errorf("state %s", s)
+		}
+		return nil
+	})
+	if err := px.Enable(); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, 10*time.Second, "fresh read after recovery", func() error {
+		var v int
+		res, err := c.Lookup(ctx, "k", &v)
+		if err != nil || res.Stale || v != 1 {
+			return fmt.Errorf("%d %+v %v", v, res, err)
+		}
+		return nil
+	})
+	if s := c.BreakerState(); s != BreakerClosed {
+		t.Fatalf("after a successful probe: %s, want closed", s)
+	}
+}
+
+// TestFault_BreakerFromEnv: the CIRCUIT_BREAKER_* variables configure the
+// breaker of a cache built from OptionsFromEnv.
+func TestFault_BreakerFromEnv(t *testing.T) {
+	redistest.Require(t)
+	srv := redistest.NewStandalone(t)
+	px := redistest.NewProxy(t, srv.Addr)
+	for _, enabled := range []bool{true, false} {
+		t.Run(fmt.Sprintf("enabled=%v", enabled), func(t *testing.T) {
+			t.Setenv("REDIS_URL", "redis://"+px.Addr)
+			t.Setenv("CIRCUIT_BREAKER_ENABLED", strconv.FormatBool(enabled))
+			t.Setenv("CIRCUIT_BREAKER_THRESHOLD", "2")
+			t.Setenv("CIRCUIT_BREAKER_TIMEOUT", "0.3")
+			o, err := OptionsFromEnv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Namespace, o.Logger, o.Retries = testNamespace(t), slog.New(slog.DiscardHandler), -1
+			c, err := New(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := px.Disable(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = px.Enable() }()
+			var errs []error
+			for i := range 4 {
+				_, err := getInt(c, fmt.Sprint("k", i))
+				errs = append(errs, err)
+			}
+			open := errors.Is(errs[2], ErrCircuitOpen) && !errors.Is(errs[1], ErrCircuitOpen)
+			if open != enabled {
+				t.Fatalf("breaker enabled=%v, errors %v", enabled, errs)
+			}
+			if want := map[bool]BreakerState{true: BreakerOpen, false: BreakerDisabled}[enabled]; c.BreakerState() != want {
+				t.Fatalf("state %s, want %s", c.BreakerState(), want)
+			}
+		})
+	}
+}
+
+// TestFault_RetryAfterReset: a connection reset in the middle of a SET is
+// retried into a success; without retries it is queued. Redis holds the SET
+// (CLIENT PAUSE WRITE), so the reset surely hits it in flight.
+func TestFault_RetryAfterReset(t *testing.T) {
+	redistest.Require(t)
+	for _, retries := range []int{2, -1} {
+		t.Run(fmt.Sprintf("retries=%d", retries), func(t *testing.T) {
+			srv := redistest.NewStandalone(t)
+			px := redistest.NewProxy(t, srv.Addr)
+			ctx := context.Background()
+			c := newCache(t, "memory", func(o *Options) {
+				o.Redis, o.Logger, o.Retries = RedisOptions{Addrs: []string{px.Addr}}, slog.New(slog.DiscardHandler), retries
+				o.OperationTimeout = 5 * time.Second
+			})
+			if err := c.Set(ctx, "k", 0); err != nil { // creates the namespace counter
+				t.Fatal(err)
+			}
+			if _, err := srv.Do("CLIENT", "PAUSE", "10000", "WRITE"); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- c.Set(ctx, "k", 1) }()
+			pollUntil(t, 5*time.Second, "SET held by Redis", func() error {
+				info, err := srv.Info("clients")
+				if err != nil || info["blocked_clients"] != "1" {
+					return fmt.Errorf("blocked_clients:%s %v", info["blocked_clients"], err)
+				}
+				return nil
+			})
+			if err := px.ResetPeer(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := srv.Do("CLIENT", "UNPAUSE"); err != nil {
+				t.Fatal(err)
+			}
+			err := <-done
+			if retries > 0 && err != nil {
+				t.Fatalf("with retries: %v, want success", err)
+			}
+			if retries < 0 && !errors.Is(err, ErrQueued) {
+				t.Fatalf("without retries: %v, want ErrQueued", err)
+			}
+			pollUntil(t, 10*time.Second, "value written", func() error {
+				if c.QueueLength() > 0 {
+					return errors.New("queue not replayed")
+				}
+				if v, err := getInt(c, "k"); err != nil || v != 1 {
+					return fmt.Errorf("%d %v", v, err)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// TestFault_FailSafe: after a loader error the last value is served,
+// flagged stale, and the loader is not tried again for FailSafe.Throttle.
+func TestFault_FailSafe(t *testing.T) {
+	ctx := context.Background()
+	clk := newFakeClock()
+	c := newCache(t, "memory", func(o *Options) {
+		o.Now, o.Logger = clk.Now, slog.New(slog.DiscardHandler)
+		o.FailSafe = FailSafeOptions{MaxDuration: time.Hour, Throttle: 10 * time.Second}
+	})
+	var calls atomic.Int32
+	var fail atomic.Bool
+	load := func(context.Context, string) (int, error) {
+		n := calls.Add(1)
+		if fail.Load() {
+			return 0, errors.New("database down")
+		}
+		return int(n), nil
+	}
+	fetch := func(wantV, wantCalls int, wantStale bool) {
+		t.Helper()
+		v, res, err := FetchResult(ctx, c, "k", load, WithTTL(time.Minute))
+		if err != nil || v != wantV || res.Stale != wantStale || (res.Source == SourceStale) != wantStale {
+			t.Fatalf("got %d %+v %v, want %d stale=%v", v, res, err, wantV, wantStale)
+		}
+		if n := int(calls.Load()); n != wantCalls {
+			t.Fatalf("loader called %d times, want %d", n, wantCalls)
+		}
+	}
+	fetch(1, 1, false)
+	clk.Advance(2 * time.Minute) // expired, within the fail-safe window
+	fail.Store(true)
+	fetch(1, 2, true) // the loader fails: the old value, flagged
+	fetch(1, 2, true) // throttled: the loader is not called
+	clk.Advance(9 * time.Second)
+	fetch(1, 2, true)
+	clk.Advance(2 * time.Second) // past the throttle: the loader is tried again
+	fetch(1, 3, true)
+	fail.Store(false)
+	clk.Advance(11 * time.Second)
+	fetch(4, 4, false)
+	if s := c.Stats().StaleServed; s != 2 {
+		t.Fatalf("StaleServed = %d, want 2 (the throttled reads are L1 hits)", s)
+	}
+}
+
+// TestFault_LoaderTimeouts: on the soft timeout a stale value answers at
+// once and the loader's late value updates the cache; on the hard timeout
+// Fetch fails with ErrLoaderTimeout when there is nothing stale.
+func TestFault_LoaderTimeouts(t *testing.T) {
+	ctx := context.Background()
+	t.Run("soft", func(t *testing.T) {
+		clk := newFakeClock()
+		c := newCache(t, "memory", func(o *Options) {
+			o.Now, o.Logger = clk.Now, slog.New(slog.DiscardHandler)
+			o.FailSafe = FailSafeOptions{MaxDuration: time.Hour}
+			o.LoaderSoftTimeout, o.LoaderHardTimeout = 50*time.Millisecond, 10*time.Second
+		})
+		if _, err := Fetch(ctx, c, "k", func(context.Context, string) (int, error) { return 1, nil }, WithTTL(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(2 * time.Minute)
+		release := releaser(t)
+		start := time.Now()
+		v, res, err := FetchResult(ctx, c, "k", func(context.Context, string) (int, error) { <-release.c; return 2, nil })
+		if took := time.Since(start); err != nil || v != 1 || !res.Stale || took > time.Second {
+			t.Fatalf("soft timeout: %d %+v %v after %v, want stale 1 after ~50ms", v, res, err, took)
+		}
+		release.open()
+		pollUntil(t, 5*time.Second, "background load cached", func() error {
+			v, res, err := FetchResult(ctx, c, "k", func(context.Context, string) (int, error) { return 0, errors.New("no second load") })
+			if err != nil || v != 2 || res.Stale {
+				return fmt.Errorf("%d %+v %v", v, res, err)
+			}
+			return nil
+		})
+	})
+	t.Run("hard", func(t *testing.T) {
+		c := newCache(t, "memory", func(o *Options) { o.LoaderHardTimeout = 100 * time.Millisecond })
+		start := time.Now()
+		_, err := Fetch(ctx, c, "k", func(ctx context.Context, _ string) (int, error) { <-ctx.Done(); return 0, ctx.Err() })
+		if took := time.Since(start); !errors.Is(err, ErrLoaderTimeout) || took > time.Second {
+			t.Fatalf("hard timeout: %v after %v, want ErrLoaderTimeout after ~100ms", err, took)
+		}
+	})
+}
+
+// gate holds blocked loaders until open is called, or the test ends: a
+// failing test must not leave a loader that Close would wait for.
+type gate struct {
+	c    chan struct{}
+	once sync.Once
+}
+
+func releaser(t *testing.T) *gate {
+	g := &gate{c: make(chan struct{})}
+	t.Cleanup(g.open)
+	return g
+}
+
+func (g *gate) open() { g.once.Do(func() { close(g.c) }) }
+
+// TestFault_EagerRefresh: a read past the threshold starts exactly one
+// background load, and no caller waits for it.
+func TestFault_EagerRefresh(t *testing.T) {
+	ctx := context.Background()
+	clk := newFakeClock()
+	c := newCache(t, "memory", func(o *Options) { o.Now, o.EagerRefreshThreshold = clk.Now, 0.5 })
+	if _, err := Fetch(ctx, c, "k", func(context.Context, string) (int, error) { return 1, nil }, WithTTL(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(40 * time.Second)
+	var calls atomic.Int32
+	release := releaser(t)
+	load := func(context.Context, string) (int, error) { calls.Add(1); <-release.c; return 2, nil }
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for range 50 {
+		wg.Go(func() {
+			if v, err := Fetch(ctx, c, "k", load, WithTTL(time.Minute)); err != nil || v != 1 {
+				errs <- fmt.Errorf("got %d %v, want the current value 1", v, err)
+			}
+		})
+	}
+	wg.Wait() // returns while the refresh is still blocked: nobody waited for it
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	pollUntil(t, 5*time.Second, "background load started", func() error {
+		if calls.Load() == 0 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d background loads, want 1", n)
+	}
+	release.open()
+	pollUntil(t, 5*time.Second, "refreshed value", func() error {
+		if v, err := Fetch(ctx, c, "k", load); err != nil || v != 2 {
+			return fmt.Errorf("%d %v", v, err)
+		}
+		return nil
+	})
+	if n, s := calls.Load(), c.Stats().EagerRefresh; n != 1 || s != 1 {
+		t.Fatalf("%d loads, EagerRefresh = %d, want 1 and 1", n, s)
+	}
+}
+
+// TestFault_FleetLock: with the lock, 4 instances × 50 goroutines on one
+// cold key call the loader once; a dead holder blocks no one past the
+// lock's TTL; a live slow holder's waiters give up after Lock.MaxWait.
+func TestFault_FleetLock(t *testing.T) {
+	redistest.Require(t)
+	srv := redistest.NewStandalone(t)
+	ctx := context.Background()
+	fleet := func(t *testing.T, n int, lock LockOptions) []*Cache {
+		lock.Enabled = true
+		o := Options{Namespace: testNamespace(t), Redis: RedisOptions{Addrs: []string{srv.Addr}}, Lock: lock, Logger: slog.New(slog.DiscardHandler)}
+		return faultCaches(t, o, n)
+	}
+	t.Run("one loader", func(t *testing.T) {
+		cs := fleet(t, 4, LockOptions{})
+		var calls atomic.Int32
+		release := releaser(t)
+		load := func(context.Context, string) (int, error) { calls.Add(1); <-release.c; return 42, nil }
+		var wg sync.WaitGroup
+		errs := make(chan error, 200)
+		for _, c := range cs {
+			for range 50 {
+				wg.Go(func() {
+					if v, err := Fetch(ctx, c, "cold", load); err != nil || v != 42 {
+						errs <- fmt.Errorf("got %d %v", v, err)
+					}
+				})
+			}
+		}
+		// One instance loads; the three others wait for its value.
+		pollUntil(t, 10*time.Second, "three instances waiting", func() error {
+			var w uint64
+			for _, c := range cs {
+				w += c.Stats().LockWaits
+			}
+			if w < 3 || calls.Load() != 1 {
+				return fmt.Errorf("%d waiting, %d loads", w, calls.Load())
+			}
+			return nil
+		})
+		release.open()
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		if n := calls.Load(); n != 1 {
+			t.Fatalf("loader called %d times across the fleet, want 1", n)
+		}
+	})
+	lockedFetch := func(t *testing.T, lock LockOptions, holdFor time.Duration) time.Duration {
+		cs := fleet(t, 2, lock)
+		if _, err := cs[0].TryLock(ctx, "fetch:k", holdFor); err != nil { // and never unlocks
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if v, err := Fetch(ctx, cs[1], "k", func(context.Context, string) (int, error) { return 5, nil }); err != nil || v != 5 {
+			t.Fatalf("got %d %v", v, err)
+		}
+		return time.Since(start)
+	}
+	t.Run("dead holder", func(t *testing.T) {
+		lock := LockOptions{TTL: 300 * time.Millisecond, MaxWait: 5 * time.Second}
+		if took := lockedFetch(t, lock, lock.TTL); took > lock.TTL+time.Second {
+			t.Fatalf("a holder that died blocked a waiter for %v; its lock expired after %v", took, lock.TTL)
+		}
+	})
+	t.Run("max wait", func(t *testing.T) {
+		lock := LockOptions{TTL: 10 * time.Second, MaxWait: 300 * time.Millisecond}
+		if took := lockedFetch(t, lock, lock.TTL); took < lock.MaxWait || took > lock.MaxWait+time.Second {
+			t.Fatalf("a waiter loaded for itself after %v, want about %v", took, lock.MaxWait)
+		}
+	})
+}
+
+// TestFault_RecoveryQueue: while Redis is unreachable, writes and
+// invalidations are queued (deduplicated per key, newest wins) and say so;
+// a full queue refuses and counts; the queue is replayed once Redis is back.
+func TestFault_RecoveryQueue(t *testing.T) {
+	redistest.Require(t)
+	srv := redistest.NewStandalone(t)
+	px := redistest.NewProxy(t, srv.Addr)
+	ctx := context.Background()
+	c := newCache(t, "memory", func(o *Options) {
+		o.Redis, o.Logger, o.Retries = RedisOptions{Addrs: []string{px.Addr}}, slog.New(slog.DiscardHandler), -1
+		o.OperationTimeout, o.RecoveryQueueSize = 200*time.Millisecond, 3
+		o.Breaker.OpenTimeout = 100 * time.Millisecond
+	})
+	direct := peer(t, c, func(o *Options) { o.Redis = RedisOptions{Addrs: []string{srv.Addr}} })
+	for _, k := range []string{"a", "b", "t"} {
+		if err := c.Set(ctx, k, 1, WithTags("tag")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := px.Disable(); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name string
+		op   func() error
+		want error
+		qlen int
+	}{
+		{"set a", func() error { return c.Set(ctx, "a", 2) }, ErrQueued, 1},
+		{"delete b", func() error { return c.Delete(ctx, "b") }, ErrQueued, 2},
+		{"invalidate tag", func() error { return c.InvalidateTags(ctx, "tag") }, ErrQueued, 3},
+		{"set d (full)", func() error { return c.Set(ctx, "d", 1) }, ErrQueueFull, 3},
+		{"set a again (newest wins)", func() error { return c.Set(ctx, "a", 3) }, ErrQueued, 3},
+	}
+	for _, s := range steps {
+		err := s.op()
+		if !errors.Is(err, s.want) || (s.want == ErrQueueFull && errors.Is(err, ErrQueued)) {
+			t.Fatalf("%s: %v, want %v", s.name, err, s.want)
+		}
+		if n := c.QueueLength(); n != s.qlen || c.Stats().QueueLength != n {
+			t.Fatalf("%s: queue length %d (stats %d), want %d", s.name, n, c.Stats().QueueLength, s.qlen)
+		}
+	}
+	if s := c.Stats().QueueOverflow; s != 1 {
+		t.Fatalf("QueueOverflow = %d, want 1", s)
+	}
+	if v, err := getInt(direct, "a"); err != nil || v != 1 {
+		t.Fatalf("a queued write was applied early: %d %v", v, err)
+	}
+	if err := px.Enable(); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, 10*time.Second, "queue replayed", func() error {
+		if n := c.QueueLength(); n > 0 {
+			return fmt.Errorf("%d left", n)
+		}
+		return nil
+	})
+	if v, err := getInt(direct, "a"); err != nil || v != 3 {
+		t.Fatalf("a = %d %v, want the newest queued value 3", v, err)
+	}
+	for _, k := range []string{"b", "t", "d"} {
+		if v, err := getInt(direct, k); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%s = %d %v, want not found", k, v, err)
+		}
+	}
+	if s := c.Stats(); s.Replayed != 3 || s.ReplayFailed != 0 {
+		t.Fatalf("Replayed %d, ReplayFailed %d, want 3 and 0", s.Replayed, s.ReplayFailed)
+	}
+}
+
+// TestFault_QueueKeepsOrder: an instance's operations on one key take
+// effect in the order it made them, also when the older one waited in the
+// recovery queue and the newer one reached Redis directly ("newest wins").
+// The breaker is off: an open breaker queues the newer operation too and
+// hides the race, but only until its first successful probe closes it,
+// while the replay loop may still be backing off.
+func TestFault_QueueKeepsOrder(t *testing.T) {
+	redistest.Require(t)
+	for _, then := range []struct {
+		name string
+		op   func(ctx context.Context, c *Cache) error
+		want int // 0: not found
+	}{
+		{"delete", func(ctx context.Context, c *Cache) error { return c.Delete(ctx, "k") }, 0},
+		{"set", func(ctx context.Context, c *Cache) error { return c.Set(ctx, "k", 3) }, 3},
+	} {
+		t.Run(then.name, func(t *testing.T) {
+			srv := redistest.NewStandalone(t)
+			px := redistest.NewProxy(t, srv.Addr)
+			ctx := context.Background()
+			c := newCache(t, "memory", func(o *Options) {
+				o.Redis, o.Logger = RedisOptions{Addrs: []string{px.Addr}}, slog.New(slog.DiscardHandler)
+				o.OperationTimeout, o.Retries, o.Breaker.Disabled = 200*time.Millisecond, -1, true
+			})
+			if err := c.Set(ctx, "k", 1); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := getInt(c, "k"); err != nil { // caches the namespace version
+				t.Fatal(err)
+			}
+			if err := px.Disable(); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Set(ctx, "k", 2); !errors.Is(err, ErrQueued) {
+				t.Fatalf("set while unreachable: %v, want ErrQueued", err)
+			}
+			// Redis stays unreachable for 2 s (the fault). The replay loop
+			// retries after about 0.1, 0.3, 0.7, 1.5 and 2.5 s: the next
+			// operation comes half a second before its next attempt.
+			time.Sleep(2 * time.Second)
+			if err := px.Enable(); err != nil {
+				t.Fatal(err)
+			}
+			// Applied, or queued behind the older Set: either keeps the order.
+			if err := then.op(ctx, c); err != nil && !errors.Is(err, ErrQueued) {
+				t.Fatalf("%s after recovery: %v", then.name, err)
+			}
+			pollUntil(t, 10*time.Second, "replay", func() error {
+				if n := c.QueueLength(); n > 0 {
+					return fmt.Errorf("%d queued", n)
+				}
+				return nil
+			})
+			v, err := getInt(c, "k")
+			if (then.want == 0 && !errors.Is(err, ErrNotFound)) || (then.want != 0 && v != then.want) {
+				t.Fatalf("after the acknowledged %s, the queued older Set was replayed over it: k = %d %v, want %d", then.name, v, err, then.want)
+			}
+		})
+	}
+}
+
+// TestFault_ReplayCost measures the replay of recent invalidations after a
+// lost link: 1000 Deletes and 100 tag invalidations acknowledged, then
+// every connection killed.
+func TestFault_ReplayCost(t *testing.T) {
+	redistest.Require(t)
+	srv := redistest.NewStandalone(t)
+	ctx := context.Background()
+	c := newCache(t, "memory", func(o *Options) { o.Redis = RedisOptions{Addrs: []string{srv.Addr}} })
+	const deletes, tags = 1000, 100
+	for i := range deletes {
+		if err := c.Delete(ctx, fmt.Sprint("k", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range tags {
+		if err := c.InvalidateTags(ctx, fmt.Sprint("t", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := c.Stats().Replayed
+	start := time.Now()
+	if _, err := srv.Do("CLIENT", "KILL", "TYPE", "normal"); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, 30*time.Second, "replay", func() error {
+		if s := c.Stats(); s.Replayed-before < deletes+tags || s.QueueLength > 0 {
+			return fmt.Errorf("%d replayed, %d queued", s.Replayed-before, s.QueueLength)
+		}
+		return nil
+	})
+	took := time.Since(start)
+	if n := c.Stats().Replayed - before; n != deletes+tags {
+		t.Fatalf("replayed %d operations, want %d", n, deletes+tags)
+	}
+	t.Logf("REPLAY-COST: %d Deletes + %d tag invalidations replayed after a lost link in %v", deletes, tags, took.Round(time.Millisecond))
+}

@@ -1,0 +1,291 @@
+// The tiercache dashboard: polls GET /v1/stats, GET /readyz and, when the
+// server has it, GET /v1/warm, and draws the figures with uPlot. The page
+// URL may carry ?refresh=<seconds> (default 2) for the polling period.
+(function () {
+  "use strict";
+
+  var params = new URLSearchParams(location.search);
+  var refresh = Math.max(0.5, parseFloat(params.get("refresh")) || 2) * 1000;
+  var historyLen = 150;
+
+  function $(id) { return document.getElementById(id); }
+  function setText(id, text) { var el = $(id); if (el.textContent !== text) el.textContent = text; }
+
+  function fmtBytes(n) {
+    if (!isFinite(n)) return "–";
+    var units = ["B", "KiB", "MiB", "GiB", "TiB"], i = 0;
+    while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return (i === 0 ? n.toFixed(0) : n.toFixed(1)) + " " + units[i];
+  }
+  function fmtPct(r) { return isFinite(r) ? (100 * r).toFixed(1) + "%" : "–"; }
+  function fmtDur(ns) {
+    if (!ns) return "–";
+    if (ns < 1e3) return ns.toFixed(0) + " ns";
+    if (ns < 1e6) return (ns / 1e3).toFixed(1) + " µs";
+    if (ns < 1e9) return (ns / 1e6).toFixed(1) + " ms";
+    return (ns / 1e9).toFixed(2) + " s";
+  }
+  function fmtNum(n) { return isFinite(n) ? Math.round(n).toLocaleString("en-US") : "–"; }
+  function sumRequests(req) {
+    var all = 0, l1 = 0, l2 = 0;
+    Object.keys(req || {}).forEach(function (op) {
+      Object.keys(req[op]).forEach(function (res) {
+        var n = req[op][res]; all += n;
+        if (res === "hit_l1") l1 += n;
+        if (res === "hit_l2") l2 += n;
+      });
+    });
+    return { all: all, l1: l1, l2: l2 };
+  }
+
+  // Charts: each keeps its own columns, x first (Unix seconds).
+  var charts = {};
+  function makeChart(id, series) {
+    var el = $(id);
+    var data = [[]];
+    var opts = {
+      width: Math.max(300, el.clientWidth || 400), height: 200,
+      series: [{}].concat(series.map(function (s) { return { label: s[0], stroke: s[1], width: 2, spanGaps: false }; })),
+      axes: [{}, { size: 60 }],
+      legend: { live: false },
+    };
+    series.forEach(function () { data.push([]); });
+    charts[id] = { plot: new uPlot(opts, data, el), data: data, el: el };
+  }
+  function pushPoint(id, t, values) {
+    var c = charts[id];
+    c.data[0].push(t);
+    values.forEach(function (v, i) { c.data[i + 1].push(v); });
+    if (c.data[0].length > historyLen) c.data.forEach(function (col) { col.shift(); });
+    c.plot.setData(c.data);
+  }
+  function resizeCharts() {
+    Object.keys(charts).forEach(function (id) {
+      var c = charts[id];
+      c.plot.setSize({ width: Math.max(300, c.el.clientWidth), height: 200 });
+    });
+  }
+
+  function initCharts() {
+    makeChart("chart-hits", [["overall", "#3461c1"], ["L1", "#1f883d"]]);
+    makeChart("chart-ops", [["reads/s", "#3461c1"]]);
+    makeChart("chart-latency", [["L1 p50", "#1f883d"], ["L1 p99", "#8fd19e"], ["L2 p50", "#3461c1"], ["L2 p99", "#9db3e8"]]);
+    makeChart("chart-memory", [["L1", "#1f883d"], ["Redis used", "#3461c1"], ["Redis max", "#c62828"]]);
+    window.addEventListener("resize", resizeCharts);
+  }
+
+  var prev = null; // the previous report, for rates
+
+  function renderStats(rep) {
+    var now = Date.parse(rep.timestamp) / 1000;
+    var st = rep.stats, req = sumRequests(st.requests);
+    setText("namespace", rep.namespace);
+    setText("topology-kind", rep.topology);
+    setText("requests-total", fmtNum(req.all));
+    setText("hit-ratio", fmtPct(rep.hit_ratio.overall));
+    setText("hit-ratio-tiers", "L1 " + fmtPct(rep.hit_ratio.l1) + " · L2 " + fmtPct(rep.hit_ratio.l2));
+
+    var ops = null, ratio = null, l1ratio = null;
+    if (prev) {
+      var dt = now - prev.t, d = req.all - prev.req.all;
+      if (dt > 0) ops = d / dt;
+      if (d > 0) {
+        ratio = (req.l1 + req.l2 - prev.req.l1 - prev.req.l2) / d;
+        l1ratio = (req.l1 - prev.req.l1) / d;
+      }
+    }
+    setText("ops", ops === null ? "…" : ops.toFixed(ops < 10 ? 1 : 0));
+
+    var lat = rep.latency;
+    setText("latency-l1", "L1 " + fmtDur(lat.l1.p50_ns) + " / " + fmtDur(lat.l1.p99_ns));
+    setText("latency-l2", "L2 " + fmtDur(lat.l2.p50_ns) + " / " + fmtDur(lat.l2.p99_ns));
+    setText("latency-loader", "loader " + fmtDur(lat.loader.p50_ns) + " / " + fmtDur(lat.loader.p99_ns));
+
+    setText("l1-bytes", fmtBytes(st.l1_bytes));
+    setText("l1-entries", fmtNum(st.l1_entries) + " entries of " + (rep.l1_max_bytes ? fmtBytes(rep.l1_max_bytes) : "no L1"));
+    $("l1-bar").style.width = rep.l1_max_bytes ? Math.min(100, 100 * st.l1_bytes / rep.l1_max_bytes) + "%" : "0";
+
+    var used = 0, max = 0, anyMax = false;
+    rep.nodes.forEach(function (n) {
+      if (!n.up || n.role !== "master") return;
+      used += n.used_memory;
+      if (n.maxmemory > 0) { max += n.maxmemory; anyMax = true; }
+    });
+    if (rep.topology === "memory") {
+      setText("redis-memory", "in-process");
+      setText("redis-memory-sub", "no Redis: the L2 is in this process");
+      $("redis-bar").style.width = "0";
+    } else {
+      setText("redis-memory", fmtBytes(used));
+      setText("redis-memory-sub", anyMax ? "of " + fmtBytes(max) + " maxmemory (" + fmtPct(used / max) + ")" : "no maxmemory set");
+      var bar = $("redis-bar");
+      bar.style.width = anyMax ? Math.min(100, 100 * used / max) + "%" : "0";
+      bar.className = anyMax && used / max >= 0.8 ? "warn" : "";
+    }
+
+    var br = $("breaker");
+    br.dataset.state = st.breaker;
+    setText("breaker", st.breaker);
+    setText("queue", fmtNum(st.queue_length) + " waiting, " + fmtNum(st.queue_overflows) + " refused");
+
+    renderNodes(rep);
+    if (!warmFromServer) renderWarming(rep.warming.slice().reverse());
+
+    var ms = function (ns) { return ns ? ns / 1e6 : null; };
+    pushPoint("chart-hits", now, [ratio, l1ratio]);
+    pushPoint("chart-ops", now, [ops]);
+    pushPoint("chart-latency", now, [ms(lat.l1.p50_ns), ms(lat.l1.p99_ns), ms(lat.l2.p50_ns), ms(lat.l2.p99_ns)]);
+    var mib = 1024 * 1024;
+    pushPoint("chart-memory", now, [st.l1_bytes / mib, rep.topology === "memory" ? null : used / mib, anyMax ? max / mib : null]);
+
+    prev = { t: now, req: req };
+    setText("updated", "updated " + new Date().toLocaleTimeString());
+  }
+
+  function cell(tr, text, cls) {
+    var td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    tr.appendChild(td);
+    return td;
+  }
+  function fillTable(id, rows) {
+    var tbody = $(id).tBodies[0];
+    var fresh = document.createElement("tbody");
+    rows.forEach(function (r) { fresh.appendChild(r); });
+    tbody.parentNode.replaceChild(fresh, tbody);
+  }
+
+  function renderNodes(rep) {
+    var rows = rep.nodes.map(function (n) {
+      var tr = document.createElement("tr");
+      cell(tr, n.addr);
+      cell(tr, n.role || "?");
+      cell(tr, n.up ? "up" : "down", n.up ? "pass" : "fail").title = n.error || "";
+      cell(tr, n.up ? fmtBytes(n.used_memory) + (n.maxmemory ? " / " + fmtBytes(n.maxmemory) : "") : "–");
+      cell(tr, n.up ? fmtNum(n.connected_clients) : "–");
+      cell(tr, n.up ? fmtNum(n.instantaneous_ops_per_sec) : "–");
+      return tr;
+    });
+    if (rep.topology === "memory") {
+      var tr = document.createElement("tr");
+      cell(tr, "in-process store");
+      cell(tr, "memory"); cell(tr, "up", "pass"); cell(tr, "–"); cell(tr, "–"); cell(tr, "–");
+      rows.push(tr);
+    }
+    fillTable("topology", rows);
+  }
+
+  function renderHealth(h) {
+    var badge = $("status");
+    badge.dataset.status = h.status;
+    setText("status", h.status);
+    var c = h.checks, rows = [];
+    var add = function (name, chk, detail) {
+      var tr = document.createElement("tr");
+      cell(tr, name);
+      cell(tr, chk.status, chk.status);
+      cell(tr, [detail, chk.message].filter(Boolean).join(" — "), "detail");
+      rows.push(tr);
+    };
+    add("connectivity", c.connectivity, c.connectivity.reachable + "/" + c.connectivity.nodes + " nodes, " + c.connectivity.response_time_ms.toFixed(2) + " ms");
+    add("memory", c.memory, c.memory.maxmemory ? fmtPct(c.memory.usage_ratio) + " of " + fmtBytes(c.memory.maxmemory) : fmtBytes(c.memory.used_bytes) + " used");
+    add("circuit breaker", c.circuit_breaker, c.circuit_breaker.state);
+    add("replication", c.replication, replicationDetail(c.replication));
+    add("tracking", c.tracking, (c.tracking.up ? "link up" : "link down") + ", " + c.tracking.link_resets + " resets");
+    fillTable("checks", rows);
+
+    var sum = "";
+    if (c.replication.sentinel) {
+      var s = c.replication.sentinel;
+      sum = "Sentinel " + s.master_name + ": master " + s.master_address + ", " + s.agreeing + "/" + s.sentinels +
+        " sentinels agree (quorum " + s.quorum + "), " + s.replicas + " replicas";
+    } else if (c.replication.cluster) {
+      var cl = c.replication.cluster;
+      sum = "Cluster " + cl.cluster_state + ": " + cl.masters + " masters, " + cl.replicas + " replicas" +
+        (cl.failing_nodes && cl.failing_nodes.length ? ", failing: " + cl.failing_nodes.join(", ") : "");
+    } else if (c.replication.role && c.replication.role !== "memory") {
+      sum = "Standalone " + c.replication.role + ", " + c.replication.connected_replicas + " replicas connected";
+    }
+    setText("topology-summary", sum);
+  }
+  function replicationDetail(r) {
+    var d = r.role ? r.role : "";
+    if (r.connected_replicas) d += ", " + r.connected_replicas + " replicas";
+    if (r.sentinel) d += ", " + r.sentinel.agreeing + "/" + r.sentinel.sentinels + " sentinels agree";
+    if (r.cluster) d += ", cluster_state " + r.cluster.cluster_state;
+    return d;
+  }
+
+  // Warming runs: from GET /v1/warm when the server has it, else from the
+  // runs reported to the cache (Report.warming).
+  var warmFromServer = false;
+  function renderWarming(runs) {
+    var rows = runs.map(function (r) {
+      var tr = document.createElement("tr");
+      cell(tr, r.strategy);
+      cell(tr, r.finished ? new Date(r.finished).toLocaleTimeString() : "–");
+      cell(tr, fmtNum(r.keys));
+      cell(tr, fmtNum(r.failed));
+      cell(tr, fmtDur(r.duration_ns));
+      cell(tr, r.error ? "error" : "ok", r.error ? "fail" : "pass").title = r.error || "";
+      return tr;
+    });
+    fillTable("warming", rows);
+    $("warming-empty").hidden = rows.length > 0;
+  }
+  // warmRuns reads the last run of each strategy from GET /v1/warm, whose
+  // shape belongs to the warming API: tolerate what is missing.
+  function warmRuns(body) {
+    var list = Array.isArray(body) ? body : (body && (body.strategies || body.Strategies)) || [];
+    var runs = [];
+    list.forEach(function (s) {
+      var last = s.last || s.Last || s.last_run;
+      if (!last) return;
+      var started = last.started || last.Started;
+      if (!started || started.indexOf("0001-") === 0) return;
+      var dur = last.duration_ns || last.duration || last.Duration || 0;
+      runs.push({
+        strategy: s.name || s.Name || last.strategy || "?",
+        finished: started,
+        keys: last.written || last.Written || last.keys || 0,
+        failed: last.failed || last.Failed || 0,
+        duration_ns: typeof dur === "number" ? dur : 0,
+        error: last.error || last.err || last.Err || "",
+      });
+    });
+    return runs;
+  }
+
+  function getJSON(path) {
+    return fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" }).then(function (r) {
+      return r.json().then(function (body) { return { status: r.status, body: body }; });
+    });
+  }
+
+  function pollStats() {
+    getJSON("/v1/stats").then(function (r) {
+      if (r.status === 200) renderStats(r.body);
+      else setText("updated", "stats: " + (r.body.error || r.status));
+    }).catch(function (e) { setText("updated", "stats unavailable: " + e); })
+      .finally(function () { setTimeout(pollStats, refresh); });
+  }
+  function pollHealth() {
+    getJSON("/readyz").then(function (r) { renderHealth(r.body); })
+      .catch(function () { var b = $("status"); b.dataset.status = "unknown"; setText("status", "unreachable"); })
+      .finally(function () { setTimeout(pollHealth, refresh * 2.5); });
+  }
+  function pollWarm() {
+    getJSON("/v1/warm").then(function (r) {
+      if (r.status !== 200) { warmFromServer = false; return; }
+      warmFromServer = true;
+      renderWarming(warmRuns(r.body));
+    }).catch(function () { warmFromServer = false; })
+      .finally(function () { setTimeout(pollWarm, refresh * 5); });
+  }
+
+  initCharts();
+  pollStats();
+  pollHealth();
+  pollWarm();
+})();

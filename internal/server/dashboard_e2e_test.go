@@ -1,0 +1,182 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/tiercache/tiercache"
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+// artifactsDir receives the screenshots of the browser test. It is
+// ignored by git (/artifacts/ in .gitignore).
+var artifactsDir = filepath.Join("..", "..", "artifacts")
+
+// requireChromium returns the path of a Chromium to drive. Without one the
+// test skips, and fails under CI=true: make test installs Debian's
+// chromium (scripts/install-tools.sh).
+func requireChromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	msg := "chromium not found; install the Debian packages chromium and chromium-driver (make test does)"
+	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// TestDashboard_Browser loads the dashboard in headless Chromium against
+// a cache on real Redis: the page loads, its figures move with traffic,
+// and a Redis short of memory shows as degraded.
+func TestDashboard_Browser(t *testing.T) {
+	chromium := requireChromium(t)
+	srv := redistest.NewStandalone(t)
+	ts := newObservedServer(t, tiercache.Options{Redis: tiercache.RedisOptions{Addrs: []string{srv.Addr}}}, Config{})
+
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(chromium),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1400, 1100),
+	)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+
+	// Open the tab, then listen: any uncaught exception in the page fails
+	// the test.
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("start %s: %v", chromium, err)
+	}
+	var (
+		mu         sync.Mutex
+		exceptions []string
+	)
+	if err := chromedp.Listen(bctx, func(ev any) {
+		if e, ok := ev.(*runtime.EventExceptionThrown); ok {
+			mu.Lock()
+			exceptions = append(exceptions, (&chromedp.ExceptionError{ExceptionDetails: e.ExceptionDetails}).Error())
+			mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range exceptions {
+			t.Errorf("exception in the page: %s", e)
+		}
+	}()
+
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("read %s: %v", sel, err)
+		}
+		return s
+	}
+	// waitFor polls a JavaScript condition in the page.
+	waitFor := func(what, js string) {
+		t.Helper()
+		if _, err := chromedp.Run(bctx, chromedp.Poll[chromedp.Void](js, chromedp.WithPollingTimeout(45*time.Second))); err != nil {
+			t.Fatalf("%s: %v (status %q, requests %q)", what, err, text("#status"), text("#requests-total"))
+		}
+	}
+	screenshot := func(name string) {
+		t.Helper()
+		img, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+		if err := os.MkdirAll(artifactsDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(artifactsDir, name)
+		if err := os.WriteFile(path, img, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s", path)
+	}
+
+	// The page loads, with its charts and a healthy status.
+	if err := chromedp.Do(bctx,
+		chromedp.Navigate(ts.URL+"/?refresh=0.5"),
+		chromedp.WaitVisible(chromedp.CSS("#chart-hits .uplot")),
+	); err != nil {
+		t.Fatalf("load the dashboard: %v", err)
+	}
+	waitFor("healthy", `document.getElementById("status").textContent === "healthy"`)
+	waitFor("first figures", `document.getElementById("requests-total").textContent === "0"`)
+	if got := text("#topology-kind"); got != "standalone" {
+		t.Errorf("topology %q", got)
+	}
+	if got := text("#warming-empty"); !strings.Contains(got, "No warming runs") {
+		t.Errorf("warming empty state %q", got)
+	}
+
+	// Traffic: the figures move.
+	for i := range 20 {
+		if r := do(t, ts, "PUT", fmt.Sprintf("/v1/cache/k%d", i), "value"); r.status != http.StatusNoContent {
+			t.Fatalf("PUT: %d %s", r.status, r.body)
+		}
+	}
+	for i := range 400 {
+		do(t, ts, "GET", fmt.Sprintf("/v1/cache/k%d", i%25), "")
+	}
+	waitFor("figures after traffic", `document.getElementById("requests-total").textContent === "400"`)
+	// 20 of the 25 keys exist: 320 of the 400 reads hit.
+	waitFor("hit ratio", `document.getElementById("hit-ratio").textContent === "80.0%"`)
+	if got := text("#l1-entries"); strings.HasPrefix(got, "0 ") {
+		t.Errorf("L1 entries %q after traffic", got)
+	}
+	if got := text("#topology tbody"); !strings.Contains(got, srv.Addr) || !strings.Contains(got, "master") {
+		t.Errorf("topology table %q", got)
+	}
+	screenshot("dashboard-healthy.png")
+
+	// Redis short of memory: maxmemory just above what it uses.
+	info, err := srv.Info("memory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	used, err := strconv.ParseInt(info["used_memory"], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Do("CONFIG", "SET", "maxmemory", strconv.FormatInt(used*11/10, 10)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("degraded", `document.getElementById("status").textContent === "degraded"`)
+	if got := text("#checks tbody"); !strings.Contains(got, "memory") || !strings.Contains(got, "warn") {
+		t.Errorf("health checks table %q", got)
+	}
+	screenshot("dashboard-degraded.png")
+}

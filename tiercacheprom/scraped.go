@@ -1,0 +1,130 @@
+package tiercacheprom
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tiercache/tiercache"
+)
+
+// scraped holds the descriptions of the metrics read from the cache at
+// each scrape.
+type scraped struct {
+	requests, corrupt, invReceived, linkResets, stale, eager, lockWaits *prometheus.Desc
+	breaker, queueLen, queueOverflows, replayed, replayFailed           *prometheus.Desc
+	l1Entries, l1Bytes, l1MaxBytes                                      *prometheus.Desc
+
+	redisUp, redisInfo, redisPing, usedMem, maxMem, evicted, ksHits, ksMisses *prometheus.Desc
+	clients, replicas, opsPerSec, masterChanges                               *prometheus.Desc
+}
+
+func newScraped(cl prometheus.Labels) scraped {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("tiercache_"+name, help, labels, cl)
+	}
+	return scraped{
+		requests:       d("requests_total", "Reads by operation (get, get_many, fetch, fetch_many) and result (hit_l1, hit_l2, miss, stale, error); batches count one per distinct key.", "op", "result"),
+		corrupt:        d("corrupt_values_total", "Stored values that could not be decoded (each also a miss)."),
+		invReceived:    d("invalidations_received_total", "Keys Redis reported as changed elsewhere (L1 entries and cached versions dropped)."),
+		linkResets:     d("invalidation_link_resets_total", "Times the invalidation link was lost and every L1 entry stopped being fresh."),
+		stale:          d("stale_served_total", "Fail-safe stale values served."),
+		eager:          d("eager_refreshes_total", "Background refreshes started by eager refresh."),
+		lockWaits:      d("lock_waits_total", "Fetches that waited for another instance's load (fleet lock)."),
+		breaker:        d("breaker_state", "State of the circuit breaker around L2: 1 for the current state, 0 for the others.", "state"),
+		queueLen:       d("recovery_queue_length", "Operations waiting in the auto-recovery queue."),
+		queueOverflows: d("recovery_queue_overflows_total", "Operations refused because the recovery queue was full."),
+		replayed:       d("recovery_replayed_total", "Queued operations applied once L2 answered again."),
+		replayFailed:   d("recovery_replay_failed_total", "Queued operations L2 refused when replayed (dropped and logged)."),
+		l1Entries:      d("l1_entries", "Entries in L1, fresh or not."),
+		l1Bytes:        d("l1_bytes", "Bytes accounted to L1 entries."),
+		l1MaxBytes:     d("l1_max_bytes", "The L1's bound in bytes; 0 when L1 is disabled."),
+
+		redisUp:       d("redis_up", "1 when the Redis node answered PING and INFO at this scrape, else 0.", "node"),
+		redisInfo:     d("redis_node_info", "Always 1; role is master or replica.", "node", "role"),
+		redisPing:     d("redis_ping_seconds", "Round trip of a PING to the node at this scrape.", "node"),
+		usedMem:       d("redis_memory_used_bytes", "INFO used_memory of the node.", "node"),
+		maxMem:        d("redis_memory_max_bytes", "INFO maxmemory of the node; 0 means no limit.", "node"),
+		evicted:       d("redis_evicted_keys_total", "INFO evicted_keys of the node.", "node"),
+		ksHits:        d("redis_keyspace_hits_total", "INFO keyspace_hits of the node.", "node"),
+		ksMisses:      d("redis_keyspace_misses_total", "INFO keyspace_misses of the node.", "node"),
+		clients:       d("redis_connected_clients", "INFO connected_clients of the node.", "node"),
+		replicas:      d("redis_connected_replicas", "INFO connected_slaves of the node.", "node"),
+		opsPerSec:     d("redis_instantaneous_ops_per_second", "INFO instantaneous_ops_per_sec of the node.", "node"),
+		masterChanges: d("redis_master_changes_total", "Times this cache saw the Redis master change (a Sentinel failover, or a restart without persistence); standalone and Sentinel only."),
+	}
+}
+
+func (s *scraped) all() []*prometheus.Desc {
+	return []*prometheus.Desc{
+		s.requests, s.corrupt, s.invReceived, s.linkResets, s.stale, s.eager, s.lockWaits,
+		s.breaker, s.queueLen, s.queueOverflows, s.replayed, s.replayFailed,
+		s.l1Entries, s.l1Bytes, s.l1MaxBytes,
+		s.redisUp, s.redisInfo, s.redisPing, s.usedMem, s.maxMem, s.evicted, s.ksHits, s.ksMisses,
+		s.clients, s.replicas, s.opsPerSec, s.masterChanges,
+	}
+}
+
+func (s *scraped) describe(ch chan<- *prometheus.Desc) {
+	for _, d := range s.all() {
+		ch <- d
+	}
+}
+
+var breakerStates = []tiercache.BreakerState{
+	tiercache.BreakerClosed, tiercache.BreakerOpen, tiercache.BreakerHalfOpen, tiercache.BreakerDisabled,
+}
+
+func (s *scraped) collect(ch chan<- prometheus.Metric, rep *tiercache.Report) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	st := &rep.Stats
+	for op := range tiercache.NumOps {
+		for res := range tiercache.NumResults {
+			counter(s.requests, st.Requests[op][res], op.String(), res.String())
+		}
+	}
+	counter(s.corrupt, st.Corrupt)
+	counter(s.invReceived, st.Invalidations)
+	counter(s.linkResets, st.LinkResets)
+	counter(s.stale, st.StaleServed)
+	counter(s.eager, st.EagerRefresh)
+	counter(s.lockWaits, st.LockWaits)
+	for _, b := range breakerStates {
+		v := 0.0
+		if st.Breaker == b {
+			v = 1
+		}
+		gauge(s.breaker, v, string(b))
+	}
+	gauge(s.queueLen, float64(st.QueueLength))
+	counter(s.queueOverflows, st.QueueOverflow)
+	counter(s.replayed, st.Replayed)
+	counter(s.replayFailed, st.ReplayFailed)
+	gauge(s.l1Entries, float64(st.L1Entries))
+	gauge(s.l1Bytes, float64(st.L1Bytes))
+	gauge(s.l1MaxBytes, float64(rep.L1MaxBytes))
+
+	for _, n := range rep.Nodes {
+		if !n.Up {
+			gauge(s.redisUp, 0, n.Addr)
+			continue
+		}
+		gauge(s.redisUp, 1, n.Addr)
+		gauge(s.redisInfo, 1, n.Addr, n.Role)
+		gauge(s.redisPing, n.Ping.Seconds(), n.Addr)
+		gauge(s.usedMem, float64(n.UsedMemory), n.Addr)
+		gauge(s.maxMem, float64(n.MaxMemory), n.Addr)
+		counter(s.evicted, uint64(n.EvictedKeys), n.Addr)
+		counter(s.ksHits, uint64(n.KeyspaceHits), n.Addr)
+		counter(s.ksMisses, uint64(n.KeyspaceMisses), n.Addr)
+		gauge(s.clients, float64(n.Clients), n.Addr)
+		gauge(s.replicas, float64(n.Replicas), n.Addr)
+		gauge(s.opsPerSec, float64(n.OpsPerSec), n.Addr)
+	}
+	if rep.Topology != "memory" && rep.Topology != "" {
+		counter(s.masterChanges, rep.MasterChanges)
+	}
+}

@@ -1,0 +1,116 @@
+package warm
+
+import (
+	"context"
+	crand "crypto/rand"
+	"fmt"
+	"math/rand/v2"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/tiercache/tiercache"
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+// redisSetCeiling runs redis-benchmark -t set -P 16 -d 1024 against addr
+// and returns its SETs per second: the ceiling warming is compared with.
+func redisSetCeiling(b *testing.B, srv *redistest.Server, n int) float64 {
+	b.Helper()
+	out, err := exec.Command("redis-benchmark", "-h", "127.0.0.1", "-p", strconv.Itoa(srv.Port),
+		"-t", "set", "-P", "16", "-d", "1024", "-n", strconv.Itoa(n), "-q", "--csv").CombinedOutput()
+	if err != nil {
+		b.Fatalf("redis-benchmark: %v\n%s", err, out)
+	}
+	// "test","rps",...  then  "SET","471698.12",...
+	for line := range strings.Lines(string(out)) {
+		f := strings.Split(strings.TrimSpace(line), ",")
+		if len(f) > 1 && strings.Trim(f[0], `"`) == "SET" {
+			rps, err := strconv.ParseFloat(strings.Trim(f[1], `"`), 64)
+			if err != nil {
+				b.Fatalf("redis-benchmark output %q: %v", line, err)
+			}
+			return rps
+		}
+	}
+	b.Fatalf("no SET line in redis-benchmark output:\n%s", out)
+	return 0
+}
+
+// BenchmarkRunner_Warm warms 100,000 keys of 1 KiB (incompressible) into
+// a local redis-server, and reports keys/s and the ratio to the ceiling
+// redis-benchmark measures in the same run.
+//
+//	go test -run '^$' -bench BenchmarkRunner_Warm -benchtime 3x ./warm/
+func BenchmarkRunner_Warm(b *testing.B) {
+	const keys = 100_000
+	srv := redistest.NewStandalone(b)
+	ceiling := redisSetCeiling(b, srv, keys)
+	b.Logf("redis-benchmark -t set -P 16 -d 1024 -n %d: %.0f SET/s", keys, ceiling)
+	value := make([]byte, 1024)
+	_, _ = crand.Read(value)
+	gen := func(run int) Generator {
+		return func(_ context.Context, yield func(Item) error) error {
+			for i := range keys {
+				if err := yield(Item{Key: fmt.Sprintf("bench:%d:%d", run, i), Value: value}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	tp := topology{name: "standalone", redis: tiercache.RedisOptions{Addrs: []string{srv.Addr}}}
+	for _, batch := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("keys=100k,value=1KiB,batch=%d", batch), func(b *testing.B) {
+			c := newCache(b, tp, "")
+			b.ReportAllocs()
+			var total float64
+			run := 0
+			for b.Loop() {
+				run++
+				r := newRunner(b, Options{Cache: c}, Strategy{Name: "bench", Enabled: true, WarmOnDemand: true,
+					BatchSize: batch, DelayBetweenBatches: -1, Generator: gen(run)})
+				res, err := r.Warm(b.Context())
+				if err != nil || res[0].Written != keys {
+					b.Fatalf("%+v %v", res, err)
+				}
+				total += res[0].Duration.Seconds()
+			}
+			kps := float64(keys*run) / total
+			b.ReportMetric(kps, "keys/s")
+			b.ReportMetric(kps/ceiling, "ratio-to-redis-benchmark")
+		})
+	}
+}
+
+// BenchmarkHotKeys_Observe is the cost HotKeys adds to every read when it
+// is set as Options.OnAccess, under parallel zipf-distributed keys,
+// against an OnAccess that does nothing.
+//
+//	go test -run '^$' -bench BenchmarkHotKeys_Observe -count 5 ./warm/
+func BenchmarkHotKeys_Observe(b *testing.B) {
+	keys := make([]string, 100_000)
+	for i := range keys {
+		keys[i] = "key:" + strconv.Itoa(i)
+	}
+	run := func(b *testing.B, observe func(string)) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			z := rand.NewZipf(rand.New(rand.NewPCG(rand.Uint64(), 1)), 1.1, 1, uint64(len(keys)-1))
+			for pb.Next() {
+				observe(keys[z.Uint64()])
+			}
+		})
+	}
+	b.Run("baseline_noop", func(b *testing.B) { run(b, func(string) {}) })
+	for _, sample := range []int{1, 16} {
+		b.Run(fmt.Sprintf("sample=%d", sample), func(b *testing.B) {
+			h, err := NewHotKeys(HotKeysOptions{SampleEvery: sample})
+			if err != nil {
+				b.Fatal(err)
+			}
+			run(b, h.Observe)
+		})
+	}
+}
