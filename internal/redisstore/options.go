@@ -190,6 +190,12 @@ func (o *Options) clientOption() (rueidis.ClientOption, error) {
 	// throughput, for no benefit: the store reads nothing it does not want
 	// tracked.
 	opt.ClientTrackingOptions = []string{}
+	// The cache's guard owns retries: it retries idempotent operations
+	// with backoff, counts them against the circuit breaker and honours
+	// the operation timeout. rueidis's own retry would also re-send a
+	// command on a new connection while the broken connection's writer
+	// may still hold it, and then recycle it under that writer.
+	opt.DisableRetry = true
 	return opt, nil
 }
 

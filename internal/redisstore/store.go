@@ -226,7 +226,7 @@ func (s *Store) wrap(err error, format string, args ...any) error {
 		// No reply, or no reply in time: Redis is unreachable for now.
 		return fmt.Errorf("redisstore: "+format+": %w: %w", append(args, l2.ErrUnavailable, err)...)
 	}
-	if ret, isReply := rueidis.IsRedisErr(err); isReply && (ret.IsTryAgain() || ret.IsClusterDown() || ret.IsLoading() || strings.HasPrefix(ret.Error(), "READONLY") || strings.HasPrefix(ret.Error(), "MASTERDOWN")) {
+	if ret, isReply := rueidis.IsRedisErr(err); isReply && (ret.IsTryAgain() || ret.IsClusterDown() || ret.IsLoading() || strings.HasPrefix(ret.Error(), "READONLY") || strings.HasPrefix(ret.Error(), "MASTERDOWN") || strings.HasPrefix(ret.Error(), "NOREPLICAS")) {
 		// Transient server states during failover, resharding or start-up.
 		return fmt.Errorf("redisstore: "+format+": %w: %w", append(args, l2.ErrUnavailable, err)...)
 	}
