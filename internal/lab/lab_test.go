@@ -167,6 +167,11 @@ func TestLab_SentinelDrill(t *testing.T) {
 	}
 	t.Logf("forced failover: %s is master; writes back after %v", promoted.Name, writeUntilOK(t, c, "drill:forced", "v1"))
 	mustRead(t, c, "drill:before", "v0")
+	// Replication is asynchronous: wait until the other nodes follow the
+	// new master and have its writes, or the crash below may lose them.
+	if err := l.WaitSynced(t.Context(), promoted); err != nil {
+		t.Fatal(err)
+	}
 
 	// Crash: kill the master. The sentinels promote a replica after
 	// down-after-milliseconds (5 s in sentinel.conf).

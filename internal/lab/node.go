@@ -1,21 +1,19 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/redis/rueidis"
+	"github.com/tiercache/tiercache/internal/redisproc"
 )
 
 const (
@@ -33,8 +31,6 @@ const (
 	// bindAttempts is how many ports a start tries when another process
 	// takes the chosen port first.
 	bindAttempts = 5
-	// busOffset is the distance from a cluster node's port to its bus port.
-	busOffset = 10000
 )
 
 // Node is one redis-server or redis-sentinel process of a lab. Its methods
@@ -56,15 +52,8 @@ type Node struct {
 	user, password string // credentials of Do
 
 	mu   sync.Mutex
-	proc *os.Process
-	done chan struct{} // closed once proc has exited and been reaped
+	proc *redisproc.Process // nil while not running
 }
-
-// errPortInUse marks a start that failed because the port was taken.
-var errPortInUse = errors.New("port already in use")
-
-// errExited marks a process that exited while it was expected to run.
-var errExited = errors.New("process exited")
 
 // PID returns the process id of the running process, or 0.
 func (n *Node) PID() int {
@@ -81,30 +70,16 @@ func (n *Node) Running() bool { return n.PID() != 0 }
 
 func (n *Node) logPath() string { return filepath.Join(n.Dir, "redis.log") }
 
-// spawn starts the process, appending its output to redis.log.
+// spawn starts the process, appending its output to redis.log. The
+// process leads its own group, which keeps a terminal's Ctrl-C away from
+// Redis so that the lab stops the nodes in order.
 func (n *Node) spawn() error {
-	logf, err := os.OpenFile(n.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	p, err := redisproc.Start(n.bin, []string{n.conf}, n.Dir, n.logPath(), false)
 	if err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}
-	defer logf.Close() // the child keeps its own descriptor
-	cmd := exec.Command(n.bin, n.conf)
-	cmd.Dir = n.Dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group keeps a terminal's Ctrl-C away from Redis, so
-	// that the lab stops the nodes in order; Pdeathsig ends it if the lab
-	// dies without stopping it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("lab: start %s: %w", n.bin, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
 	n.mu.Lock()
-	n.proc, n.done = cmd.Process, done
+	n.proc = p
 	n.mu.Unlock()
 	return nil
 }
@@ -125,45 +100,29 @@ func (n *Node) Start(ctx context.Context) error {
 // process exits.
 func (n *Node) waitPing(ctx context.Context) error {
 	n.mu.Lock()
-	done := n.done
+	p := n.proc
 	n.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	return poll(ctx, n.Name+" "+n.Addr+": wait for PING", func(ctx context.Context) error {
-		select {
-		case <-done:
-			tail := n.LogTail()
-			if strings.Contains(tail, "Address already in use") {
-				return fmt.Errorf("%w: %w, %w; log:\n%s", errGiveUp, errPortInUse, errExited, tail)
-			}
-			return fmt.Errorf("%w: %w; log:\n%s", errGiveUp, errExited, tail)
-		default:
+		if err := p.Exited(); err != nil {
+			return err
 		}
 		return n.Do(ctx, "PING").Error()
 	})
 }
 
 // LogTail returns the last lines of the node's log.
-func (n *Node) LogTail() string {
-	b, err := os.ReadFile(n.logPath())
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
-	if len(lines) > 20 {
-		lines = lines[len(lines)-20:]
-	}
-	return string(bytes.Join(lines, []byte("\n")))
-}
+func (n *Node) LogTail() string { return redisproc.LogTail(n.logPath()) }
 
 // Stop ends the process gracefully (SIGTERM: Redis writes its snapshot and
 // exits) and kills it if it has not exited after a while. Stopping a node
 // that is not running does nothing.
 func (n *Node) Stop() error {
 	n.mu.Lock()
-	proc, done := n.proc, n.done
+	p := n.proc
 	n.mu.Unlock()
-	if proc == nil {
+	if p == nil {
 		return nil
 	}
 	// The signal is repeated: one that arrives while Redis finishes a
@@ -171,12 +130,12 @@ func (n *Node) Stop() error {
 	resend := time.NewTicker(time.Second)
 	defer resend.Stop()
 	deadline := time.After(stopTimeout)
-	for proc.Signal(syscall.SIGTERM) == nil {
+	for p.Signal(syscall.SIGTERM) == nil {
 		select {
-		case <-done:
-			n.forget(proc)
+		case <-p.Done():
+			n.forget(p)
 			// A child forked for a save or a rewrite may outlive it.
-			_ = syscall.Kill(-proc.Pid, syscall.SIGKILL)
+			_ = p.Signal(syscall.SIGKILL)
 			return nil
 		case <-resend.C:
 			continue
@@ -192,25 +151,20 @@ func (n *Node) Stop() error {
 // running does nothing.
 func (n *Node) Kill() error {
 	n.mu.Lock()
-	proc, done := n.proc, n.done
+	p := n.proc
 	n.mu.Unlock()
-	if proc == nil {
+	if p == nil {
 		return nil
 	}
-	if err := syscall.Kill(-proc.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := p.Kill(killTimeout); err != nil {
 		return fmt.Errorf("lab: kill %s %s: %w", n.Name, n.Addr, err)
 	}
-	select {
-	case <-done:
-		n.forget(proc)
-		return nil
-	case <-time.After(killTimeout):
-		return fmt.Errorf("lab: kill %s %s: still running after %v", n.Name, n.Addr, killTimeout)
-	}
+	n.forget(p)
+	return nil
 }
 
 // forget clears proc once it has exited, unless a restart replaced it.
-func (n *Node) forget(proc *os.Process) {
+func (n *Node) forget(proc *redisproc.Process) {
 	n.mu.Lock()
 	if n.proc == proc {
 		n.proc = nil
@@ -250,21 +204,7 @@ func (n *Node) Info(ctx context.Context, section string) (map[string]string, err
 }
 
 // parseInfo turns the text of an INFO or CLUSTER INFO reply into a map.
-// Over RESP3 the text comes as a verbatim string, with a "txt:" prefix.
-func parseInfo(text string) map[string]string {
-	text = strings.TrimPrefix(text, "txt:")
-	m := make(map[string]string)
-	for line := range strings.Lines(text) {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		if k, v, ok := strings.Cut(line, ":"); ok {
-			m[k] = v
-		}
-	}
-	return m
-}
+func parseInfo(text string) map[string]string { return redisproc.ParseInfo(text) }
 
 // startNode creates the node's directory under parent and starts the
 // process on a free port, trying another port when the chosen one was
@@ -278,7 +218,7 @@ func startNode(ctx context.Context, parent, name, bin string, bus bool, user, pa
 	}
 	n := &Node{Name: name, Dir: dir, bin: bin, conf: filepath.Join(dir, confName(bin)), user: user, password: password}
 	for range bindAttempts {
-		port, err := freePort(bus)
+		port, err := redisproc.FreePort(bus)
 		if err != nil {
 			return nil, err
 		}
@@ -291,7 +231,7 @@ func startNode(ctx context.Context, parent, name, bin string, bus bool, user, pa
 			return n, nil
 		}
 		_ = n.Kill()
-		if !errors.Is(err, errPortInUse) {
+		if !errors.Is(err, redisproc.ErrPortInUse) {
 			return nil, err
 		}
 		_ = os.Remove(n.logPath())
@@ -306,60 +246,15 @@ func confName(bin string) string {
 	return "redis.conf"
 }
 
-// freePort returns a loopback port that was free a moment ago; with bus,
-// port+10000 was free as well.
-func freePort(bus bool) (int, error) {
-	var lastErr error
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("lab: find a free port: %w", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		if !bus {
-			l.Close()
-			return port, nil
-		}
-		if port+busOffset > 65535 {
-			l.Close()
-			lastErr = fmt.Errorf("bus port of %d out of range", port)
-			continue
-		}
-		bl, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+busOffset)))
-		l.Close()
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		bl.Close()
-		return port, nil
-	}
-	return 0, fmt.Errorf("lab: find a free port pair: %w", lastErr)
-}
-
 // errGiveUp, wrapped into a condition's error, ends poll at once.
-var errGiveUp = errors.New("will not recover")
+var errGiveUp = redisproc.ErrGiveUp
 
 // poll calls cond, each time with a context bounded by probeTimeout, until
 // it returns nil, ctx ends or cond gives up; it then returns cond's last
 // error.
 func poll(ctx context.Context, what string, cond func(ctx context.Context) error) error {
-	t := time.NewTicker(pollInterval)
-	defer t.Stop()
-	for {
-		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-		err := cond(pctx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if errors.Is(err, errGiveUp) {
-			return fmt.Errorf("lab: %s: %w", what, err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("lab: %s: %w (last: %w)", what, ctx.Err(), err)
-		case <-t.C:
-		}
+	if err := redisproc.Poll(ctx, pollInterval, probeTimeout, cond); err != nil {
+		return fmt.Errorf("lab: %s: %w", what, err)
 	}
+	return nil
 }

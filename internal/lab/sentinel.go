@@ -263,3 +263,49 @@ func (l *Lab) WaitReplica(ctx context.Context, n *Node) error {
 		return nil
 	})
 }
+
+// WaitSynced waits until every other running data node replicates master
+// with its link up and has received everything master had written when
+// WaitSynced was called. Replication is asynchronous: a drill that crashes
+// a master right after a failover, before the others have resynced with
+// it, loses the writes it acknowledged meanwhile.
+func (l *Lab) WaitSynced(ctx context.Context, master *Node) error {
+	ctx, cancel := context.WithTimeout(ctx, topologyTimeout)
+	defer cancel()
+	var target int64
+	err := poll(ctx, master.Name+": read the replication offset", func(ctx context.Context) error {
+		info, err := master.Info(ctx, "replication")
+		if err != nil {
+			return err
+		}
+		target, err = strconv.ParseInt(info["master_repl_offset"], 10, 64)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	port := strconv.Itoa(master.Port)
+	return poll(ctx, master.Name+": wait for the replicas to catch up", func(ctx context.Context) error {
+		for _, n := range l.Data {
+			if n == master || !n.Running() {
+				continue
+			}
+			info, err := n.Info(ctx, "replication")
+			if err != nil {
+				return err
+			}
+			if info["role"] != "slave" || info["master_port"] != port || info["master_link_status"] != "up" {
+				return fmt.Errorf("%s: role:%s master_port:%s master_link_status:%s",
+					n.Name, info["role"], info["master_port"], info["master_link_status"])
+			}
+			off, err := strconv.ParseInt(info["slave_repl_offset"], 10, 64)
+			if err != nil {
+				return fmt.Errorf("%s: slave_repl_offset: %w", n.Name, err)
+			}
+			if off < target {
+				return fmt.Errorf("%s: offset %d of %d", n.Name, off, target)
+			}
+		}
+		return nil
+	})
+}

@@ -9,15 +9,16 @@
 package redistest
 
 import (
-	"errors"
+	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tiercache/tiercache/internal/redisproc"
 )
 
 // Binaries the harness runs. Require checks that all of them are on PATH.
@@ -36,8 +37,6 @@ const (
 	// bindAttempts is how many fresh ports a start tries when another
 	// process takes its port between the probe and the bind.
 	bindAttempts = 5
-	// busOffset is the distance from a cluster node's port to its bus port.
-	busOffset = 10000
 )
 
 // Require skips the test when redis-server, redis-sentinel or redis-cli is
@@ -67,57 +66,29 @@ func inCI() bool {
 	return ci
 }
 
-// freePort returns a loopback port that was free a moment ago. With bus
-// set, port+10000 (a cluster node's bus port) was free as well. Another
-// process may still take it before Redis binds; callers retry.
-func freePort(bus bool) (int, error) {
-	var lastErr error
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("redistest: find a free port: %w", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		if !bus {
-			l.Close()
-			return port, nil
-		}
-		if port+busOffset > 65535 {
-			l.Close()
-			lastErr = fmt.Errorf("bus port of %d out of range", port)
-			continue
-		}
-		bl, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+busOffset)))
-		l.Close()
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		bl.Close()
-		return port, nil
-	}
-	return 0, fmt.Errorf("redistest: find a free port pair: %w", lastErr)
-}
+// freePort is redisproc.FreePort; tests replace it to hand out a taken
+// port.
+func freePort(bus bool) (int, error) { return redisproc.FreePort(bus) }
 
 // poll calls cond until it returns nil or timeout has passed, and then
-// returns cond's last error.
+// returns cond's last error. A cond error wrapping errGiveUp ends it at
+// once.
 func poll(timeout time.Duration, what string, cond func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		if errors.Is(err, errGiveUp) {
-			return fmt.Errorf("redistest: %s: %w", what, err)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("redistest: %s: not done after %v: %w", what, timeout, err)
-		}
-		time.Sleep(pollInterval)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := redisproc.Poll(ctx, pollInterval, 0, func(context.Context) error { return cond() })
+	if err != nil {
+		return fmt.Errorf("redistest: %s: %w", what, err)
 	}
+	return nil
 }
 
-// errGiveUp, wrapped into a condition's error, ends poll at once, for
-// failures that waiting cannot cure, such as a process that exited.
-var errGiveUp = errors.New("will not recover")
+// Errors of the shared process helpers, under this package's names.
+var (
+	errGiveUp    = redisproc.ErrGiveUp
+	errExited    = redisproc.ErrExited
+	errPortInUse = redisproc.ErrPortInUse
+)
+
+// busOffset is the distance from a cluster node's port to its bus port.
+const busOffset = redisproc.BusOffset

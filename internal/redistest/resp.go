@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tiercache/tiercache/internal/redisproc"
 )
 
 // ReplyError is an error reply sent by the server, such as
@@ -154,18 +156,5 @@ func readReply(r *bufio.Reader) (any, error) {
 	return nil, fmt.Errorf("redistest: unknown reply type %q", line)
 }
 
-// parseInfo turns the text of an INFO reply into a map. Section headers
-// and blank lines are skipped.
-func parseInfo(text string) map[string]string {
-	m := make(map[string]string)
-	for line := range strings.Lines(text) {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		if k, v, ok := strings.Cut(line, ":"); ok {
-			m[k] = v
-		}
-	}
-	return m
-}
+// parseInfo turns the text of an INFO reply into a map.
+func parseInfo(text string) map[string]string { return redisproc.ParseInfo(text) }

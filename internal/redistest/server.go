@@ -1,20 +1,18 @@
 package redistest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
-	"time"
+
+	"github.com/tiercache/tiercache/internal/redisproc"
 )
 
 // Server is one redis-server or redis-sentinel process. Its methods are
@@ -34,9 +32,8 @@ type Server struct {
 	password string   // from --requirepass, sent as AUTH by Do
 
 	mu     sync.Mutex
-	proc   *os.Process   // nil while not running
-	done   chan struct{} // closed once proc has exited and been reaped
-	pid    int           // last process id, kept after exit for checks
+	proc   *redisproc.Process // nil while not running
+	pid    int                // last process id, kept after exit for checks
 	paused bool
 	closed bool
 }
@@ -51,10 +48,6 @@ type launch struct {
 	// set it to hand out a taken port.
 	port func(bus bool) (int, error)
 }
-
-// errPortInUse marks a start that failed because another process bound
-// the port first.
-var errPortInUse = errors.New("port already in use")
 
 // StartStandalone starts a redis-server with persistence off and returns
 // once it answers PING. The defaults are --save "" --appendonly no --bind
@@ -153,31 +146,12 @@ func (s *Server) logPath() string { return filepath.Join(s.Dir, "redis.log") }
 // spawn starts the process with its output in redis.log, which a first
 // start truncates and a restart appends to.
 func (s *Server) spawn(truncate bool) error {
-	flags := os.O_CREATE | os.O_WRONLY | os.O_APPEND
-	if truncate {
-		flags |= os.O_TRUNC
-	}
-	logf, err := os.OpenFile(s.logPath(), flags, 0o644)
+	p, err := redisproc.Start(s.bin, s.args, s.Dir, s.logPath(), truncate)
 	if err != nil {
 		return fmt.Errorf("redistest: %w", err)
 	}
-	defer logf.Close() // the child keeps its own descriptor
-	cmd := exec.Command(s.bin, s.args...)
-	cmd.Dir = s.Dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group lets Kill reach the children Redis forks for
-	// replication; Pdeathsig ends it when the test binary dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("redistest: start %s: %w", s.bin, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
 	s.mu.Lock()
-	s.proc, s.done, s.pid, s.paused = cmd.Process, done, cmd.Process.Pid, false
+	s.proc, s.pid, s.paused = p, p.Pid, false
 	s.mu.Unlock()
 	return nil
 }
@@ -185,31 +159,30 @@ func (s *Server) spawn(truncate bool) error {
 // waitPing waits until the process answers PING. It stops early when the
 // process exits, with errPortInUse when the log says why.
 func (s *Server) waitPing() error {
+	return s.waitAnswer("PING", func(ctx context.Context) (any, error) { return s.DoContext(ctx, "PING") })
+}
+
+// waitAnswer polls ping until it answers PONG, and stops early when the
+// process exits. If the port belongs to another process, a probe may hang
+// there while ours exits, so its exit ends the probe.
+func (s *Server) waitAnswer(what string, ping func(ctx context.Context) (any, error)) error {
 	s.mu.Lock()
-	done := s.done
+	p := s.proc
 	s.mu.Unlock()
-	return poll(startTimeout, fmt.Sprintf("%s on %s: wait for PING", s.bin, s.Addr), func() error {
-		select {
-		case <-done:
-			tail := s.logTail()
-			if strings.Contains(tail, "Address already in use") {
-				return fmt.Errorf("%w: %w, %w; log:\n%s", errGiveUp, errPortInUse, errExited, tail)
-			}
-			return fmt.Errorf("%w: %w; log:\n%s", errGiveUp, errExited, tail)
-		default:
+	return poll(startTimeout, fmt.Sprintf("%s on %s: wait for %s", s.bin, s.Addr, what), func() error {
+		if err := p.Exited(); err != nil {
+			return err
 		}
-		// If the port belongs to another process, PING may hang there
-		// while ours exits, so its exit ends the probe.
 		ctx, cancel := context.WithTimeout(context.Background(), pollTimeout)
 		defer cancel()
 		go func() {
 			select {
-			case <-done:
+			case <-p.Done():
 				cancel()
 			case <-ctx.Done():
 			}
 		}()
-		reply, err := s.DoContext(ctx, "PING")
+		reply, err := ping(ctx)
 		if err != nil {
 			return err
 		}
@@ -220,45 +193,23 @@ func (s *Server) waitPing() error {
 	})
 }
 
-var errExited = errors.New("process exited")
-
 // logTail returns the last lines of the process's log, for error messages.
-func (s *Server) logTail() string {
-	b, err := os.ReadFile(s.logPath())
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	b = bytes.TrimRight(b, "\n")
-	lines := bytes.Split(b, []byte("\n"))
-	if len(lines) > 20 {
-		lines = lines[len(lines)-20:]
-	}
-	return string(bytes.Join(lines, []byte("\n")))
-}
+func (s *Server) logTail() string { return redisproc.LogTail(s.logPath()) }
 
 // Kill sends SIGKILL to the process (and any child it forked) and waits
 // until it has exited. Killing a server that is not running does nothing.
 func (s *Server) Kill() error {
 	s.mu.Lock()
-	proc, done, paused := s.proc, s.done, s.paused
+	p := s.proc
 	s.proc, s.paused = nil, false
 	s.mu.Unlock()
-	if proc == nil {
+	if p == nil {
 		return nil
 	}
-	pgid := proc.Pid
-	if paused {
-		_ = syscall.Kill(-pgid, syscall.SIGCONT)
-	}
-	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := p.Kill(killTimeout); err != nil {
 		return fmt.Errorf("redistest: kill %s on %s: %w", s.bin, s.Addr, err)
 	}
-	select {
-	case <-done:
-		return nil
-	case <-time.After(killTimeout):
-		return fmt.Errorf("redistest: kill %s on %s: still running after %v", s.bin, s.Addr, killTimeout)
-	}
+	return nil
 }
 
 // Restart kills the process if it runs and starts it again on the same
@@ -330,7 +281,7 @@ func (s *Server) signal(sig syscall.Signal, paused bool) error {
 	if s.proc == nil {
 		return fmt.Errorf("redistest: signal %s on %s: not running", s.bin, s.Addr)
 	}
-	if err := syscall.Kill(-s.proc.Pid, sig); err != nil {
+	if err := s.proc.Signal(sig); err != nil {
 		return fmt.Errorf("redistest: signal %s on %s: %w", s.bin, s.Addr, err)
 	}
 	s.paused = paused

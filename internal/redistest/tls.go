@@ -17,9 +17,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/tiercache/tiercache/internal/redisproc"
 )
 
 // TLSFiles are a certificate authority made for one test and the
@@ -219,7 +220,7 @@ func NewTLS(t testing.TB, f *TLSFiles, args ...string) *Server {
 // PING over TLS. It removes s.Dir on failure.
 func startTLSProcess(s *Server, f *TLSFiles, args func(port int) ([]string, error)) error {
 	for range bindAttempts {
-		port, err := freePort(false)
+		port, err := redisproc.FreePort(false)
 		if err != nil {
 			os.RemoveAll(s.Dir)
 			return err
@@ -250,30 +251,7 @@ func startTLSProcess(s *Server, f *TLSFiles, args func(port int) ([]string, erro
 // waitTLSPing waits until the process answers PING over TLS, and stops
 // early when it exits.
 func (s *Server) waitTLSPing(cfg *tls.Config) error {
-	s.mu.Lock()
-	done := s.done
-	s.mu.Unlock()
-	return poll(startTimeout, fmt.Sprintf("%s on %s: wait for PING over TLS", s.bin, s.Addr), func() error {
-		select {
-		case <-done:
-			tail := s.logTail()
-			if strings.Contains(tail, "Address already in use") {
-				return fmt.Errorf("%w: %w, %w; log:\n%s", errGiveUp, errPortInUse, errExited, tail)
-			}
-			return fmt.Errorf("%w: %w; log:\n%s", errGiveUp, errExited, tail)
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), pollTimeout)
-		defer cancel()
-		reply, err := s.DoTLS(ctx, cfg, "PING")
-		if err != nil {
-			return err
-		}
-		if reply != "PONG" {
-			return fmt.Errorf("PING answered %v", reply)
-		}
-		return nil
-	})
+	return s.waitAnswer("PING over TLS", func(ctx context.Context) (any, error) { return s.DoTLS(ctx, cfg, "PING") })
 }
 
 // DoTLS sends one command over a fresh TLS connection made with cfg, such

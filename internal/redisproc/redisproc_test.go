@@ -1,0 +1,97 @@
+package redisproc
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestFreePort_Bus(t *testing.T) {
+	t.Parallel()
+	port, err := FreePort(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []int{port, port + BusOffset} {
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			t.Fatalf("port %d is not free: %v", p, err)
+		}
+		l.Close()
+	}
+}
+
+func TestPoll(t *testing.T) {
+	t.Parallel()
+	calls := 0
+	err := Poll(t.Context(), time.Millisecond, time.Second, func(ctx context.Context) error {
+		if _, ok := ctx.Deadline(); !ok {
+			t.Error("the probe has no deadline")
+		}
+		if calls++; calls < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Fatalf("Poll = %v after %d calls, want nil after 3", err, calls)
+	}
+	calls = 0
+	err = Poll(t.Context(), time.Millisecond, 0, func(context.Context) error {
+		calls++
+		return ErrGiveUp
+	})
+	if !errors.Is(err, ErrGiveUp) || calls != 1 {
+		t.Fatalf("Poll = %v after %d calls, want ErrGiveUp after 1", err, calls)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	err = Poll(ctx, time.Millisecond, 0, func(context.Context) error { return errors.New("never") })
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "never") {
+		t.Fatalf("Poll past its deadline = %v", err)
+	}
+}
+
+func TestParseInfo(t *testing.T) {
+	t.Parallel()
+	got := ParseInfo("txt:# Replication\r\nrole:master\r\n\r\nmaster_host:10.0.0.1:x\r\n")
+	if len(got) != 2 || got["role"] != "master" || got["master_host"] != "10.0.0.1:x" {
+		t.Fatalf("ParseInfo = %v", got)
+	}
+}
+
+// TestProcess_Exited starts a process that fails as Redis does when its
+// port is taken, and one that runs until killed.
+func TestProcess_Exited(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p, err := Start("sh", []string{"-c", "echo 'Could not create server TCP listening socket: Address already in use'; exit 1"},
+		dir, filepath.Join(dir, "a.log"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	err = p.Exited()
+	if !errors.Is(err, ErrGiveUp) || !errors.Is(err, ErrExited) || !errors.Is(err, ErrPortInUse) {
+		t.Fatalf("Exited = %v", err)
+	}
+
+	q, err := Start("sleep", []string{"60"}, dir, filepath.Join(dir, "b.log"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Exited(); err != nil {
+		t.Fatalf("Exited of a running process = %v", err)
+	}
+	if err := q.Kill(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Exited(); !errors.Is(err, ErrExited) || errors.Is(err, ErrPortInUse) {
+		t.Fatalf("Exited after Kill = %v", err)
+	}
+}
