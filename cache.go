@@ -670,9 +670,10 @@ func (c *Cache) write(ctx context.Context, encs []encoded, queue bool) error {
 		}
 	}
 	var err error
-	if c.rec != nil && c.rec.anyPending(encs, c.prefix) {
-		// An older operation on one of these keys waits in the recovery
-		// queue: go behind it, so that it cannot land after this one.
+	if c.rec != nil && (c.rec.anyPending(encs, c.prefix) || c.vers.anyPending(encs)) {
+		// An older operation on one of these keys, or an invalidation of
+		// their namespace or tags, waits in the recovery queue: go behind
+		// it, so that it cannot land after this write and remove it.
 		err = fmt.Errorf("%w: an earlier operation on the key is queued", ErrUnavailable)
 	} else if len(encs) == 1 {
 		err = c.store.Set(ctx, c.prefix+encs[0].key, encs[0].bytes, encs[0].ttl)

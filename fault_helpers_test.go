@@ -44,8 +44,8 @@ func faultTag(i int) string { return fmt.Sprintf("g%d", i%faultGroups) }
 var never = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // faultOptions are the options of every cache in the scenarios: a short
-// per-operation timeout, two retries, a breaker that probes again after
-// half a second, and fail-safe.
+// per-operation timeout, two retries, the default breaker (open after 5
+// failures, a probe every 200 ms), and fail-safe.
 func faultOptions(ns string, r RedisOptions) Options {
 	return Options{
 		Namespace:        ns,
@@ -54,7 +54,6 @@ func faultOptions(ns string, r RedisOptions) Options {
 		OperationTimeout: 500 * time.Millisecond,
 		Retries:          2,
 		RetryBackoff:     20 * time.Millisecond,
-		Breaker:          BreakerOptions{Threshold: 5, OpenTimeout: 200 * time.Millisecond},
 		FailSafe:         FailSafeOptions{MaxDuration: time.Hour},
 	}
 }

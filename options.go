@@ -28,7 +28,7 @@ const (
 	DefaultRetries              = 2
 	DefaultRetryBackoff         = 20 * time.Millisecond
 	DefaultBreakerThreshold     = 5
-	DefaultBreakerOpenTimeout   = 5 * time.Second
+	DefaultBreakerOpenTimeout   = 200 * time.Millisecond
 	DefaultFailSafeThrottle     = 30 * time.Second
 	DefaultLockTTL              = 10 * time.Second
 	DefaultLockMaxWait          = 3 * time.Second
@@ -217,7 +217,10 @@ type BreakerOptions struct {
 	// opens the breaker. Zero means DefaultBreakerThreshold.
 	Threshold uint32
 	// OpenTimeout is how long the breaker stays open before it lets
-	// probes through. Zero means DefaultBreakerOpenTimeout.
+	// probes through. Zero means DefaultBreakerOpenTimeout (200 ms): a
+	// probe is one operation, cheap even on a large fleet, and a short
+	// period ends the client's outage soon after Redis's own, as after a
+	// Sentinel failover (see docs/reliability.md).
 	OpenTimeout time.Duration
 	// HalfOpenProbes is how many operations may probe L2 while
 	// half-open; they must all succeed to close it. Zero means 1.

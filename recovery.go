@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tiercache/tiercache/internal/envelope"
 	"github.com/tiercache/tiercache/internal/l2"
 )
 
@@ -49,6 +50,7 @@ type recovery struct {
 	order    *list.List               // of *recOp, oldest first
 	byKey    map[string]*list.Element // L2 key -> element
 	max      int
+	sets     int // queued Sets
 	length   atomic.Int64
 	overflow atomic.Uint64
 	replayed atomic.Uint64
@@ -70,8 +72,10 @@ func (r *recovery) add(op recOp, replace bool) error {
 	defer r.mu.Unlock()
 	if el, ok := r.byKey[op.key]; ok {
 		if replace {
+			r.countSet(el.Value.(*recOp), -1)
 			r.order.Remove(el)
 			r.byKey[op.key] = r.order.PushBack(&op)
+			r.countSet(&op, 1)
 		}
 		return nil
 	}
@@ -80,6 +84,7 @@ func (r *recovery) add(op recOp, replace bool) error {
 		return fmt.Errorf("%w (%d operations waiting)", ErrQueueFull, r.order.Len())
 	}
 	r.byKey[op.key] = r.order.PushBack(&op)
+	r.countSet(&op, 1)
 	r.length.Store(int64(r.order.Len()))
 	select {
 	case r.wake <- struct{}{}:
@@ -105,6 +110,7 @@ func (r *recovery) done(op *recOp) {
 	if el, ok := r.byKey[op.key]; ok && el.Value.(*recOp) == op {
 		r.order.Remove(el)
 		delete(r.byKey, op.key)
+		r.countSet(op, -1)
 	}
 	r.length.Store(int64(r.order.Len()))
 }
@@ -206,7 +212,10 @@ func (c *Cache) replay() bool {
 		var err error
 		switch op.kind {
 		case opSet:
-			err = c.store.Set(ctx, op.key, op.value, op.ttl)
+			var value []byte
+			if value, err = c.restamp(ctx, op.value); err == nil {
+				err = c.store.Set(ctx, op.key, value, op.ttl)
+			}
 		case opDel:
 			err = c.store.Del(ctx, op.key)
 		case opIncr:
@@ -239,6 +248,39 @@ func (c *Cache) replay() bool {
 	}
 }
 
+// restamp gives a queued value the namespace and tag versions current
+// now. A queued Set takes effect when it is replayed: the versions it was
+// stamped with when it was queued may be older than an invalidation
+// replayed before it (then the value would read as invalid forever), or,
+// after a cold start without Redis, never have been read at all. An
+// invalidation queued after the Set is replayed after it, so it still
+// removes the value.
+func (c *Cache) restamp(ctx context.Context, b []byte) ([]byte, error) {
+	env, err := envelope.Decode(b, c.opts.MaxValueSize)
+	if err != nil {
+		// The cache encoded these bytes itself; store them as they are.
+		return b, nil
+	}
+	tags := make([]string, len(env.Tags))
+	for i, t := range env.Tags {
+		tags[i] = t.Tag
+	}
+	ns, tv, err := c.vers.current(ctx, c, tags, true)
+	if err != nil {
+		return nil, err
+	}
+	same := env.NsVersion == ns
+	env.NsVersion = ns
+	for i := range env.Tags {
+		same = same && env.Tags[i].Version == tv[i]
+		env.Tags[i].Version = tv[i]
+	}
+	if same {
+		return b, nil
+	}
+	return envelope.Encode(nil, &env, max(c.opts.CompressAbove, 0))
+}
+
 // replayRecent re-queues recently acknowledged invalidations after a lost
 // link: if the link was lost to a failover, the new master may not have
 // them.
@@ -254,6 +296,33 @@ func (c *Cache) replayRecent() {
 			c.logger.Error("tiercache: recovery queue full; invalidation not replayed after a lost link", "key", truncKey(op.key), "err", err)
 		}
 	}
+}
+
+// countSet keeps r.sets; r.mu is held.
+func (r *recovery) countSet(op *recOp, d int) {
+	if op.kind == opSet {
+		r.sets += d
+	}
+}
+
+// incrMustWait reports whether version increments must queue behind the
+// operations waiting in r: one of their own keys is queued, or a Set is,
+// which may carry the tag (or sit in the namespace) they invalidate. Sent
+// at once, the increment would land before that older Set, and the Set,
+// stamped with the versions current when it is replayed, would outlive
+// the invalidation that followed it.
+func (r *recovery) incrMustWait(keys []string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sets > 0 {
+		return true
+	}
+	for _, k := range keys {
+		if _, ok := r.byKey[k]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // pendingAny reports whether any of the L2 keys has a queued operation.

@@ -185,6 +185,20 @@ func (v *versions) clearPending(key string) {
 	v.mu.Unlock()
 }
 
+// anyPending reports whether an entry of encs carries a version whose
+// increment waits in the recovery queue.
+func (v *versions) anyPending(encs []encoded) bool {
+	if v.npending.Load() == 0 {
+		return false
+	}
+	for _, e := range encs {
+		if e.entry != nil && v.hasPending(e.entry) {
+			return true
+		}
+	}
+	return false
+}
+
 // hasPending reports whether e carries a version with a queued increment.
 func (v *versions) hasPending(e *l1.Entry) bool {
 	v.mu.RLock()
@@ -319,8 +333,8 @@ func (c *Cache) Clear(ctx context.Context) error {
 // this instance re-reads them before trusting any entry that carries them.
 func (c *Cache) bump(ctx context.Context, op string, keys []string) error {
 	var err error
-	if c.rec != nil && c.rec.pendingAny(keys) {
-		err = fmt.Errorf("%w: an earlier increment is queued", ErrUnavailable)
+	if c.rec != nil && c.rec.incrMustWait(keys) {
+		err = fmt.Errorf("%w: an earlier operation is queued", ErrUnavailable)
 	} else {
 		_, err = c.store.Incr(ctx, keys)
 	}
