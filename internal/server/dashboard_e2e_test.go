@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,12 +44,25 @@ func requireChromium(t *testing.T) string {
 }
 
 // TestDashboard_Browser loads the dashboard in headless Chromium against
-// a cache on real Redis: the page loads, its figures move with traffic,
-// and a Redis short of memory shows as degraded.
+// a cache on real Redis: the page loads; its figures and charts move with
+// traffic (hit ratio, operations per second, latency, L1 size, the
+// topology table); a warming run is listed; a Redis short of memory shows
+// as degraded, with its memory against maxmemory; a stopped Redis shows as
+// unhealthy with the breaker open. Screenshots go to artifactsDir.
 func TestDashboard_Browser(t *testing.T) {
 	chromium := requireChromium(t)
 	srv := redistest.NewStandalone(t)
-	ts := newObservedServer(t, tiercache.Options{Redis: tiercache.RedisOptions{Addrs: []string{srv.Addr}}}, Config{})
+	rec, gatherer, err := NewMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := newCache(t, tiercache.Options{
+		Redis:    tiercache.RedisOptions{Addrs: []string{srv.Addr}},
+		Recorder: rec,
+		Retries:  -1,
+		Breaker:  tiercache.BreakerOptions{Threshold: 3, OpenTimeout: time.Hour},
+	})
+	ts := newTestServer(t, Config{Cache: cache, Metrics: gatherer})
 
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
@@ -154,11 +168,33 @@ func TestDashboard_Browser(t *testing.T) {
 	waitFor("figures after traffic", `document.getElementById("requests-total").textContent === "400"`)
 	// 20 of the 25 keys exist: 320 of the 400 reads hit.
 	waitFor("hit ratio", `document.getElementById("hit-ratio").textContent === "80.0%"`)
-	if got := text("#l1-entries"); strings.HasPrefix(got, "0 ") {
-		t.Errorf("L1 entries %q after traffic", got)
+	// The charts plotted the traffic: a hit ratio and a rate above zero.
+	waitFor("hit ratio chart", `tiercacheChartData("chart-hits")[1].some(function (v) { return v > 0; })`)
+	waitFor("operations chart", `tiercacheChartData("chart-ops")[1].some(function (v) { return v > 0; })`)
+	waitFor("latency chart", `tiercacheChartData("chart-latency")[3].some(function (v) { return v > 0; })`)
+	waitFor("L2 latency", `/^L2 [0-9.]+ (ns|µs|ms) \/ [0-9.]+ (ns|µs|ms)$/.test(document.getElementById("latency-l2").textContent)`)
+	if got := text("#l1-entries"); !regexp.MustCompile(`^2[0-5] entries of 64\.0 MiB$`).MatchString(got) {
+		t.Errorf("L1 entries %q after reading 20 keys (and 5 absent ones)", got)
+	}
+	if got := text("#l1-bytes"); got == "0 B" || got == "–" {
+		t.Errorf("L1 size %q after traffic", got)
+	}
+	if got := text("#redis-memory-sub"); got != "no maxmemory set" {
+		t.Errorf("Redis memory without maxmemory: %q", got)
+	}
+	if got := text("#breaker"); got != "closed" {
+		t.Errorf("breaker %q", got)
 	}
 	if got := text("#topology tbody"); !strings.Contains(got, srv.Addr) || !strings.Contains(got, "master") {
 		t.Errorf("topology table %q", got)
+	}
+
+	// A warming run shows in the list of recent runs.
+	cache.RecordWarm("nightly", 120, 1, 1500*time.Millisecond, nil)
+	waitFor("warming run", `document.getElementById("warming-empty").hidden &&
+		document.querySelector("#warming tbody").textContent.indexOf("nightly") >= 0`)
+	if got := text("#warming tbody"); !strings.Contains(got, "120") || !strings.Contains(got, "1.50 s") || !strings.Contains(got, "ok") {
+		t.Errorf("warming row %q", got)
 	}
 	screenshot("dashboard-healthy.png")
 
@@ -178,5 +214,21 @@ func TestDashboard_Browser(t *testing.T) {
 	if got := text("#checks tbody"); !strings.Contains(got, "memory") || !strings.Contains(got, "warn") {
 		t.Errorf("health checks table %q", got)
 	}
+	waitFor("memory against maxmemory", `/^of [0-9.]+ (KiB|MiB) maxmemory \(9[0-9.]+%\)$/.test(document.getElementById("redis-memory-sub").textContent)`)
 	screenshot("dashboard-degraded.png")
+
+	// Redis stopped: unhealthy, the node down, and the breaker opens after
+	// three failed reads.
+	if err := srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if r := do(t, ts, "GET", fmt.Sprintf("/v1/cache/absent%d", i), ""); r.status != http.StatusServiceUnavailable {
+			t.Fatalf("GET with Redis stopped: %d %s", r.status, r.body)
+		}
+	}
+	waitFor("unhealthy", `document.getElementById("status").textContent === "unhealthy"`)
+	waitFor("breaker open", `document.getElementById("breaker").textContent === "open"`)
+	waitFor("node down", `document.querySelector("#topology tbody").textContent.indexOf("down") >= 0`)
+	screenshot("dashboard-unhealthy.png")
 }

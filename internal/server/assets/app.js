@@ -1,5 +1,5 @@
-// The tiercache dashboard: polls GET /v1/stats, GET /readyz and, when the
-// server has it, GET /v1/warm, and draws the figures with uPlot. The page
+// The tiercache dashboard: polls GET /v1/stats and GET /readyz and draws
+// the figures with uPlot. The page
 // URL may carry ?refresh=<seconds> (default 2) for the polling period.
 (function () {
   "use strict";
@@ -129,7 +129,7 @@
     setText("queue", fmtNum(st.queue_length) + " waiting, " + fmtNum(st.queue_overflows) + " refused");
 
     renderNodes(rep);
-    if (!warmFromServer) renderWarming(rep.warming.slice().reverse());
+    renderWarming((rep.warming || []).slice().reverse());
 
     var ms = function (ns) { return ns ? ns / 1e6 : null; };
     pushPoint("chart-hits", now, [ratio, l1ratio]);
@@ -217,9 +217,9 @@
     return d;
   }
 
-  // Warming runs: from GET /v1/warm when the server has it, else from the
-  // runs reported to the cache (Report.warming).
-  var warmFromServer = false;
+  // Warming runs: the last ones the cache recorded (Report.warming,
+  // oldest first), whatever ran them: tiercache serve's scheduler, POST
+  // /v1/warm, or a program calling Cache.RecordWarm.
   function renderWarming(runs) {
     var rows = runs.map(function (r) {
       var tr = document.createElement("tr");
@@ -233,28 +233,6 @@
     });
     fillTable("warming", rows);
     $("warming-empty").hidden = rows.length > 0;
-  }
-  // warmRuns reads the last run of each strategy from GET /v1/warm, whose
-  // shape belongs to the warming API: tolerate what is missing.
-  function warmRuns(body) {
-    var list = Array.isArray(body) ? body : (body && (body.strategies || body.Strategies)) || [];
-    var runs = [];
-    list.forEach(function (s) {
-      var last = s.last || s.Last || s.last_run;
-      if (!last) return;
-      var started = last.started || last.Started;
-      if (!started || started.indexOf("0001-") === 0) return;
-      var dur = last.duration_ns || last.duration || last.Duration || 0;
-      runs.push({
-        strategy: s.name || s.Name || last.strategy || "?",
-        finished: started,
-        keys: last.written || last.Written || last.keys || 0,
-        failed: last.failed || last.Failed || 0,
-        duration_ns: typeof dur === "number" ? dur : 0,
-        error: last.error || last.err || last.Err || "",
-      });
-    });
-    return runs;
   }
 
   function getJSON(path) {
@@ -275,17 +253,11 @@
       .catch(function () { var b = $("status"); b.dataset.status = "unknown"; setText("status", "unreachable"); })
       .finally(function () { setTimeout(pollHealth, refresh * 2.5); });
   }
-  function pollWarm() {
-    getJSON("/v1/warm").then(function (r) {
-      if (r.status !== 200) { warmFromServer = false; return; }
-      warmFromServer = true;
-      renderWarming(warmRuns(r.body));
-    }).catch(function () { warmFromServer = false; })
-      .finally(function () { setTimeout(pollWarm, refresh * 5); });
-  }
 
   initCharts();
+  // Each chart's columns (x first), for the end-to-end test and for a look
+  // from the browser's console.
+  window.tiercacheChartData = function (id) { return charts[id].data; };
   pollStats();
   pollHealth();
-  pollWarm();
 })();
