@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/tiercache/tiercache"
 	"github.com/tiercache/tiercache/internal/lab"
@@ -75,20 +77,36 @@ func TestDeployment(t *testing.T) {
 	for _, topology := range []string{lab.Sentinel, lab.Cluster} {
 		t.Run(topology, func(t *testing.T) {
 			l := startDeployment(t, topology)
-			t.Run("settings", func(t *testing.T) { testSettings(t, l) })
+			t.Run("settings", func(t *testing.T) { testSettings(t, l.Data[0].Addr, l.Password(lab.UserAdmin), defragOff(l)) })
 			if topology == lab.Sentinel {
 				t.Run("sentinel_settings", func(t *testing.T) { testSentinelSettings(t, l) })
 			}
-			t.Run("acl", func(t *testing.T) { testACL(t, l) })
-			t.Run("behaviour", func(t *testing.T) { testBehaviour(t, l) })
-			t.Run("no_denied_commands", func(t *testing.T) { testNoDenials(t, l) })
+			t.Run("acl", func(t *testing.T) { testACL(t, nodeAddrs(l), l.Password) })
+			t.Run("behaviour", func(t *testing.T) { testBehaviour(t, cacheFromSettings(t, l), cacheFromSettings(t, l)) })
+			t.Run("no_denied_commands", func(t *testing.T) { testNoDenials(t, nodeAddrs(l), l.Password(lab.UserAdmin)) })
 		})
 	}
 }
 
-// testSettings checks that the file's settings are in force on the master.
-func testSettings(t *testing.T, l *lab.Lab) {
-	admin := client(t, l.Data[0].Addr, lab.UserAdmin, l.Password(lab.UserAdmin))
+// defragOff reports whether the lab turned active defragmentation off
+// because this redis-server cannot do it.
+func defragOff(l *lab.Lab) bool {
+	return slices.ContainsFunc(l.Notes, func(n string) bool { return strings.HasPrefix(n, "activedefrag") })
+}
+
+// nodeAddrs returns the addresses of the lab's data nodes, master first.
+func nodeAddrs(l *lab.Lab) []string {
+	var out []string
+	for _, n := range l.Data {
+		out = append(out, n.Addr)
+	}
+	return out
+}
+
+// testSettings checks that the file's settings are in force on the data
+// node at addr. noDefrag says that activedefrag had to be turned off.
+func testSettings(t *testing.T, addr, adminPassword string, noDefrag bool) {
+	admin := client(t, addr, lab.UserAdmin, adminPassword)
 	want := map[string]string{
 		"maxmemory":                   strconv.Itoa(2 << 30),
 		"maxmemory-policy":            "allkeys-lru",
@@ -113,7 +131,7 @@ func testSettings(t *testing.T, l *lab.Lab) {
 		"replica-read-only":           "yes",
 		"stop-writes-on-bgsave-error": "yes",
 	}
-	if !slices.ContainsFunc(l.Notes, func(n string) bool { return strings.HasPrefix(n, "activedefrag") }) {
+	if !noDefrag {
 		want["activedefrag"] = "yes"
 	}
 	for name, v := range want {
@@ -163,11 +181,13 @@ func noAuthPing(addr string) error {
 	return c.Do(context.Background(), c.B().Ping().Build()).Error()
 }
 
-// testACL checks what the least-privileged tiercache user may not do.
-func testACL(t *testing.T, l *lab.Lab) {
+// testACL checks what the least-privileged tiercache user may not do, on
+// the data nodes at addrs (master first); password returns an ACL user's
+// password.
+func testACL(t *testing.T, addrs []string, password func(user string) string) {
 	ctx := t.Context()
-	master := l.Data[0].Addr
-	app := client(t, master, lab.UserTiercache, l.Password(lab.UserTiercache))
+	master := addrs[0]
+	app := client(t, master, lab.UserTiercache, password(lab.UserTiercache))
 	for _, cmd := range [][]string{
 		{"FLUSHALL"}, {"FLUSHDB"}, {"EVAL", "return 1", "0"}, {"EVALSHA", "0000000000000000000000000000000000000000", "0"},
 		{"FUNCTION", "LIST"}, {"KEYS", "*"}, {"SCAN", "0"}, {"CONFIG", "GET", "maxmemory"}, {"CONFIG", "SET", "maxmemory", "1"},
@@ -193,7 +213,7 @@ func testACL(t *testing.T, l *lab.Lab) {
 		t.Errorf("PING without credentials: %v, want NOAUTH", err)
 	}
 	// The administrator can manage but not wipe.
-	admin := client(t, master, lab.UserAdmin, l.Password(lab.UserAdmin))
+	admin := client(t, master, lab.UserAdmin, password(lab.UserAdmin))
 	for _, cmd := range [][]string{{"FLUSHALL"}, {"FLUSHDB"}, {"DEBUG", "SLEEP", "0"}} {
 		if err := admin.Do(ctx, admin.B().Arbitrary(cmd...).Build()).Error(); !refused(err) {
 			t.Errorf("%s as admin: %v, want NOPERM", strings.Join(cmd, " "), err)
@@ -203,8 +223,8 @@ func testACL(t *testing.T, l *lab.Lab) {
 		t.Errorf("CONFIG GET as admin: %v", err)
 	}
 	// The denials above are logged; clear the log for testNoDenials.
-	for _, n := range l.Data {
-		c := client(t, n.Addr, lab.UserAdmin, l.Password(lab.UserAdmin))
+	for _, addr := range addrs {
+		c := client(t, addr, lab.UserAdmin, password(lab.UserAdmin))
 		if err := c.Do(ctx, c.B().AclLog().Reset().Build()).Error(); err != nil {
 			t.Fatal(err)
 		}
@@ -225,7 +245,15 @@ func cacheFromSettings(t *testing.T, l *lab.Lab) *tiercache.Cache {
 	for _, s := range l.Settings() {
 		env[s.Name] = s.Value
 	}
-	for _, name := range []string{"REDIS_URL", "REDIS_PASSWORD", "REDIS_SENTINEL_PASSWORD", "REDIS_CLUSTER_ENABLED", "REDIS_CLUSTER_NODES", "CACHE_DEFAULT_TTL"} {
+	return cacheFromEnv(t, env)
+}
+
+// cacheFromEnv builds a tiercache.Cache from the environment env; the
+// connection variables it does not name are cleared.
+func cacheFromEnv(t *testing.T, env map[string]string) *tiercache.Cache {
+	t.Helper()
+	for _, name := range []string{"REDIS_URL", "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_PASSWORD_FILE", "REDIS_SENTINEL_HOSTS",
+		"REDIS_SENTINEL_PASSWORD", "REDIS_SENTINEL_PASSWORD_FILE", "REDIS_CLUSTER_ENABLED", "REDIS_CLUSTER_NODES", "CACHE_DEFAULT_TTL"} {
 		if _, ok := env[name]; !ok {
 			env[name] = ""
 		}
@@ -245,10 +273,9 @@ func cacheFromSettings(t *testing.T, l *lab.Lab) *tiercache.Cache {
 	return c
 }
 
-// testBehaviour runs the cache's operations through the sentinels as the
-// tiercache user, with two instances that must stay coherent.
-func testBehaviour(t *testing.T, l *lab.Lab) {
-	a, b := cacheFromSettings(t, l), cacheFromSettings(t, l)
+// testBehaviour runs the cache's operations as the tiercache user, with
+// two instances that must stay coherent.
+func testBehaviour(t *testing.T, a, b *tiercache.Cache) {
 	testReadsAndWrites(t, a, b)
 	testCoherence(t, a, b)
 }
@@ -293,6 +320,28 @@ func testReadsAndWrites(t *testing.T, a, b *tiercache.Cache) {
 	}
 	if loads != 1 {
 		t.Fatalf("the loader ran %d times, want 1", loads)
+	}
+
+	// FetchMany loads only the keys that neither instance has cached.
+	var asked []string
+	batch := func(_ context.Context, keys []string) (map[string]int, error) {
+		asked = append(asked, keys...)
+		out := make(map[string]int, len(keys))
+		for _, k := range keys {
+			out[k] = len(k)
+		}
+		return out, nil
+	}
+	many, err := tiercache.FetchMany(ctx, b, []string{"m:1", "fm:1", "fm:22"}, batch)
+	if err != nil || len(many) != 3 || many["m:1"] != 1 || many["fm:22"] != 5 {
+		t.Fatalf("FetchMany = %v, %v", many, err)
+	}
+	slices.Sort(asked)
+	if !slices.Equal(asked, []string{"fm:1", "fm:22"}) {
+		t.Fatalf("FetchMany loaded %v, want [fm:1 fm:22]", asked)
+	}
+	if st := b.Stats(); st.HitsL2 == 0 || st.Errors != 0 {
+		t.Errorf("Stats after reads through Redis: %+v", st)
 	}
 }
 
@@ -364,12 +413,12 @@ func testCoherence(t *testing.T, a, b *tiercache.Cache) {
 
 // testNoDenials checks that the behaviour above needed no command or key
 // that the tiercache user is denied: ACL LOG records every denial.
-func testNoDenials(t *testing.T, l *lab.Lab) {
-	for _, n := range l.Data {
-		admin := client(t, n.Addr, lab.UserAdmin, l.Password(lab.UserAdmin))
+func testNoDenials(t *testing.T, addrs []string, adminPassword string) {
+	for _, addr := range addrs {
+		admin := client(t, addr, lab.UserAdmin, adminPassword)
 		entries, err := admin.Do(t.Context(), admin.B().AclLog().Count(128).Build()).ToArray()
 		if err != nil {
-			t.Fatalf("%s: ACL LOG: %v", n.Name, err)
+			t.Fatalf("%s: ACL LOG: %v", addr, err)
 		}
 		for _, e := range entries {
 			m, _ := e.AsMap()
@@ -379,7 +428,7 @@ func testNoDenials(t *testing.T, l *lab.Lab) {
 				v, _ := msg.ToString()
 				parts = append(parts, k+"="+v)
 			}
-			t.Errorf("%s: denied: %s", n.Name, strings.Join(parts, " "))
+			t.Errorf("%s: denied: %s", addr, strings.Join(parts, " "))
 		}
 	}
 }
@@ -413,8 +462,9 @@ func eventually(t *testing.T, what string, cond func() error) {
 }
 
 // TestComposeFile validates docker-compose.redis.yml with docker-compose,
-// which scripts/install-tools.sh installs. Without a Docker engine nothing
-// more can be checked here.
+// which scripts/install-redis.sh installs, and checks what the
+// deployment must contain in the configuration docker-compose resolves.
+// Without a Docker engine nothing more can be checked here.
 func TestComposeFile(t *testing.T) {
 	t.Parallel()
 	bin, err := exec.LookPath("docker-compose")
@@ -444,5 +494,140 @@ func TestComposeFile(t *testing.T) {
 		"redis-sentinel-1", "redis-sentinel-2", "redis-sentinel-3", "tiercache"}
 	if !slices.Equal(services, want) {
 		t.Errorf("services = %v, want %v", services, want)
+	}
+	var cfg composeConfig
+	if err := yaml.Unmarshal([]byte(run("config")), &cfg); err != nil {
+		t.Fatalf("parse docker-compose config: %v", err)
+	}
+	checkCompose(t, cfg)
+}
+
+// composeConfig is the part of a resolved compose file the test checks.
+type composeConfig struct {
+	Services map[string]struct {
+		Image       string            `yaml:"image"`
+		Command     []string          `yaml:"command"`
+		Environment map[string]string `yaml:"environment"`
+		Ports       []any             `yaml:"ports"`
+		Volumes     []string          `yaml:"volumes"`
+		Secrets     []struct {
+			Source string `yaml:"source"`
+		} `yaml:"secrets"`
+		Healthcheck struct {
+			Test []string `yaml:"test"`
+		} `yaml:"healthcheck"`
+	} `yaml:"services"`
+	Secrets map[string]struct {
+		File string `yaml:"file"`
+	} `yaml:"secrets"`
+}
+
+// ports returns the published ports of a resolved service as
+// "[ip:]published:target", whether docker-compose wrote them in the short
+// syntax ("127.0.0.1:9121:9121/tcp") or the long one (a map).
+func ports(list []any) []string {
+	var out []string
+	for _, p := range list {
+		switch p := p.(type) {
+		case string:
+			out = append(out, strings.TrimSuffix(p, "/tcp"))
+		case map[string]any:
+			s := fmt.Sprintf("%v:%v", p["published"], p["target"])
+			if ip, ok := p["host_ip"]; ok {
+				s = fmt.Sprintf("%v:%s", ip, s)
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// checkCompose checks the resolved compose file: the data nodes and
+// sentinels run from the deploy files, the replicas follow the master,
+// the exporter and the web UI are there, tiercache publishes its API,
+// dashboard, /metrics and /readyz and gets its secrets from files, and
+// every secret is a file under deploy/secrets/.
+func checkCompose(t *testing.T, cfg composeConfig) {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mounts := func(name, file string) {
+		t.Helper()
+		svc := cfg.Services[name]
+		if !slices.ContainsFunc(svc.Volumes, func(v string) bool {
+			return strings.HasPrefix(v, filepath.Join(wd, file)+":") && strings.HasSuffix(v, ":ro")
+		}) {
+			t.Errorf("%s does not mount %s read-only: %v", name, file, svc.Volumes)
+		}
+	}
+	for _, name := range []string{"redis-master", "redis-replica-1", "redis-replica-2"} {
+		svc := cfg.Services[name]
+		mounts(name, "redis-production.conf")
+		if !strings.HasPrefix(svc.Image, "redis:7") || !strings.Contains(strings.Join(svc.Command, " "), "redis-server /usr/local/etc/redis/redis.conf") {
+			t.Errorf("%s: image %q, command %q: want redis-server 7 from redis-production.conf", name, svc.Image, svc.Command)
+		}
+		wantReplicaOf := "--replicaof redis-master 6379"
+		if name == "redis-master" {
+			wantReplicaOf = ""
+		}
+		if got := svc.Environment["REPLICAOF"]; got != wantReplicaOf {
+			t.Errorf("%s: REPLICAOF = %q, want %q", name, got, wantReplicaOf)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		name := fmt.Sprintf("redis-sentinel-%d", i)
+		mounts(name, "sentinel.conf")
+		if !strings.Contains(strings.Join(cfg.Services[name].Command, " "), "exec redis-sentinel") {
+			t.Errorf("%s does not run redis-sentinel: %q", name, cfg.Services[name].Command)
+		}
+	}
+	if svc := cfg.Services["redis-exporter"]; !strings.Contains(svc.Image, "redis_exporter") || !slices.Contains(ports(svc.Ports), "127.0.0.1:9121:9121") {
+		t.Errorf("redis-exporter: image %q, ports %v", svc.Image, svc.Ports)
+	}
+	if svc := cfg.Services["redis-commander"]; !strings.Contains(svc.Image, "redis-commander") || len(svc.Ports) == 0 {
+		t.Errorf("redis-commander (web UI): image %q, ports %v", svc.Image, svc.Ports)
+	}
+
+	tc := cfg.Services["tiercache"]
+	if !slices.Contains(ports(tc.Ports), "8080:8080") || tc.Environment["TIERCACHE_ADDR"] != ":8080" {
+		t.Errorf("tiercache does not publish its API, dashboard and /metrics on 8080: ports %v, TIERCACHE_ADDR %q", tc.Ports, tc.Environment["TIERCACHE_ADDR"])
+	}
+	if !strings.Contains(strings.Join(tc.Healthcheck.Test, " "), "http://127.0.0.1:8080/readyz") {
+		t.Errorf("tiercache's health check does not ask /readyz: %q", tc.Healthcheck.Test)
+	}
+	for k, v := range map[string]string{
+		"REDIS_SENTINEL_HOSTS": "redis-sentinel-1:26379,redis-sentinel-2:26379,redis-sentinel-3:26379",
+		"REDIS_SERVICE_NAME":   lab.MasterName,
+		"REDIS_USERNAME":       lab.UserTiercache,
+		"CACHE_NAMESPACE":      "tiercache", // the only keys its ACL user may touch
+	} {
+		if tc.Environment[k] != v {
+			t.Errorf("tiercache: %s = %q, want %q", k, tc.Environment[k], v)
+		}
+	}
+	for name, svc := range cfg.Services {
+		for k, v := range svc.Environment {
+			if strings.HasSuffix(k, "_FILE") {
+				if !strings.HasPrefix(v, "/run/secrets/") {
+					t.Errorf("%s: %s = %q, want a Docker secret", name, k, v)
+				}
+				continue
+			}
+			if strings.Contains(k, "PASSWORD") || strings.Contains(k, "TOKEN") {
+				t.Errorf("%s: %s holds a secret in the compose file; use %s_FILE", name, k, k)
+			}
+		}
+		for _, sec := range svc.Secrets {
+			if _, ok := cfg.Secrets[sec.Source]; !ok {
+				t.Errorf("%s uses the undeclared secret %s", name, sec.Source)
+			}
+		}
+	}
+	for name, sec := range cfg.Secrets {
+		if filepath.Dir(sec.File) != filepath.Join(wd, "secrets") {
+			t.Errorf("secret %s is %s, want a file under deploy/secrets/ (which .gitignore keeps out of the repository)", name, sec.File)
+		}
 	}
 }
