@@ -11,6 +11,12 @@ import (
 )
 
 // batcher collects a run's items into batches and writes them.
+//
+// Without a delay between batches, a batch is written in the background
+// while the generator fills the next one, so that the client's work on one
+// batch (encoding) overlaps Redis's on the other: at most two batches are
+// in flight. A batch that shares a key with the one in flight waits for it,
+// so that a key written twice keeps its last value.
 type batcher struct {
 	r    *Runner
 	s    Strategy
@@ -19,6 +25,20 @@ type batcher struct {
 	buf  []tiercache.Item
 	err  error // set once the run must stop; yield returns it from then on
 	done bool  // the generator returned
+
+	pending *write              // the batch being written in the background, or nil
+	keys    map[string]struct{} // pending's keys
+	spare   []tiercache.Item    // a free buffer for the next batch
+}
+
+// write is one batch being written, and its outcome.
+type write struct {
+	items   []tiercache.Item
+	done    chan struct{}
+	written int64
+	failed  int64
+	keyErr  error
+	err     error // the error that ends the run
 }
 
 // execute runs s's generator to the end, or until ctx ends or a batch
@@ -38,6 +58,8 @@ func (r *Runner) execute(ctx context.Context, s Strategy, res Result) Result {
 		// as good as any: write them.
 		err = cmp.Or(err, b.flush())
 	}
+	// The batch still in flight counts, whatever ended the run.
+	err = cmp.Or(err, b.wait())
 	if err != nil {
 		res.Err = &StrategyError{Strategy: s.Name, Err: err}
 		// Items gathered but never sent are failures too.
@@ -104,40 +126,114 @@ func (b *batcher) item(it Item) tiercache.Item {
 	return ti
 }
 
-// flush waits out the delay after the previous batch, then writes the
-// buffered items. An item the cache rejects (bad key, tag or value) is
-// counted as failed and the rest of the batch is written; any other error
-// fails the whole batch and ends the run, since L2 is in trouble.
+// flush hands the buffered items to a write. With a delay between
+// batches, it waits out the delay after the previous batch and writes them
+// here; without one, it starts writing them in the background and returns
+// once the batch before them is written. Either way it returns the error
+// that ends the run, if a finished batch had one.
 func (b *batcher) flush() error {
 	if len(b.buf) == 0 {
 		return nil
 	}
-	if b.res.Batches > 0 && b.s.DelayBetweenBatches > 0 {
-		if err := b.sleep(); err != nil {
+	if b.s.DelayBetweenBatches > 0 {
+		if b.res.Batches > 0 {
+			if err := b.sleep(); err != nil {
+				return err
+			}
+		}
+		w := &write{items: b.buf}
+		b.write(w)
+		b.buf = b.buf[:0]
+		return b.collect(w)
+	}
+	if b.pending != nil && b.conflicts() {
+		if err := b.wait(); err != nil {
 			return err
 		}
 	}
-	items := b.buf
+	w := &write{items: b.buf, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		b.write(w)
+	}()
+	b.buf = b.spare[:0]
+	if b.buf == nil {
+		b.buf = make([]tiercache.Item, 0, b.s.BatchSize)
+	}
+	b.spare = nil
+	err := b.wait()
+	b.pending = w
+	if b.keys == nil {
+		b.keys = make(map[string]struct{}, len(w.items))
+	}
+	for _, it := range w.items {
+		b.keys[it.Key] = struct{}{}
+	}
+	return err
+}
+
+// conflicts reports whether a buffered key is in the batch in flight.
+func (b *batcher) conflicts() bool {
+	for _, it := range b.buf {
+		if _, ok := b.keys[it.Key]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// wait waits for the batch in flight, if any, and collects its outcome.
+func (b *batcher) wait() error {
+	w := b.pending
+	if w == nil {
+		return nil
+	}
+	<-w.done
+	b.pending = nil
+	clear(b.keys)
+	err := b.collect(w)
+	b.spare = w.items[:0]
+	return err
+}
+
+// write writes w's items. An item the cache rejects (bad key, tag or
+// value) is counted as failed and the rest of the batch is written; any
+// other error fails the whole batch and ends the run, since L2 is in
+// trouble.
+func (b *batcher) write(w *write) {
+	items := w.items
 	for len(items) > 0 {
 		err := b.r.cache.SetItems(b.ctx, items)
 		if err == nil {
-			b.res.Written += int64(len(items))
-			b.res.Batches++
+			w.written += int64(len(items))
 			break
 		}
 		i := rejected(err, items)
 		if i < 0 {
-			b.res.Failed += int64(len(items))
-			clear(b.buf)
-			b.buf = b.buf[:0]
-			return err
+			w.failed += int64(len(items))
+			w.err = err
+			break
 		}
-		b.res.Failed++
-		b.res.KeyErr = err
+		w.failed++
+		w.keyErr = err
 		items = slices.Delete(items, i, i+1)
 	}
-	clear(b.buf) // drop references to values already written
-	b.buf = b.buf[:0]
+	clear(w.items) // drop references to values already written
+}
+
+// collect adds w's outcome to the run's result, on the run's goroutine.
+func (b *batcher) collect(w *write) error {
+	b.res.Written += w.written
+	b.res.Failed += w.failed
+	if w.written > 0 {
+		b.res.Batches++
+	}
+	if w.keyErr != nil {
+		b.res.KeyErr = w.keyErr
+	}
+	if w.err != nil {
+		return w.err
+	}
 	if f := b.r.opts.OnProgress; f != nil {
 		f(Progress{Strategy: b.s.Name, Batches: b.res.Batches, Written: b.res.Written, Failed: b.res.Failed})
 	}

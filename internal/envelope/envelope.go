@@ -133,9 +133,10 @@ func corrupt(at int, reason string) error { return &CorruptError{Offset: at, Rea
 // Encode appends the encoding of e to dst and returns the extended slice.
 //
 // The payload is compressed when compressAbove > 0, it is at least
-// compressAbove bytes long, and compression makes it smaller; FlagCompressed
-// in the output says which happened, whatever e.Flags holds. e.Payload must
-// not overlap dst's spare capacity.
+// compressAbove bytes long, it does not look incompressible (see
+// Incompressible), and compression makes it smaller; FlagCompressed in the
+// output says which happened, whatever e.Flags holds. e.Payload must not
+// overlap dst's spare capacity. dst grows at most once.
 //
 // Encode returns dst unchanged and an error matching ErrInvalid when e has
 // negative times, unknown flags, more than MaxTags tags, or a tag name that
@@ -144,6 +145,19 @@ func Encode(dst []byte, e *Envelope, compressAbove int) ([]byte, error) {
 	if err := e.validate(); err != nil {
 		return dst, err
 	}
+	p := e.Payload
+	try := compressAbove > 0 && len(p) >= compressAbove && !Incompressible(p)
+	// One allocation for the whole value: the header, then room for the
+	// payload as it is or for the longest Snappy block of it.
+	need := e.headerLen() + uvarintLen(uint64(len(p))) + len(p)
+	if try {
+		if limit := s2.MaxEncodedLen(len(p)); limit < 0 {
+			try = false
+		} else {
+			need = max(need, e.headerLen()+uvarintLen(uint64(limit))+limit)
+		}
+	}
+	dst = slices.Grow(dst, need)
 	flags := e.Flags &^ FlagCompressed
 	flagsAt := len(dst) + 4
 	dst = append(dst, magic0, magic1, Version, e.Codec, byte(flags))
@@ -156,8 +170,7 @@ func Encode(dst []byte, e *Envelope, compressAbove int) ([]byte, error) {
 		dst = append(dst, t.Tag...)
 		dst = binary.AppendUvarint(dst, t.Version)
 	}
-	p := e.Payload
-	if compressAbove > 0 && len(p) >= compressAbove {
+	if try {
 		var ok bool
 		if dst, ok = appendCompressed(dst, p); ok {
 			dst[flagsAt] |= byte(FlagCompressed)
@@ -166,6 +179,50 @@ func Encode(dst []byte, e *Envelope, compressAbove int) ([]byte, error) {
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(p)))
 	return append(dst, p...), nil
+}
+
+// headerLen is the length of e's encoding up to the payload length.
+func (e *Envelope) headerLen() int {
+	n := 5 + uvarintLen(uint64(e.CreatedAt)) + uvarintLen(uint64(e.ExpiresAt)) +
+		uvarintLen(e.NsVersion) + uvarintLen(uint64(len(e.Tags)))
+	for _, t := range e.Tags {
+		n += uvarintLen(uint64(len(t.Tag))) + len(t.Tag) + uvarintLen(t.Version)
+	}
+	return n
+}
+
+// incompressibleSample is the most bytes Incompressible looks at; a
+// payload shorter than twice that is never judged: it is cheap to just try.
+const incompressibleSample = 128
+
+// Incompressible reports whether p looks like random bytes: compressed,
+// encrypted or otherwise high-entropy data that Snappy cannot shrink, so
+// that Encode does not spend a compression attempt on it. It looks at up
+// to 128 bytes spread evenly over p and stops as soon as more than 64 of
+// them are distinct byte values: random data reaches that within about
+// 96 bytes (128 random bytes hold about 100 distinct values), while text,
+// JSON and msgpack stay far below (printable ASCII has 95 values in all,
+// and a sample of text shows 30 to 50). A payload shorter than 256 bytes
+// is never judged incompressible. The check can miss compressible data
+// made of repeated random blocks; such data is then stored uncompressed,
+// which is still correct.
+func Incompressible(p []byte) bool {
+	const n, limit = incompressibleSample, incompressibleSample / 2
+	if len(p) < 2*n {
+		return false
+	}
+	var seen [4]uint64
+	step := len(p) / n
+	for i := 0; i < n; i += 32 {
+		for j := i; j < i+32; j++ {
+			b := p[j*step]
+			seen[b>>6] |= 1 << (b & 63)
+		}
+		if bits.OnesCount64(seen[0])+bits.OnesCount64(seen[1])+bits.OnesCount64(seen[2])+bits.OnesCount64(seen[3]) > limit {
+			return true
+		}
+	}
+	return false
 }
 
 // appendCompressed appends the length-prefixed Snappy block of p to dst if

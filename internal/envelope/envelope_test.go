@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"math"
@@ -357,5 +358,59 @@ func benchCases() []benchCase {
 		{name: "payload=4KiB,tags=0,compress=off", env: Envelope{Codec: 1, CreatedAt: created, Payload: json4k}},
 		{name: "payload=4KiB,tags=0,compress=s2", env: Envelope{Codec: 1, CreatedAt: created, Payload: json4k}, compressAbove: 1024},
 		{name: "payload=4KiB-random,tags=0,compress=s2", env: Envelope{Codec: 1, CreatedAt: created, Payload: incompressible}, compressAbove: 1024},
+	}
+}
+
+func TestIncompressible(t *testing.T) {
+	random := make([]byte, 4096)
+	_, _ = rand.Read(random)
+	text := []byte(strings.Repeat(`{"id":1234,"name":"Ada Lovelace","email":"ada@example.com","tags":["math","engines"]} `, 40))
+	prose := []byte(strings.Repeat("The quick brown fox jumps over the lazy dog, then naps in the sun. ", 30))
+	for _, tc := range []struct {
+		name string
+		p    []byte
+		want bool
+	}{
+		{"random 1 KiB", random[:1024], true},
+		{"random 4 KiB", random, true},
+		{"random 256 B", random[:256], true},
+		{"random too short to judge", random[:255], false},
+		{"JSON", text, false},
+		{"prose", prose, false},
+		{"zeros", make([]byte, 2048), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Incompressible(tc.p); got != tc.want {
+				t.Fatalf("Incompressible(%d bytes) = %v, want %v", len(tc.p), got, tc.want)
+			}
+		})
+	}
+}
+
+// TestEncode_SkipsIncompressible: random payloads are stored as they are,
+// compressible ones of the same size compressed, and both decode back.
+func TestEncode_SkipsIncompressible(t *testing.T) {
+	random := make([]byte, 2048)
+	_, _ = rand.Read(random)
+	text := []byte(strings.Repeat("tiercache warms the cache before it is asked. ", 50))
+	for _, tc := range []struct {
+		name       string
+		p          []byte
+		compressed bool
+	}{{"random", random, false}, {"text", text, true}} {
+		b, err := Encode(nil, &Envelope{CreatedAt: 1, Payload: tc.p}, 1024)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := Decode(b, 0)
+		if err != nil || !bytes.Equal(e.Payload, tc.p) {
+			t.Fatalf("%s: decode: %v", tc.name, err)
+		}
+		if got := e.Flags&FlagCompressed != 0; got != tc.compressed {
+			t.Fatalf("%s: compressed %v, want %v", tc.name, got, tc.compressed)
+		}
+		if cap(b) > len(b)+len(tc.p)/2+64 && !tc.compressed {
+			t.Fatalf("%s: %d bytes of capacity for %d", tc.name, cap(b), len(b))
+		}
 	}
 }

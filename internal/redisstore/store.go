@@ -154,13 +154,20 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 
 // MSet stores every item with one SET each, pipelined: one round trip per
 // node, and no cross-slot command.
+//
+// Unlike Set, MSet does not copy the values: it is the bulk write path
+// (warming, SetItems), where a copy of every value costs as much as the
+// rest of the client's work. The caller must not modify an item's Value
+// once MSet is called, even after it returns: when ctx ends first, rueidis
+// may still be writing the commands. The cache's encoded values are never
+// modified after they are built.
 func (s *Store) MSet(ctx context.Context, items []l2.Item) error {
 	if len(items) == 0 {
 		return nil
 	}
 	multi := make([]rueidis.Completed, len(items))
 	for i, it := range items {
-		multi[i] = s.set(it.Key, it.Value, it.TTL)
+		multi[i] = s.setString(it.Key, rueidis.BinaryString(it.Value), it.TTL)
 	}
 	for i, r := range s.client.DoMulti(ctx, multi...) {
 		if err := r.Error(); err != nil {
@@ -174,7 +181,11 @@ func (s *Store) MSet(ctx context.Context, items []l2.Item) error {
 // context rueidis may still be writing the command when the caller gets its
 // slice back.
 func (s *Store) set(key string, value []byte, ttl time.Duration) rueidis.Completed {
-	cmd := s.client.B().Set().Key(key).Value(string(value))
+	return s.setString(key, string(value), ttl)
+}
+
+func (s *Store) setString(key, value string, ttl time.Duration) rueidis.Completed {
+	cmd := s.client.B().Set().Key(key).Value(value)
 	if ttl <= 0 {
 		return cmd.Build()
 	}
