@@ -22,6 +22,11 @@ import (
 //	                       only supplies credentials and the DB
 //	REDIS_SENTINEL_PASSWORD      password the sentinels require (their
 //	                             requirepass), or REDIS_SENTINEL_PASSWORD_FILE
+//	REDIS_TLS_CA_FILE      CA certificates (PEM) that verify the servers
+//	REDIS_TLS_CERT_FILE    client certificate and key (PEM), for servers
+//	REDIS_TLS_KEY_FILE     that require one (tls-auth-clients yes)
+//	REDIS_TLS_SERVER_NAME  name the servers' certificates must carry
+//	                       (any REDIS_TLS_* variable enables TLS)
 //	CACHE_NAMESPACE        key namespace
 //	CACHE_DEFAULT_TTL      default TTL: seconds ("3600") or a Go duration ("1h")
 //	CIRCUIT_BREAKER_ENABLED    "false" turns the L2 circuit breaker off
@@ -44,6 +49,9 @@ func optionsFromLookup(lookup func(string) (string, bool)) (Options, error) {
 	o.Redis.Username = get("REDIS_USERNAME")
 	var err error
 	if o.Redis.Password, err = secretFromEnv(lookup, "REDIS_PASSWORD"); err != nil {
+		return o, err
+	}
+	if o.Redis.TLS, err = tlsFromEnv(get); err != nil {
 		return o, err
 	}
 	if v := get("REDIS_CLUSTER_ENABLED"); v != "" {

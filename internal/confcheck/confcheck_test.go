@@ -107,6 +107,9 @@ func TestCheck(t *testing.T) {
 		{name: "aclfile relative to the configuration", conf: good + "aclfile users.acl\n", file: filepath.Join(aclDir, "redis.conf"), worst: Warn, want: []want{
 			{OK, "auth", "ACL users from " + filepath.Join(aclDir, "users.acl")}, {Warn, "dangerous-commands", "user app may run FLUSHALL, FLUSHDB"},
 		}},
+		{name: "aclfile relative to dir", conf: good + "dir " + aclDir + "\naclfile users.acl\n", worst: Warn, want: []want{
+			{OK, "auth", "ACL users from " + filepath.Join(aclDir, "users.acl")},
+		}},
 		{name: "aclfile unreadable", conf: good + "aclfile /nonexistent/users.acl\n", worst: Warn, want: []want{
 			{Warn, "auth", "not readable here"}, {Warn, "dangerous-commands", "not checked"},
 		}},

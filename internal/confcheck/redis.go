@@ -162,7 +162,14 @@ func loadUsers(c *config, opts Options) (users map[string]*aclUser, f []Finding,
 		if p := c.value("aclfile", ""); p != "" {
 			path = p
 			if !filepath.IsAbs(path) {
-				path = filepath.Join(c.dir, path)
+				// Redis reads a relative aclfile from its working
+				// directory, which "dir" sets; without one, the
+				// configuration's own directory is the best guess.
+				base := c.dir
+				if d := c.value("dir", ""); filepath.IsAbs(d) {
+					base = d
+				}
+				path = filepath.Join(base, path)
 			}
 		}
 	}
