@@ -319,7 +319,7 @@ func (c *Cache) result(e *l1.Entry, src Source) Result {
 // that no known invalidation removed.
 func (c *Cache) entry(ctx context.Context, key string) (e *l1.Entry, src Source, stale *l1.Entry, err error) {
 	if c.l1 != nil {
-		if e, ok := c.l1.Get(key); ok {
+		if e, ok := c.l1.Get(key); ok && !e.Unconfirmed {
 			valid, known := c.vers.quick(e)
 			if !known {
 				if valid, err = c.validate(ctx, e); err != nil {

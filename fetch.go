@@ -88,7 +88,7 @@ func fetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 		c.opts.OnAccess(key)
 	}
 	if c.l1 != nil {
-		if e, ok := c.l1.Get(key); ok {
+		if e, ok := c.l1.Get(key); ok && !e.Unconfirmed {
 			if valid, known := c.vers.quick(e); valid && known {
 				if e.Negative {
 					return zero, Result{}, keyErr("fetch", key, ErrNotFound)
@@ -149,6 +149,15 @@ func fetchLocked[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 		maybeRefresh(c, key, e, load, opts)
 		return fetched[T]{v, c.result(e, src)}, nil
 	case !errors.Is(err, ErrNotFound):
+		if stale != nil && stale.Stale && stale.ExpiresAt > c.now() {
+			// A fail-safe value within its throttle window: it answers
+			// until the window ends, and only then is the loader tried.
+			var sv T
+			if c.assign(stale, &sv) == nil {
+				c.counter.staleServed.Add(1)
+				return fetched[T]{sv, Result{Source: SourceStale, Stale: true}}, nil
+			}
+		}
 		// L2 trouble: the loader still answers (graceful degradation).
 		c.logger.Debug("tiercache: L2 read failed, loading", "key", truncKey(key), "err", err)
 	}
@@ -268,8 +277,32 @@ func (c *Cache) cacheLoaded(ctx context.Context, key string, v any, opts []SetOp
 	}
 	if err != nil {
 		c.logger.Warn("tiercache: caching a loaded value failed", "key", truncKey(key), "err", err)
+		if unavailable(err) && res.Source == SourceLoader && c.l1 != nil && c.opts.FailSafe.MaxDuration > 0 && c.opts.FailSafe.Throttle > 0 {
+			c.keepUnconfirmed(key, res, v, so)
+		}
 	}
 	return res
+}
+
+// keepUnconfirmed keeps a value loaded while L2 is unreachable in L1, as a
+// fail-safe candidate for FailSafe.Throttle (at most its TTL): Fetches that
+// find L2 still failing are answered with it, flagged stale, instead of
+// calling the loader again. It is never read as an L1 hit: no invalidation
+// from Redis can reach it, since Redis never served it.
+func (c *Cache) keepUnconfirmed(key string, res Result, v any, so setOptions) {
+	now := c.now()
+	until := now + int64(c.opts.FailSafe.Throttle)
+	vs := c.vers.lastStamp(so.tags)
+	enc, err := c.encode(key, v, so, false, vs)
+	if err != nil {
+		return
+	}
+	if enc.entry.ExpiresAt != 0 {
+		until = min(until, enc.entry.ExpiresAt)
+	}
+	cp := enc.entry.StaleCopy(until)
+	cp.Unconfirmed = true
+	c.l1.SetIfUnchanged(key, cp, c.l1.Snapshot(key), now)
 }
 
 // waitForHolder takes the fleet-wide lock for key. When another instance

@@ -24,7 +24,7 @@ func (c *Cache) entries(ctx context.Context, op Op, keys []string) (map[string]*
 			continue
 		}
 		if c.l1 != nil {
-			if e, ok := c.l1.Get(k); ok {
+			if e, ok := c.l1.Get(k); ok && !e.Unconfirmed {
 				if valid, err := c.validate(ctx, e); err != nil {
 					c.obs.reqs.add(op, ResultError, uint64(len(keys)-len(out)))
 					return out, err

@@ -234,7 +234,9 @@ type FailSafeOptions struct {
 	// fail-safe.
 	MaxDuration time.Duration
 	// Throttle is how long a stale value served after a loader failure
-	// is reused before the loader is tried again. Zero means
+	// is reused before the loader is tried again. It also bounds how long
+	// a value loaded while L2 is unreachable answers later Fetches (flagged
+	// stale) while L2 still fails, instead of a new loader call. Zero means
 	// DefaultFailSafeThrottle.
 	Throttle time.Duration
 }

@@ -227,6 +227,59 @@ func TestFault_FailSafe(t *testing.T) {
 	}
 }
 
+// TestFault_FetchWhileUnreachable: while Redis is unreachable, a value the
+// loader returned is kept in L1 as a fail-safe candidate, so the next
+// Fetches are answered with it (flagged stale) and the loader is called
+// again only after FailSafe.Throttle. Once Redis answers, it is never read
+// as an L1 hit.
+func TestFault_FetchWhileUnreachable(t *testing.T) {
+	redistest.Require(t)
+	srv := redistest.NewStandalone(t)
+	px := redistest.NewProxy(t, srv.Addr)
+	ctx := context.Background()
+	clk := newFakeClock()
+	c := newCache(t, "memory", func(o *Options) {
+		o.Redis, o.Logger, o.Retries, o.Now = RedisOptions{Addrs: []string{px.Addr}}, slog.New(slog.DiscardHandler), -1, clk.Now
+		o.OperationTimeout, o.Breaker.Disabled = 200*time.Millisecond, true
+		o.FailSafe = FailSafeOptions{MaxDuration: time.Hour, Throttle: 10 * time.Second}
+	})
+	var calls atomic.Int32
+	load := func(context.Context, string) (int, error) { return int(calls.Add(1)), nil }
+	fetch := func(step string, wantV, wantCalls int, wantSrc Source) {
+		t.Helper()
+		v, res, err := FetchResult(ctx, c, "k", load, WithTTL(time.Minute))
+		if err != nil || v != wantV || res.Source != wantSrc || res.Stale != (wantSrc == SourceStale) {
+			t.Fatalf("%s: got %d %+v %v, want %d from %v", step, v, res, err, wantV, wantSrc)
+		}
+		if n := int(calls.Load()); n != wantCalls {
+			t.Fatalf("%s: loader called %d times, want %d", step, n, wantCalls)
+		}
+	}
+	if err := px.Disable(); err != nil {
+		t.Fatal(err)
+	}
+	fetch("first fetch while unreachable", 1, 1, SourceLoader)
+	fetch("within the throttle", 1, 1, SourceStale)
+	var got int
+	// Lookup may serve it as fail-safe, but only flagged stale.
+	if r, err := c.Lookup(ctx, "k", &got); err == nil && !r.Stale {
+		t.Fatalf("Lookup while unreachable: %+v, want a stale value or an error", r)
+	}
+	clk.Advance(11 * time.Second)
+	fetch("past the throttle", 2, 2, SourceLoader)
+	if err := px.Enable(); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, 10*time.Second, "Redis reachable", func() error {
+		if _, err := c.Lookup(ctx, "probe", &got); !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("probe: %v", err)
+		}
+		return nil
+	})
+	fetch("Redis back: not an L1 hit", 3, 3, SourceLoader)
+	fetch("then cached", 3, 3, SourceL2)
+}
+
 // TestFault_LoaderTimeouts: on the soft timeout a stale value answers at
 // once and the loader's late value updates the cache; on the hard timeout
 // Fetch fails with ErrLoaderTimeout when there is nothing stale.

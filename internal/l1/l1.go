@@ -35,7 +35,10 @@ type Entry struct {
 	Tags     []string
 	Negative bool // a cached "not found"
 	Stale    bool // a fail-safe copy: served, but reported as stale
-	Codec    byte
+	// Unconfirmed marks a value loaded while L2 was unreachable: it is
+	// never read as an L1 hit, only served as fail-safe while L2 fails.
+	Unconfirmed bool
+	Codec       byte
 
 	TagVers   []uint64      // the tags' versions when written, same order
 	Payload   []byte        // codec output
@@ -79,6 +82,7 @@ func (e *Entry) StaleCopy(expiresAt int64) *Entry {
 	c := &Entry{
 		NsVer: e.NsVer, Tags: e.Tags, Negative: e.Negative, Stale: true, Codec: e.Codec,
 		TagVers: e.TagVers, Payload: e.Payload, CreatedAt: e.CreatedAt, ExpiresAt: expiresAt,
+		Unconfirmed: e.Unconfirmed,
 	}
 	c.value.Store(e.value.Load())
 	return c
