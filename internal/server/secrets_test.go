@@ -32,18 +32,40 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// TestSecrets_NeverShown runs a password-protected Redis (the password in
-// the URL) behind a token-protected server, with debug logging, through
-// success and failure, and looks for the password and the token in
-// everything that leaves the process: logs, errors, Health, the report's
-// JSON, every endpoint's answer, the dashboard and its assets.
+// TestSecrets_NeverShown runs a password-protected Redis behind a
+// token-protected server, with debug logging, through success and
+// failure, and looks for the password and the token in everything that
+// leaves the process: logs, errors, Health, Stats, the report's JSON,
+// every endpoint's answer (/v1/stats, /readyz, /metrics), the dashboard
+// and its assets. The password comes in the URL (requirepass) or as an
+// ACL user's password.
 func TestSecrets_NeverShown(t *testing.T) {
 	t.Parallel()
 	const password = "Rp4ss-9f3kQ-secret"
+	for _, tc := range []struct {
+		name  string
+		args  []string // of redis-server
+		redis func(addr, password string) tiercache.RedisOptions
+	}{
+		{"url", []string{"--requirepass", password}, func(addr, pw string) tiercache.RedisOptions {
+			return tiercache.RedisOptions{URL: "redis://:" + pw + "@" + addr + "/0"}
+		}},
+		{"acl user", []string{"--requirepass", password, "--user", "app", "on", ">" + password, "~*", "&*", "+@all"},
+			func(addr, pw string) tiercache.RedisOptions {
+				return tiercache.RedisOptions{Addrs: []string{addr}, Username: "app", Password: pw}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testSecretsNeverShown(t, password, tc.args, tc.redis)
+		})
+	}
+}
+
+func testSecretsNeverShown(t *testing.T, password string, args []string, redisOpts func(addr, password string) tiercache.RedisOptions) {
 	token := testToken
 	ctx := context.Background()
-	srv := redistest.NewStandalone(t, "--requirepass", password)
-	redisURL := "redis://:" + password + "@" + srv.Addr + "/0"
+	srv := redistest.NewStandalone(t, args...)
 
 	logs := &lockedBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -52,7 +74,7 @@ func TestSecrets_NeverShown(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newCache(t, tiercache.Options{
-		Redis:    tiercache.RedisOptions{URL: redisURL},
+		Redis:    redisOpts(srv.Addr, password),
 		Logger:   logger,
 		Recorder: rec,
 		Retries:  -1,
@@ -117,15 +139,17 @@ func TestSecrets_NeverShown(t *testing.T) {
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	for _, u := range []string{
-		"redis://:" + password + "x@" + srv.Addr + "/0",
-		"redis://user:" + password + "@127.0.0.1:1/0",
+	for _, ro := range []tiercache.RedisOptions{
+		redisOpts(srv.Addr, password+"x"),
+		redisOpts("127.0.0.1:1", password),
 	} {
-		_, err := tiercache.New(tiercache.Options{Redis: tiercache.RedisOptions{URL: u, DialTimeout: time.Second}, Logger: logger})
+		ro.DialTimeout = time.Second
+		_, err := tiercache.New(tiercache.Options{Redis: ro, Logger: logger})
 		if err == nil {
-			t.Fatalf("New with %s succeeded", tiercache.RedisOptions{URL: u})
+			t.Fatalf("New with %s succeeded", ro)
 		}
 		show("New error", err)
+		show("RedisOptions", ro.String())
 	}
 	show("logs", logs.String())
 
