@@ -54,6 +54,7 @@ type recovery struct {
 	length   atomic.Int64
 	overflow atomic.Uint64
 	replayed atomic.Uint64
+	stalled  atomic.Uint64 // replay attempts that found L2 unreachable
 	wake     chan struct{}
 
 	window time.Duration
@@ -194,6 +195,7 @@ func (c *Cache) replayLoop() {
 		if c.replay() {
 			backoff = 50 * time.Millisecond
 		} else {
+			c.rec.stalled.Add(1)
 			backoff = min(backoff*2, time.Second)
 		}
 		t.Reset(backoff)

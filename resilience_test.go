@@ -630,10 +630,15 @@ func TestFault_QueueKeepsOrder(t *testing.T) {
 			if err := c.Set(ctx, "k", 2, WithTags("t")); !errors.Is(err, ErrQueued) {
 				t.Fatalf("set while unreachable: %v, want ErrQueued", err)
 			}
-			// Redis stays unreachable for 2 s (the fault). The replay loop
-			// retries after about 0.1, 0.3, 0.7, 1.5 and 2.5 s: the next
-			// operation comes half a second before its next attempt.
-			time.Sleep(2 * time.Second)
+			// Redis stays unreachable until the replay loop has failed five
+			// times: its backoff has grown to 1.6 s (capped at 1 s), so the
+			// next operation comes well before its next attempt.
+			pollUntil(t, 10*time.Second, "the replay loop backing off", func() error {
+				if n := c.rec.stalled.Load(); n < 5 {
+					return fmt.Errorf("%d failed replays", n)
+				}
+				return nil
+			})
 			if err := px.Enable(); err != nil {
 				t.Fatal(err)
 			}
