@@ -196,6 +196,11 @@ func (o *Options) clientOption() (rueidis.ClientOption, error) {
 	// command on a new connection while the broken connection's writer
 	// may still hold it, and then recycle it under that writer.
 	opt.DisableRetry = true
+	// No CLIENT SETINFO in the handshake: Redis 7.0 has no such command,
+	// so the least-privileged ACL user of deploy/acl.conf cannot be
+	// granted it, and on Redis 7.2 every connection would then log a
+	// denial in ACL LOG, which operators watch for missing rights.
+	opt.ClientSetInfo = rueidis.DisableClientSetInfo
 	return opt, nil
 }
 
