@@ -2,11 +2,13 @@ package tiercacheprom
 
 import (
 	"context"
+	"errors"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
@@ -98,6 +100,66 @@ func TestDocs_MetricsTable(t *testing.T) {
 	for name := range documented {
 		if _, ok := exported[name]; !ok {
 			t.Errorf("docs/metrics.md documents %s, which the recorder does not export", name)
+		}
+	}
+}
+
+// TestRecorder_RedisEvents: on real Redis, a corrupt stored value and a
+// write by another client show in the exported counters, and no label
+// value ever carries a key.
+func TestRecorder_RedisEvents(t *testing.T) {
+	t.Parallel()
+	srv := redistest.NewStandalone(t)
+	c, reg := newCache(t, tiercache.Options{Redis: tiercache.RedisOptions{Addrs: []string{srv.Addr}}})
+	ctx := context.Background()
+	const key = "user:k3y-that-must-not-be-a-label"
+
+	// A value no codec can read: a counted miss.
+	if _, err := srv.Do("SET", c.Namespace()+":"+key, "not an envelope"); err != nil {
+		t.Fatal(err)
+	}
+	var s string
+	if err := c.Get(ctx, key, &s); !errors.Is(err, tiercache.ErrNotFound) {
+		t.Fatalf("Get of a corrupt value: %v", err)
+	}
+	wantValue(t, reg, 1, "tiercache_corrupt_values_total")
+	wantValue(t, reg, 1, "tiercache_requests_total", "op", "get", "result", "miss")
+
+	// Another client overwrites a key this cache holds in L1: Redis tells
+	// the cache, which drops its copy.
+	if _, err := tiercache.Fetch(ctx, c, key, func(context.Context, string) (string, error) { return "v", nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, key, &s); err != nil { // fills L1 from L2, tracked
+		t.Fatal(err)
+	}
+	before, _ := value(t, reg, "tiercache_invalidations_received_total")
+	if _, err := srv.Do("DEL", c.Namespace()+":"+key); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, _ := value(t, reg, "tiercache_invalidations_received_total")
+		if n > before {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tiercache_invalidations_received_total stayed at %v after another client's DEL", n)
+		}
+		time.Sleep(10 * time.Millisecond) // pacing the poll
+	}
+
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if strings.Contains(lp.GetValue(), "k3y") {
+					t.Errorf("%s has label %s=%q", mf.GetName(), lp.GetName(), lp.GetValue())
+				}
+			}
 		}
 	}
 }

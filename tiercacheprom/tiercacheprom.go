@@ -78,10 +78,14 @@ type Recorder struct {
 	warmDuration   *prometheus.HistogramVec
 	warmLast       *prometheus.GaugeVec
 
-	// Children for the fixed label values, so that recording does not
-	// hash labels.
-	l2Obs   map[string]prometheus.Observer
-	l2Count map[[2]string]prometheus.Counter
+	// Children for the fixed label values, resolved once in New, so that
+	// recording does not hash labels; an unexpected value falls back to
+	// WithLabelValues.
+	l2Obs      map[string]prometheus.Observer
+	l2Count    map[[2]string]prometheus.Counter
+	loadCount  map[string]prometheus.Counter
+	invCount   map[string]prometheus.Counter
+	breakCount map[tiercache.BreakerState]prometheus.Counter
 
 	scraped scraped
 }
@@ -158,9 +162,12 @@ func New(reg prometheus.Registerer, opts Options) (*Recorder, error) {
 			Name: "tiercache_warm_last_run_timestamp_seconds", ConstLabels: cl,
 			Help: "When the last warming run of a strategy finished, as a Unix time.",
 		}, []string{"strategy"}),
-		l2Obs:   map[string]prometheus.Observer{},
-		l2Count: map[[2]string]prometheus.Counter{},
-		scraped: newScraped(cl),
+		l2Obs:      map[string]prometheus.Observer{},
+		l2Count:    map[[2]string]prometheus.Counter{},
+		loadCount:  map[string]prometheus.Counter{},
+		invCount:   map[string]prometheus.Counter{},
+		breakCount: map[tiercache.BreakerState]prometheus.Counter{},
+		scraped:    newScraped(cl),
 	}
 	for _, op := range l2OpNames {
 		r.l2Obs[op] = r.l2Duration.WithLabelValues(op)
@@ -169,13 +176,13 @@ func New(reg prometheus.Registerer, opts Options) (*Recorder, error) {
 		}
 	}
 	for _, res := range []string{"ok", "not_found", "error"} {
-		r.loaderCalls.WithLabelValues(res)
+		r.loadCount[res] = r.loaderCalls.WithLabelValues(res)
 	}
 	for _, k := range []string{"tag", "clear", "delete"} {
-		r.invSent.WithLabelValues(k)
+		r.invCount[k] = r.invSent.WithLabelValues(k)
 	}
 	for _, s := range []tiercache.BreakerState{tiercache.BreakerClosed, tiercache.BreakerOpen, tiercache.BreakerHalfOpen} {
-		r.breakerChanges.WithLabelValues(string(s))
+		r.breakCount[s] = r.breakerChanges.WithLabelValues(string(s))
 	}
 	if reg != nil {
 		if err := reg.Register(r); err != nil {
@@ -217,18 +224,30 @@ func (r *Recorder) RecordL2(op, result string, d time.Duration) {
 
 // RecordLoad implements tiercache.Recorder.
 func (r *Recorder) RecordLoad(result string, d time.Duration) {
-	r.loaderCalls.WithLabelValues(result).Inc()
+	if c, ok := r.loadCount[result]; ok {
+		c.Inc()
+	} else {
+		r.loaderCalls.WithLabelValues(result).Inc()
+	}
 	r.loaderDuration.Observe(d.Seconds())
 }
 
 // RecordInvalidations implements tiercache.Recorder.
 func (r *Recorder) RecordInvalidations(kind string, n int) {
-	r.invSent.WithLabelValues(kind).Add(float64(n))
+	if c, ok := r.invCount[kind]; ok {
+		c.Add(float64(n))
+	} else {
+		r.invSent.WithLabelValues(kind).Add(float64(n))
+	}
 }
 
 // RecordBreaker implements tiercache.Recorder.
 func (r *Recorder) RecordBreaker(to tiercache.BreakerState) {
-	r.breakerChanges.WithLabelValues(string(to)).Inc()
+	if c, ok := r.breakCount[to]; ok {
+		c.Inc()
+	} else {
+		r.breakerChanges.WithLabelValues(string(to)).Inc()
+	}
 }
 
 // RecordWarm implements tiercache.Recorder.

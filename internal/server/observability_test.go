@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -91,6 +92,24 @@ func TestServer_ReadyzAndStats(t *testing.T) {
 	if rep.Topology != "standalone" || rep.Stats.Requests["get"]["hit_l2"] != 1 || len(rep.Nodes) != 1 ||
 		rep.Nodes[0].Addr != srv.Addr || rep.Nodes[0].UsedMemory <= 0 {
 		t.Fatalf("/v1/stats %s", r.body)
+	}
+
+	// Redis short of memory: degraded, and still ready.
+	info, err := srv.Info("memory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	used, err := strconv.ParseInt(info["used_memory"], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Do("CONFIG", "SET", "maxmemory", strconv.FormatInt(used*11/10, 10)); err != nil {
+		t.Fatal(err)
+	}
+	r = do(t, ts, "GET", "/readyz", "")
+	wantStatus(t, r, http.StatusOK)
+	if !strings.Contains(r.body, `"status":"degraded"`) || !strings.Contains(r.body, `"usage_ratio":0.9`) {
+		t.Fatalf("readyz with Redis short of memory: %s", r.body)
 	}
 
 	// Redis stopped: not ready.
