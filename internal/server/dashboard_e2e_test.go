@@ -214,7 +214,7 @@ func TestDashboard_Browser(t *testing.T) {
 	if got := text("#checks tbody"); !strings.Contains(got, "memory") || !strings.Contains(got, "warn") {
 		t.Errorf("health checks table %q", got)
 	}
-	waitFor("memory against maxmemory", `/^of [0-9.]+ (KiB|MiB) maxmemory \(9[0-9.]+%\)$/.test(document.getElementById("redis-memory-sub").textContent)`)
+	waitFor("memory against maxmemory", `/^of [0-9.]+ (KiB|MiB) maxmemory \([89][0-9]\.[0-9]%\)$/.test(document.getElementById("redis-memory-sub").textContent)`)
 	screenshot("dashboard-degraded.png")
 
 	// Redis stopped: unhealthy, the node down, and the breaker opens after

@@ -108,7 +108,11 @@ func TestServer_ReadyzAndStats(t *testing.T) {
 	}
 	r = do(t, ts, "GET", "/readyz", "")
 	wantStatus(t, r, http.StatusOK)
-	if !strings.Contains(r.body, `"status":"degraded"`) || !strings.Contains(r.body, `"usage_ratio":0.9`) {
+	h = tiercache.Health{}
+	if err := json.Unmarshal([]byte(r.body), &h); err != nil {
+		t.Fatal(err)
+	}
+	if m := h.Checks.Memory; h.Status != tiercache.Degraded || m.Status != tiercache.CheckWarn || m.UsageRatio < tiercache.MemoryWarnRatio {
 		t.Fatalf("readyz with Redis short of memory: %s", r.body)
 	}
 
