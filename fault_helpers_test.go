@@ -384,22 +384,6 @@ func checkNoLeaks(t *testing.T) {
 	})
 }
 
-// pollUntil calls cond every 20 ms until it returns nil, and fails the test
-// after d.
-func pollUntil(t *testing.T, d time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still %v after %v", what, err, d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // faultFindings are what the checker measured in one scenario.
 type faultFindings struct {

@@ -359,7 +359,7 @@ func seedFaultKeys(t *testing.T, c *Cache, log *faultLog) {
 // every cache reaches L2 again (reads of 32 absent keys, which spread over
 // every cluster shard, report a miss), and returns that time.
 func waitRecovered(t *testing.T, caches []*Cache) time.Time {
-	pollUntil(t, 60*time.Second, "recovery", func() error {
+	eventually(t, 60*time.Second, "recovery", func() error {
 		for i, c := range caches {
 			if n := c.QueueLength(); n > 0 {
 				return fmt.Errorf("instance %d has %d queued operations", i, n)
@@ -382,7 +382,7 @@ func waitRecovered(t *testing.T, caches []*Cache) time.Time {
 // reads, and returns each key's final value (0: missing).
 func converge(t *testing.T, caches []*Cache, log *faultLog) map[string]int64 {
 	final := map[string]int64{}
-	pollUntil(t, 15*time.Second, "instances agree", func() error {
+	eventually(t, 15*time.Second, "instances agree", func() error {
 		for i := range faultKeys {
 			k := faultKey(i)
 			var first int64

@@ -37,7 +37,7 @@ func TestFault_Breaker(t *testing.T) {
 	if err := px.Disable(); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, 5*time.Second, "link loss", func() error {
+	eventually(t, 5*time.Second, "link loss", func() error {
 		if c.Stats().LinkResets == resets {
 			return errors.New("not noticed")
 		}
@@ -63,7 +63,7 @@ func TestFault_Breaker(t *testing.T) {
 	if err != nil || n != 7 || res.Source != SourceLoader {
 		t.Fatalf("while open, Fetch: %d %+v %v, want the loader's 7", n, res, err)
 	}
-	pollUntil(t, 5*time.Second, "half-open", func() error {
+	eventually(t, 5*time.Second, "half-open", func() error {
 		if s := c.BreakerState(); s != BreakerHalfOpen {
 			return fmt.Errorf("state %s", s)
 		}
@@ -72,7 +72,7 @@ func TestFault_Breaker(t *testing.T) {
 	if err := px.Enable(); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, 10*time.Second, "fresh read after recovery", func() error {
+	eventually(t, 10*time.Second, "fresh read after recovery", func() error {
 		var v int
 		res, err := c.Lookup(ctx, "k", &v)
 		if err != nil || res.Stale || v != 1 {
@@ -149,7 +149,7 @@ func TestFault_RetryAfterReset(t *testing.T) {
 			}
 			done := make(chan error, 1)
 			go func() { done <- c.Set(ctx, "k", 1) }()
-			pollUntil(t, 5*time.Second, "SET held by Redis", func() error {
+			eventually(t, 5*time.Second, "SET held by Redis", func() error {
 				info, err := srv.Info("clients")
 				if err != nil || info["blocked_clients"] != "1" {
 					return fmt.Errorf("blocked_clients:%s %v", info["blocked_clients"], err)
@@ -169,7 +169,7 @@ func TestFault_RetryAfterReset(t *testing.T) {
 			if retries < 0 && !errors.Is(err, ErrQueued) {
 				t.Fatalf("without retries: %v, want ErrQueued", err)
 			}
-			pollUntil(t, 10*time.Second, "value written", func() error {
+			eventually(t, 10*time.Second, "value written", func() error {
 				if c.QueueLength() > 0 {
 					return errors.New("queue not replayed")
 				}
@@ -270,7 +270,7 @@ func TestFault_FetchWhileUnreachable(t *testing.T) {
 	if err := px.Enable(); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, 10*time.Second, "Redis reachable", func() error {
+	eventually(t, 10*time.Second, "Redis reachable", func() error {
 		if _, err := c.Lookup(ctx, "probe", &got); !errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("probe: %v", err)
 		}
@@ -303,7 +303,7 @@ func TestFault_LoaderTimeouts(t *testing.T) {
 			t.Fatalf("soft timeout: %d %+v %v after %v, want stale 1 after ~50ms", v, res, err, took)
 		}
 		release.open()
-		pollUntil(t, 5*time.Second, "background load cached", func() error {
+		eventually(t, 5*time.Second, "background load cached", func() error {
 			v, res, err := FetchResult(ctx, c, "k", func(context.Context, string) (int, error) { return 0, errors.New("no second load") })
 			if err != nil || v != 2 || res.Stale {
 				return fmt.Errorf("%d %+v %v", v, res, err)
@@ -363,7 +363,7 @@ func TestFault_EagerRefresh(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	pollUntil(t, 5*time.Second, "background load started", func() error {
+	eventually(t, 5*time.Second, "background load started", func() error {
 		if calls.Load() == 0 {
 			return errors.New("not yet")
 		}
@@ -373,7 +373,7 @@ func TestFault_EagerRefresh(t *testing.T) {
 		t.Fatalf("%d background loads, want 1", n)
 	}
 	release.open()
-	pollUntil(t, 5*time.Second, "refreshed value", func() error {
+	eventually(t, 5*time.Second, "refreshed value", func() error {
 		if v, err := Fetch(ctx, c, "k", load); err != nil || v != 2 {
 			return fmt.Errorf("%d %v", v, err)
 		}
@@ -413,7 +413,7 @@ func TestFault_FleetLock(t *testing.T) {
 			}
 		}
 		// One instance loads; the three others wait for its value.
-		pollUntil(t, 10*time.Second, "three instances waiting", func() error {
+		eventually(t, 10*time.Second, "three instances waiting", func() error {
 			var w uint64
 			for _, c := range cs {
 				w += c.Stats().LockWaits
@@ -510,12 +510,7 @@ func TestFault_RecoveryQueue(t *testing.T) {
 	if err := px.Enable(); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, 10*time.Second, "queue replayed", func() error {
-		if n := c.QueueLength(); n > 0 {
-			return fmt.Errorf("%d left", n)
-		}
-		return nil
-	})
+	waitReplayed(t, c)
 	if v, err := getInt(direct, "a"); err != nil || v != 3 {
 		t.Fatalf("a = %d %v, want the newest queued value 3", v, err)
 	}
@@ -572,12 +567,7 @@ func TestFault_QueuedWriteRestamped(t *testing.T) {
 	if err := c.Set(ctx, "later", 9, WithTags("h")); err != nil && !errors.Is(err, ErrQueued) {
 		t.Fatalf("set after recovery: %v", err)
 	}
-	pollUntil(t, 10*time.Second, "queue replayed", func() error {
-		if n := c.QueueLength(); n > 0 {
-			return fmt.Errorf("%d left", n)
-		}
-		return nil
-	})
+	waitReplayed(t, c)
 	for _, r := range []struct {
 		name string
 		c    *Cache
@@ -633,7 +623,7 @@ func TestFault_QueueKeepsOrder(t *testing.T) {
 			// Redis stays unreachable until the replay loop has failed five
 			// times: its backoff has grown to 1.6 s (capped at 1 s), so the
 			// next operation comes well before its next attempt.
-			pollUntil(t, 10*time.Second, "the replay loop backing off", func() error {
+			eventually(t, 10*time.Second, "the replay loop backing off", func() error {
 				if n := c.rec.stalled.Load(); n < 5 {
 					return fmt.Errorf("%d failed replays", n)
 				}
@@ -646,12 +636,7 @@ func TestFault_QueueKeepsOrder(t *testing.T) {
 			if err := then.op(ctx, c); err != nil && !errors.Is(err, ErrQueued) {
 				t.Fatalf("%s after recovery: %v", then.name, err)
 			}
-			pollUntil(t, 10*time.Second, "replay", func() error {
-				if n := c.QueueLength(); n > 0 {
-					return fmt.Errorf("%d queued", n)
-				}
-				return nil
-			})
+			waitReplayed(t, c)
 			v, err := getInt(c, "k")
 			if (then.want == 0 && !errors.Is(err, ErrNotFound)) || (then.want != 0 && v != then.want) {
 				t.Fatalf("after the acknowledged %s, the queued older Set was replayed over it: k = %d %v, want %d", then.name, v, err, then.want)
@@ -684,7 +669,7 @@ func TestFault_ReplayCost(t *testing.T) {
 	if _, err := srv.Do("CLIENT", "KILL", "TYPE", "normal"); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, 30*time.Second, "replay", func() error {
+	eventually(t, 30*time.Second, "replay", func() error {
 		if s := c.Stats(); s.Replayed-before < deletes+tags || s.QueueLength > 0 {
 			return fmt.Errorf("%d replayed, %d queued", s.Replayed-before, s.QueueLength)
 		}
@@ -695,4 +680,15 @@ func TestFault_ReplayCost(t *testing.T) {
 		t.Fatalf("replayed %d operations, want %d", n, deletes+tags)
 	}
 	t.Logf("REPLAY-COST: %d Deletes + %d tag invalidations replayed after a lost link in %v", deletes, tags, took.Round(time.Millisecond))
+}
+
+// waitReplayed waits for c's recovery queue to be empty.
+func waitReplayed(t *testing.T, c *Cache) {
+	t.Helper()
+	eventually(t, 10*time.Second, "queue replayed", func() error {
+		if n := c.QueueLength(); n > 0 {
+			return fmt.Errorf("%d left", n)
+		}
+		return nil
+	})
 }
