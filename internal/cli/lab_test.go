@@ -27,51 +27,61 @@ var (
 	dirLine     = regexp.MustCompile(`(?m)^# tiercache lab: .*, in (\S+)$`)
 )
 
-// TestRun_Lab runs `tiercache lab sentinel` as a user would: it waits for
-// the settings, connects tiercache with them, stops the lab as Ctrl-C
-// does, and checks that no Redis process is left.
-func TestRun_Lab(t *testing.T) {
-	redistest.Require(t)
-	clearEnv(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
-	done := make(chan int, 1)
-	go func() { done <- Run(ctx, []string{"lab", "sentinel"}, stdout, stderr) }()
+// labRun is the output of a running lab, once it has printed its
+// settings.
+type labRun struct {
+	out      string            // stdout
+	settings map[string]string // the KEY=VALUE lines
+	pids     []int             // of the nodes
+	dir      string            // the lab's directory
+}
 
+// waitLab waits until the lab writing to stdout prints "Press Ctrl-C" and
+// parses its output. exited reports whether the lab has ended early.
+func waitLab(t *testing.T, stdout, stderr *syncBuffer, exited func() bool) labRun {
+	t.Helper()
 	deadline := time.Now().Add(labTimeout)
 	for !strings.Contains(stdout.String(), "Press Ctrl-C") {
-		select {
-		case code := <-done:
-			t.Fatalf("lab exited with %d:\n%s", code, stderr)
-		default:
+		if exited() {
+			t.Fatalf("lab exited early:\n%s", stderr)
 		}
 		if time.Now().After(deadline) {
-			cancel()
-			<-done
 			t.Fatalf("no settings after %v:\n%s", labTimeout, stderr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	out := stdout.String()
-	settings := map[string]string{}
-	for _, m := range settingLine.FindAllStringSubmatch(out, -1) {
-		settings[m[1]] = m[2]
+	r := labRun{out: stdout.String(), settings: map[string]string{}}
+	for _, m := range settingLine.FindAllStringSubmatch(r.out, -1) {
+		r.settings[m[1]] = m[2]
 	}
-	for _, name := range []string{"REDIS_SENTINEL_HOSTS", "REDIS_SERVICE_NAME", "REDIS_USERNAME", "REDIS_PASSWORD_FILE", "REDIS_SENTINEL_PASSWORD_FILE"} {
-		if settings[name] == "" {
-			t.Errorf("no %s in the output:\n%s", name, out)
-		}
+	for _, m := range pidLine.FindAllStringSubmatch(r.out, -1) {
+		pid, _ := strconv.Atoi(m[1])
+		r.pids = append(r.pids, pid)
 	}
-	pw, err := os.ReadFile(settings["REDIS_PASSWORD_FILE"])
+	if len(r.pids) != 6 {
+		t.Errorf("%d pids in the output, want 6:\n%s", len(r.pids), r.out)
+	}
+	m := dirLine.FindStringSubmatch(r.out)
+	if m == nil {
+		t.Fatalf("no lab directory in the output:\n%s", r.out)
+	}
+	r.dir = m[1]
+	// The password is given as a file, never shown.
+	pw, err := os.ReadFile(r.settings["REDIS_PASSWORD_FILE"])
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("REDIS_PASSWORD_FILE: %v\n%s", err, r.out)
 	}
-	if strings.Contains(out, strings.TrimSpace(string(pw))) || strings.Contains(stderr.String(), strings.TrimSpace(string(pw))) {
+	if p := strings.TrimSpace(string(pw)); strings.Contains(r.out, p) || strings.Contains(stderr.String(), p) {
 		t.Error("the output shows the password")
 	}
+	return r
+}
 
-	for k, v := range settings {
+// connectAndWrite connects tiercache with the lab's settings, through the
+// environment as `tiercache serve` does, and writes and reads keys.
+func (r labRun) connectAndWrite(t *testing.T) {
+	t.Helper()
+	for k, v := range r.settings {
 		t.Setenv(k, v)
 	}
 	opts, err := tiercache.OptionsFromEnv()
@@ -82,42 +92,73 @@ func TestRun_Lab(t *testing.T) {
 	if err != nil {
 		t.Fatalf("tiercache.New with the printed settings: %v", err)
 	}
-	if err := c.Set(t.Context(), "lab:k", "v"); err != nil {
-		t.Fatalf("Set: %v", err)
+	defer c.Close()
+	for i := range 10 { // spread over a cluster's shards
+		k := "lab:" + strconv.Itoa(i)
+		if err := c.Set(t.Context(), k, k); err != nil {
+			t.Fatalf("Set(%s): %v", k, err)
+		}
+		var v string
+		if err := c.Get(t.Context(), k, &v); err != nil || v != k {
+			t.Fatalf("Get(%s) = %q, %v", k, v, err)
+		}
 	}
-	var v string
-	if err := c.Get(t.Context(), "lab:k", &v); err != nil || v != "v" {
-		t.Fatalf("Get = %q, %v", v, err)
-	}
-	c.Close()
+}
 
-	var pids []int
-	for _, m := range pidLine.FindAllStringSubmatch(out, -1) {
-		pid, _ := strconv.Atoi(m[1])
-		pids = append(pids, pid)
+// checkGone checks that the lab left no process and no directory behind:
+// neither the nodes it printed nor any other process working in its
+// directory, such as a child forked for a save (Redis rewrites its command
+// line, so the working directory is what names it).
+func (r labRun) checkGone(t *testing.T) {
+	t.Helper()
+	for _, pid := range r.pids {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("process %d still exists (kill 0: %v)", pid, err)
+		}
 	}
-	if len(pids) != 6 {
-		t.Errorf("%d pids in the output, want 6:\n%s", len(pids), out)
+	procs, _ := filepath.Glob("/proc/[0-9]*/cwd")
+	for _, p := range procs {
+		if cwd, err := os.Readlink(p); err == nil && strings.HasPrefix(cwd, r.dir) {
+			t.Errorf("%s still runs in %s", filepath.Dir(p), cwd)
+		}
 	}
+	if _, err := os.Stat(r.dir); !os.IsNotExist(err) {
+		t.Errorf("lab directory %s still exists: %v", r.dir, err)
+	}
+}
+
+// TestRun_Lab runs `tiercache lab sentinel` through Run, as a user would:
+// it waits for the settings, connects tiercache with them, stops the lab
+// by cancelling Run's context (what main does on SIGINT), and checks that
+// nothing is left.
+func TestRun_Lab(t *testing.T) {
+	redistest.Require(t)
+	clearEnv(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- Run(ctx, []string{"lab", "sentinel"}, stdout, stderr) }()
+	t.Cleanup(func() { cancel(); <-done; done <- 0 })
+	r := waitLab(t, stdout, stderr, func() bool { return len(done) > 0 })
+	for _, name := range []string{"REDIS_SENTINEL_HOSTS", "REDIS_SERVICE_NAME", "REDIS_USERNAME", "REDIS_SENTINEL_PASSWORD_FILE"} {
+		if r.settings[name] == "" {
+			t.Errorf("no %s in the output:\n%s", name, r.out)
+		}
+	}
+	r.connectAndWrite(t)
+
 	cancel() // Ctrl-C
 	select {
 	case code := <-done:
+		done <- code
 		if code != 0 {
 			t.Errorf("exit code %d after Ctrl-C, want 0:\n%s", code, stderr)
 		}
 	case <-time.After(labTimeout):
 		t.Fatalf("lab still running %v after Ctrl-C", labTimeout)
 	}
-	for _, pid := range pids {
-		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-			t.Errorf("process %d still exists (kill 0: %v)", pid, err)
-		}
-	}
-	if m := dirLine.FindStringSubmatch(out); m == nil {
-		t.Errorf("no lab directory in the output:\n%s", out)
-	} else if _, err := os.Stat(m[1]); !os.IsNotExist(err) {
-		t.Errorf("lab directory %s still exists: %v", m[1], err)
-	}
+	r.checkGone(t)
 }
 
 func TestRun_LabUsage(t *testing.T) {
@@ -177,67 +218,16 @@ func TestLab_CtrlC(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
+		if len(exited) == 0 {
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
 		}
+		<-exited
 	})
-
-	deadline := time.Now().Add(labTimeout)
-	for !strings.Contains(stdout.String(), "Press Ctrl-C") {
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("lab exited early (%v):\n%s", err, stderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no settings after %v:\n%s", labTimeout, stderr)
-		}
-		time.Sleep(20 * time.Millisecond)
+	r := waitLab(t, stdout, stderr, func() bool { return len(exited) > 0 })
+	if r.settings["REDIS_CLUSTER_ENABLED"] != "true" || r.settings["REDIS_USERNAME"] == "" {
+		t.Fatalf("the settings lack the cluster or the user:\n%s", r.out)
 	}
-	out := stdout.String()
-	settings := map[string]string{}
-	for _, m := range settingLine.FindAllStringSubmatch(out, -1) {
-		settings[m[1]] = m[2]
-	}
-	if settings["REDIS_CLUSTER_ENABLED"] != "true" || settings["REDIS_USERNAME"] == "" || settings["REDIS_PASSWORD_FILE"] == "" {
-		t.Fatalf("the settings lack the cluster, the user or the password file:\n%s", out)
-	}
-	for k, v := range settings {
-		t.Setenv(k, v)
-	}
-	opts, err := tiercache.OptionsFromEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := tiercache.New(opts)
-	if err != nil {
-		t.Fatalf("tiercache.New with the printed settings: %v", err)
-	}
-	for i := range 10 { // spread over the shards
-		k := "ctrlc:" + strconv.Itoa(i)
-		if err := c.Set(t.Context(), k, i); err != nil {
-			t.Fatalf("Set(%s): %v", k, err)
-		}
-	}
-	c.Close()
-
-	var pids []int
-	for _, m := range pidLine.FindAllStringSubmatch(out, -1) {
-		pid, _ := strconv.Atoi(m[1])
-		pids = append(pids, pid)
-	}
-	if len(pids) != 6 {
-		t.Fatalf("%d pids in the output, want 6:\n%s", len(pids), out)
-	}
-	m := dirLine.FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no lab directory in the output:\n%s", out)
-	}
-	dir := m[1]
+	r.connectAndWrite(t)
 
 	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil { // Ctrl-C
 		t.Fatal(err)
@@ -254,21 +244,5 @@ func TestLab_CtrlC(t *testing.T) {
 	if !strings.Contains(stderr.String(), "tiercache lab: stopped") {
 		t.Errorf("no clean stop in stderr:\n%s", stderr)
 	}
-	for _, pid := range pids {
-		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-			t.Errorf("process %d still exists (kill 0: %v)", pid, err)
-		}
-	}
-	// Nor any other process working in the lab's directory, such as a
-	// child forked for a save (Redis rewrites its command line, so the
-	// working directory is what names it).
-	procs, _ := filepath.Glob("/proc/[0-9]*/cwd")
-	for _, p := range procs {
-		if cwd, err := os.Readlink(p); err == nil && strings.HasPrefix(cwd, dir) {
-			t.Errorf("%s still runs in %s", filepath.Dir(p), cwd)
-		}
-	}
-	if _, err := os.Stat(dir); !os.IsNotExist(err) {
-		t.Errorf("lab directory %s still exists: %v", dir, err)
-	}
+	r.checkGone(t)
 }
