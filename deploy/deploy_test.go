@@ -84,6 +84,7 @@ func TestDeployment(t *testing.T) {
 			t.Run("acl", func(t *testing.T) { testACL(t, nodeAddrs(l), l.Password) })
 			t.Run("behaviour", func(t *testing.T) { testBehaviour(t, cacheFromSettings(t, l), cacheFromSettings(t, l)) })
 			t.Run("no_denied_commands", func(t *testing.T) { testNoDenials(t, nodeAddrs(l), l.Password(lab.UserAdmin)) })
+			t.Run("wrong_credentials", func(t *testing.T) { testWrongCredentials(t, l) })
 		})
 	}
 }
@@ -629,5 +630,57 @@ func checkCompose(t *testing.T, cfg composeConfig) {
 		if filepath.Dir(sec.File) != filepath.Join(wd, "secrets") {
 			t.Errorf("secret %s is %s, want a file under deploy/secrets/ (which .gitignore keeps out of the repository)", name, sec.File)
 		}
+	}
+}
+
+// testWrongCredentials connects with the lab's settings but a wrong
+// password, for the tiercache user and (on Sentinel) for the sentinels:
+// New must fail at once with Redis's reason, without a retry loop that
+// hides it and without showing a password.
+func testWrongCredentials(t *testing.T, l *lab.Lab) {
+	const wrong = "wrong-Pw-7c1d"
+	pwFile := filepath.Join(t.TempDir(), "wrong.password")
+	if err := os.WriteFile(pwFile, []byte(wrong+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := []string{"REDIS_PASSWORD_FILE"}
+	if l.Topology == lab.Sentinel {
+		vars = append(vars, "REDIS_SENTINEL_PASSWORD_FILE")
+	}
+	for _, v := range vars {
+		t.Run(v, func(t *testing.T) {
+			env := make(map[string]string)
+			for _, s := range l.Settings() {
+				env[s.Name] = s.Value
+			}
+			env[v] = pwFile
+			for k, v := range env {
+				t.Setenv(k, v)
+			}
+			opts, err := tiercache.OptionsFromEnv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			c, err := tiercache.New(opts)
+			took := time.Since(start)
+			if err == nil {
+				c.Close()
+				t.Fatal("New succeeded with a wrong password")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, "WRONGPASS") && !strings.Contains(msg, "NOAUTH") {
+				t.Errorf("the error does not say that the credentials were refused: %v", err)
+			}
+			for _, pw := range []string{wrong, l.Password(lab.UserTiercache), l.Password("sentinels")} {
+				if strings.Contains(msg, pw) {
+					t.Errorf("the error shows a password: %v", err)
+				}
+			}
+			if took > 5*time.Second {
+				t.Errorf("New took %v to fail: a retry loop hides the cause", took)
+			}
+			t.Logf("%v (after %v)", err, took)
+		})
 	}
 }
