@@ -295,4 +295,17 @@ func TestRedactErr(t *testing.T) {
 			t.Fatalf("redactErr left %q in %q", secret, got)
 		}
 	}
+
+	// A percent-encoded password in the URL, repeated decoded or encoded.
+	r = RedisOptions{URL: "redis://app:p%40ss%2Fw0rd@127.0.0.1:6379/0"}
+	for _, msg := range []string{
+		"WRONGPASS for p@ss/w0rd",
+		"dial redis://app:p%40ss%2Fw0rd@127.0.0.1:6379/0: refused",
+		"auth p%40ss%2Fw0rd",
+	} {
+		got := redactErr(errors.New(msg), r)
+		if strings.Contains(got, "p@ss/w0rd") || strings.Contains(got, "p%40ss%2Fw0rd") || strings.Contains(got, "w0rd") {
+			t.Errorf("redactErr(%q) = %q", msg, got)
+		}
+	}
 }

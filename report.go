@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -201,7 +202,11 @@ func redactErr(err error, r RedisOptions) string {
 			if j := strings.LastIndex(r.URL, "@"); j > i {
 				userinfo := r.URL[i+3 : j]
 				if _, pw, ok := strings.Cut(userinfo, ":"); ok {
+					// Drivers may repeat it decoded: "p%40ss" as "p@ss".
 					secrets = append(secrets, pw)
+					if dec, err := url.PathUnescape(pw); err == nil && dec != pw {
+						secrets = append(secrets, dec)
+					}
 				}
 			}
 		}
