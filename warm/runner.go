@@ -210,7 +210,7 @@ func (r *Runner) runAll(ctx context.Context, sts []*state, trig Trigger) ([]Resu
 	results := make([]Result, 0, len(sts))
 	var errs []error
 	for _, st := range sts {
-		res := r.run(ctx, st, trig)
+		res := r.run(ctx, st, trig, nil)
 		results = append(results, res)
 		if res.Err != nil {
 			errs = append(errs, res.Err)
@@ -219,8 +219,10 @@ func (r *Runner) runAll(ctx context.Context, sts []*state, trig Trigger) ([]Resu
 	return results, errors.Join(errs...)
 }
 
-// run runs one strategy unless it is already running here.
-func (r *Runner) run(ctx context.Context, st *state, trig Trigger) Result {
+// run runs one strategy unless it is already running here. finish, when
+// not nil, is called once the run is over and before its result is
+// recorded.
+func (r *Runner) run(ctx context.Context, st *state, trig Trigger, finish func()) Result {
 	res := Result{Strategy: st.s.Name, Trigger: trig, Started: r.clock.Now()}
 	if err := r.enter(); err != nil {
 		res.Err = &StrategyError{Strategy: st.s.Name, Err: err}
@@ -242,6 +244,9 @@ func (r *Runner) run(ctx context.Context, st *state, trig Trigger) Result {
 	res = r.execute(ctx, st.s, res)
 	stop()
 	cancel()
+	if finish != nil {
+		finish()
+	}
 
 	st.mu.Lock()
 	st.running = false

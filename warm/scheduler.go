@@ -14,11 +14,8 @@ import (
 	"github.com/tiercache/tiercache"
 )
 
-// Defaults applied to zero-valued SchedulerOptions fields.
-const (
-	DefaultLockTTL = 10 * time.Minute
-	DefaultMinHold = 10 * time.Second
-)
+// DefaultLockTTL is the LockTTL of a zero SchedulerOptions.
+const DefaultLockTTL = 10 * time.Minute
 
 // releaseTimeout bounds the release of a fleet lock.
 const releaseTimeout = 5 * time.Second
@@ -29,18 +26,15 @@ type SchedulerOptions struct {
 	// prefix. Nil means time.Local.
 	Location *time.Location
 
-	// LockTTL bounds how long a scheduled run holds its fleet-wide lock:
-	// an instance that dies mid-run blocks the others for at most this
-	// long, and a run that takes longer loses its exclusivity. Zero means
-	// DefaultLockTTL (10 minutes).
+	// LockTTL bounds how long a scheduled run keeps other instances from
+	// starting the strategy's next runs while it goes on: an instance that
+	// dies mid-run blocks the others for at most this long. It also says
+	// how long after the next scheduled run the record of a run is kept,
+	// which bounds the clock skew between instances that the fleet
+	// tolerates. A run longer than LockTTL never runs twice; its next
+	// scheduled run may then start on another instance while it goes on.
+	// Zero means DefaultLockTTL (10 minutes).
 	LockTTL time.Duration
-
-	// MinHold is the shortest time a run keeps its lock, even when it
-	// finishes sooner, so that an instance whose clock is behind by less
-	// than this finds the lock still taken and does not run the same
-	// scheduled run again. It must be shorter than the interval between
-	// two runs of a strategy. Zero means DefaultMinHold (10 seconds).
-	MinHold time.Duration
 
 	// Logger receives the scheduler's own messages (a lock that could not
 	// be taken because L2 failed). Nil means the Runner's logger.
@@ -52,37 +46,65 @@ type SchedulerOptions struct {
 // mode, so a strategy whose run outlasts its interval skips the runs that
 // would overlap it.
 //
-// Fleet-wide exclusivity: before a scheduled run, each instance tries the
-// lock "warm:<strategy>" with Cache.TryLock; instances share it when they
-// share the cache's namespace and L2. The one that takes it runs, the
-// others count the run as Skipped. The lock is kept for at least MinHold
-// to absorb clock skew between instances, then released. Like every
-// tiercache lock it serves efficiency, not correctness: a Redis failover
-// can lose it, and a strategy may then run twice.
+// Fleet-wide exclusivity: instances share two fleet locks per strategy
+// (Cache.TryLock) when they share the cache's namespace and L2. Before a
+// scheduled run, each instance takes the record of that run,
+// "warm:<strategy>@<scheduled time>": the first one to take it runs, the
+// others count the run as Skipped. The record is never released; it
+// expires LockTTL after the strategy's next scheduled run, so that an
+// instance whose clock is behind, or that fires late, still finds it,
+// however long the run took. The winner then takes "warm:<strategy>",
+// held while it runs (at most LockTTL): when another instance is still
+// running the strategy, the run is counted as Overlapped and skipped, as
+// gocron's singleton mode does on one instance. Like every tiercache lock
+// these serve efficiency, not correctness: a Redis failover can lose
+// them, and a strategy may then run twice.
+//
+// "@every <d>" schedules fire on multiples of d (counted from the zero
+// time.Time, in UTC), not d after each instance started, so that every
+// instance of a fleet agrees on the scheduled times.
 type Scheduler struct {
 	runner  *Runner
 	clock   clockwork.Clock
 	logger  *slog.Logger
 	lockTTL time.Duration
-	minHold time.Duration
 	cron    gocron.Scheduler
-	byLock  map[string]*state // lock name -> strategy
+	byLock  map[string]*scheduled // job name -> strategy
 
 	ctx    context.Context // cancelled by Close: scheduled runs stop
 	cancel context.CancelFunc
 
-	mu       sync.Mutex
-	closed   bool
-	pending  map[*heldLock]clockwork.Timer // locks whose release waits for MinHold
-	releases sync.WaitGroup
+	mu     sync.Mutex
+	closed bool
+}
+
+// scheduled is a strategy registered with the Scheduler.
+type scheduled struct {
+	st    *state
+	sched *schedule
+
+	mu   sync.Mutex
+	held *heldLock // the running lock of the run in progress
+}
+
+// release releases the running lock of the run in progress, if any: the
+// run is over, so the fleet may start the next one.
+func (sc *scheduled) release() {
+	sc.mu.Lock()
+	h := sc.held
+	sc.held = nil
+	sc.mu.Unlock()
+	if h != nil {
+		h.release()
+	}
 }
 
 // NewScheduler registers every enabled strategy of r that has a Schedule.
 // It fails when a schedule is invalid. Call Start to begin.
 func NewScheduler(r *Runner, opts SchedulerOptions) (*Scheduler, error) {
 	s := &Scheduler{
-		runner: r, clock: r.clock, logger: opts.Logger, lockTTL: opts.LockTTL, minHold: opts.MinHold,
-		byLock: map[string]*state{}, pending: map[*heldLock]clockwork.Timer{},
+		runner: r, clock: r.clock, logger: opts.Logger, lockTTL: opts.LockTTL,
+		byLock: map[string]*scheduled{},
 	}
 	if s.logger == nil {
 		s.logger = r.logger
@@ -90,14 +112,8 @@ func NewScheduler(r *Runner, opts SchedulerOptions) (*Scheduler, error) {
 	if s.lockTTL == 0 {
 		s.lockTTL = DefaultLockTTL
 	}
-	if s.minHold == 0 {
-		s.minHold = DefaultMinHold
-	}
-	switch {
-	case s.lockTTL < 0:
+	if s.lockTTL < 0 {
 		return nil, fmt.Errorf("warm: LockTTL %v is negative", s.lockTTL)
-	case s.minHold < 0 || s.minHold > s.lockTTL:
-		return nil, fmt.Errorf("warm: MinHold %v must be between 0 and LockTTL (%v)", s.minHold, s.lockTTL)
 	}
 	gopts := []gocron.SchedulerOption{
 		gocron.WithClock(s.clock),
@@ -126,20 +142,29 @@ func NewScheduler(r *Runner, opts SchedulerOptions) (*Scheduler, error) {
 	return s, nil
 }
 
+// lockName is the lock a strategy's run holds while it goes on.
 func lockName(strategy string) string { return "warm:" + strategy }
+
+// runLockName is the record of the run of strategy scheduled at at.
+func runLockName(strategy string, at time.Time) string {
+	return "warm:" + strategy + "@" + at.UTC().Format(time.RFC3339)
+}
 
 func (s *Scheduler) register(st *state) error {
 	name := lockName(st.s.Name)
+	sc := &scheduled{st: st, sched: &schedule{}}
 	job, err := s.cron.NewJob(
 		gocron.CronJob(st.s.Schedule, true),
-		gocron.NewTask(func() { s.runner.run(s.ctx, st, TriggerSchedule) }),
+		// The running lock goes before the run is reported finished.
+		gocron.NewTask(func() { s.runner.run(s.ctx, st, TriggerSchedule, sc.release) }),
 		gocron.WithName(name),
 		gocron.WithSingletonMode(gocron.LimitModeReschedule),
+		gocron.WithCronImplementation(sc.sched),
 	)
 	if err != nil {
 		return &StrategyError{Strategy: st.s.Name, Err: fmt.Errorf("%w: schedule %q: %v", ErrInvalidStrategy, st.s.Schedule, err)}
 	}
-	s.byLock[name] = st
+	s.byLock[name] = sc
 	st.mu.Lock()
 	st.next = func() time.Time {
 		// gocron keeps a run skipped for the lock or singleton mode in
@@ -165,8 +190,8 @@ func (s *Scheduler) register(st *state) error {
 func (s *Scheduler) Start() { s.cron.Start() }
 
 // Close stops scheduling, cancels scheduled runs in progress, waits for
-// them, and releases the fleet locks this instance still holds. It does
-// not close the Runner. Close is idempotent.
+// them, and releases the locks they held. It does not close the Runner.
+// Close is idempotent.
 func (s *Scheduler) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -177,28 +202,11 @@ func (s *Scheduler) Close() error {
 	s.mu.Unlock()
 	s.cancel()
 	err := s.cron.Shutdown()
-	for _, st := range s.byLock {
-		st.mu.Lock()
-		st.next = nil
-		st.mu.Unlock()
+	for _, sc := range s.byLock {
+		sc.st.mu.Lock()
+		sc.st.next = nil
+		sc.st.mu.Unlock()
 	}
-	// Locks still within MinHold are released now: on shutdown the skew
-	// they guard against matters less than blocking the fleet for LockTTL.
-	s.mu.Lock()
-	early := make([]*heldLock, 0, len(s.pending))
-	for h, t := range s.pending {
-		// A timer that already fired releases its lock by itself.
-		if t.Stop() {
-			early = append(early, h)
-			delete(s.pending, h)
-		}
-	}
-	s.mu.Unlock()
-	for _, h := range early {
-		h.release()
-		s.releases.Done()
-	}
-	s.releases.Wait()
 	if err != nil {
 		return fmt.Errorf("warm: scheduler shutdown: %w", err)
 	}
@@ -208,63 +216,68 @@ func (s *Scheduler) Close() error {
 // fleetLocker is gocron's Locker on Cache.TryLock.
 type fleetLocker struct{ s *Scheduler }
 
-// Lock implements gocron.Locker. An error tells gocron to skip this run.
+// Lock implements gocron.Locker: it takes the record of the run due now,
+// then the strategy's running lock. An error tells gocron to skip this
+// run.
 func (l fleetLocker) Lock(ctx context.Context, key string) (gocron.Lock, error) {
 	s := l.s
-	lk, err := s.runner.cache.TryLock(ctx, key, s.lockTTL)
-	if err != nil {
-		if st := s.byLock[key]; st != nil && errors.Is(err, tiercache.ErrLocked) {
-			st.mu.Lock()
-			st.skipped++
-			st.mu.Unlock()
-		} else {
-			s.logger.Warn("warm: scheduled run skipped: the fleet lock failed", "lock", key, "err", err)
-		}
+	sc := s.byLock[key]
+	if sc == nil {
+		return nil, fmt.Errorf("warm: no strategy for job %q", key)
+	}
+	at := sc.sched.runAt(s.clock.Now())
+	keep := sc.sched.Next(at).Sub(at) + s.lockTTL
+	if _, err := s.runner.cache.TryLock(ctx, runLockName(sc.st.s.Name, at), keep); err != nil {
+		s.count(sc.st, key, err, &sc.st.skipped)
 		return nil, err
 	}
-	return &heldLock{s: s, lk: lk, at: s.clock.Now()}, nil
-}
-
-// heldLock is a fleet lock taken for one scheduled run.
-type heldLock struct {
-	s  *Scheduler
-	lk *tiercache.Lock
-	at time.Time
-}
-
-// Unlock implements gocron.Lock: it releases the lock once MinHold has
-// passed since it was taken.
-func (h *heldLock) Unlock(context.Context) error {
-	s := h.s
-	rest := s.minHold - s.clock.Since(h.at)
-	s.mu.Lock()
-	if rest <= 0 || s.closed {
-		s.mu.Unlock()
-		h.release()
-		return nil
+	lk, err := s.runner.cache.TryLock(ctx, key, s.lockTTL)
+	if err != nil {
+		s.count(sc.st, key, err, &sc.st.overlapped)
+		return nil, err
 	}
-	s.releases.Add(1)
-	s.pending[h] = s.clock.AfterFunc(rest, func() {
-		defer s.releases.Done()
-		s.mu.Lock()
-		_, mine := s.pending[h]
-		delete(s.pending, h)
-		s.mu.Unlock()
-		if mine {
-			h.release()
-		}
-	})
-	s.mu.Unlock()
+	h := &heldLock{s: s, lk: lk}
+	sc.mu.Lock()
+	sc.held = h
+	sc.mu.Unlock()
+	return h, nil
+}
+
+// count records a run skipped for a lock another instance holds, or logs
+// a lock that failed.
+func (s *Scheduler) count(st *state, lock string, err error, n *int64) {
+	if errors.Is(err, tiercache.ErrLocked) {
+		st.mu.Lock()
+		*n++
+		st.mu.Unlock()
+		return
+	}
+	s.logger.Warn("warm: scheduled run skipped: the fleet lock failed", "lock", lock, "err", err)
+}
+
+// heldLock is the running lock of one scheduled run.
+type heldLock struct {
+	s    *Scheduler
+	lk   *tiercache.Lock
+	once sync.Once
+}
+
+// Unlock implements gocron.Lock; the run has normally released the lock
+// already, when it finished.
+func (h *heldLock) Unlock(context.Context) error {
+	h.release()
 	return nil
 }
 
 // release runs on its own context: gocron's may be cancelled by then.
 func (h *heldLock) release() {
-	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
-	defer cancel()
-	if err := h.lk.Unlock(ctx); err != nil {
-		h.s.logger.Warn("warm: releasing a fleet lock failed; it expires by itself", "err", err)
-	}
+	h.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+		defer cancel()
+		if err := h.lk.Unlock(ctx); err != nil {
+			h.s.logger.Warn("warm: releasing a fleet lock failed; it expires by itself", "err", err)
+		}
+	})
 }
 
 // overlapMonitor counts the scheduled runs gocron's singleton mode skipped
@@ -273,10 +286,10 @@ func (h *heldLock) release() {
 type overlapMonitor struct{ s *Scheduler }
 
 func (m overlapMonitor) ConcurrencyLimitReached(limitType string, job gocron.Job) {
-	if st := m.s.byLock[job.Name()]; st != nil && limitType == "singleton" {
-		st.mu.Lock()
-		st.overlapped++
-		st.mu.Unlock()
+	if sc := m.s.byLock[job.Name()]; sc != nil && limitType == "singleton" {
+		sc.st.mu.Lock()
+		sc.st.overlapped++
+		sc.st.mu.Unlock()
 	}
 }
 

@@ -61,21 +61,6 @@ func waitNext(t *testing.T, name string, when time.Time, runners ...*Runner) {
 	})
 }
 
-// passHold advances the fake clock by MinHold and waits for the run's
-// fleet lock to be released. On a real clock the release comes long before
-// the next tick; a fake clock fires both at once, in either order.
-func passHold(t *testing.T, clk *clockwork.FakeClock, c *tiercache.Cache, strategy string, hold time.Duration) {
-	t.Helper()
-	clk.Advance(hold)
-	eventually(t, waitFor, "lock released", func() error {
-		l, err := c.TryLock(t.Context(), lockName(strategy), time.Second)
-		if err != nil {
-			return err
-		}
-		return l.Unlock(t.Context())
-	})
-}
-
 // advanceTo moves the fake clock to when.
 func advanceTo(clk *clockwork.FakeClock, when time.Time) { clk.Advance(when.Sub(clk.Now())) }
 
@@ -93,7 +78,7 @@ func TestScheduler_Cron(t *testing.T) {
 			Strategy{Name: "unscheduled", Enabled: true, WarmOnDemand: true, Generator: count},
 			Strategy{Name: "disabled", Schedule: "* * * * *", Generator: count},
 		)
-		s := newScheduler(t, r, SchedulerOptions{MinHold: time.Second})
+		s := newScheduler(t, r, SchedulerOptions{})
 		s.Start()
 		waitNext(t, "minutely", minute(1), r)
 		for _, name := range []string{"unscheduled", "disabled"} {
@@ -114,7 +99,6 @@ func TestScheduler_Cron(t *testing.T) {
 				return nil
 			})
 			waitNext(t, "minutely", minute(k+1), r)
-			passHold(t, clk, c, "minutely", time.Second)
 		}
 		if calls.Load() != 3 {
 			t.Fatalf("%d generator calls, want 3", calls.Load())
@@ -143,7 +127,7 @@ func TestScheduler_Singleton(t *testing.T) {
 			}
 			return yield(Item{Key: "k", Value: 1})
 		}})
-	s := newScheduler(t, r, SchedulerOptions{MinHold: time.Second})
+	s := newScheduler(t, r, SchedulerOptions{})
 	s.Start()
 	waitNext(t, "slow", minute(1), r)
 	advanceTo(clk, minute(1))
@@ -171,7 +155,6 @@ func TestScheduler_Singleton(t *testing.T) {
 		}
 		return nil
 	})
-	passHold(t, clk, c, "slow", time.Second)
 	advanceTo(clk, minute(4))
 	eventually(t, waitFor, "the next tick runs", func() error {
 		if st := statusOf(r, "slow"); st.Runs != 2 {
@@ -203,7 +186,7 @@ func TestScheduler_OneRunnerPerFleet(t *testing.T) {
 			c := newCache(t, tp, ns)
 			r := newRunner(t, Options{Cache: c, Clock: clk},
 				Strategy{Name: "fleet", Enabled: true, Schedule: "* * * * *", Generator: gen})
-			newScheduler(t, r, SchedulerOptions{MinHold: 10 * time.Second}).Start()
+			newScheduler(t, r, SchedulerOptions{}).Start()
 			caches, runners = append(caches, c), append(runners, r)
 		}
 		for k := 1; k <= ticks; k++ {
@@ -224,7 +207,6 @@ func TestScheduler_OneRunnerPerFleet(t *testing.T) {
 				}
 				return nil
 			})
-			passHold(t, clk, caches[0], "fleet", 10*time.Second)
 		}
 		if n := calls.Load(); n != ticks {
 			t.Fatalf("the generator ran %d times for %d ticks", n, ticks)
@@ -248,12 +230,197 @@ func TestNewScheduler_Invalid(t *testing.T) {
 		want string
 	}{
 		{"negative lock TTL", SchedulerOptions{LockTTL: -time.Second}, "LockTTL -1s is negative"},
-		{"hold beyond TTL", SchedulerOptions{LockTTL: time.Second, MinHold: time.Minute}, "MinHold 1m0s must be between 0 and LockTTL (1s)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := NewScheduler(r, tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// blocking returns a generator whose first call blocks until release is
+// closed (or its run is cancelled), and that counts its calls.
+func blocking(calls *atomic.Int32, release <-chan struct{}) Generator {
+	return func(ctx context.Context, yield func(Item) error) error {
+		n := calls.Add(1)
+		if n == 1 {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return yield(Item{Key: fmt.Sprintf("run-%d", n), Value: n})
+	}
+}
+
+// fleetOf starts n instances on tp in one namespace, each with its own
+// fake clock at t0 so that an instance can fire late.
+func fleetOf(t *testing.T, tp topology, n int, opts SchedulerOptions, s Strategy) ([]*tiercache.Cache, []*Runner, []*clockwork.FakeClock) {
+	t.Helper()
+	ns := testNamespace(t)
+	var caches []*tiercache.Cache
+	var runners []*Runner
+	var clocks []*clockwork.FakeClock
+	for range n {
+		clk := clockwork.NewFakeClockAt(t0)
+		c := newCache(t, tp, ns)
+		r := newRunner(t, Options{Cache: c, Clock: clk}, s)
+		newScheduler(t, r, opts).Start()
+		caches, runners, clocks = append(caches, c), append(runners, r), append(clocks, clk)
+	}
+	return caches, runners, clocks
+}
+
+// sumStatus adds up name's counters over runners.
+func sumStatus(runners []*Runner, name string) (runs, skipped, overlapped, running int64) {
+	for _, r := range runners {
+		st := statusOf(r, name)
+		runs, skipped, overlapped = runs+st.Runs, skipped+st.Skipped, overlapped+st.Overlapped
+		if st.Running {
+			running++
+		}
+	}
+	return
+}
+
+// TestScheduler_RunLongerThanLockTTL: a run that outlasts the fleet lock's
+// TTL still runs once, even for an instance that fires it after the lock
+// expired (its clock is behind); and the next scheduled run happens once.
+func TestScheduler_RunLongerThanLockTTL(t *testing.T) {
+	eachTopology(t, redisTopologies, func(t *testing.T, tp topology) {
+		var calls atomic.Int32
+		release := make(chan struct{})
+		caches, runners, clocks := fleetOf(t, tp, 3, SchedulerOptions{LockTTL: 300 * time.Millisecond},
+			Strategy{Name: "long", Enabled: true, Schedule: "* * * * *", Generator: blocking(&calls, release)})
+		waitNext(t, "long", minute(1), runners...)
+		// Instances 0 and 1 fire on time; one runs, and blocks.
+		advanceTo(clocks[0], minute(1))
+		advanceTo(clocks[1], minute(1))
+		eventually(t, waitFor, "one run going, one skipped", func() error {
+			if runs, skipped, _, running := sumStatus(runners[:2], "long"); running != 1 || skipped != 1 || runs != 0 {
+				return fmt.Errorf("running %d, skipped %d, runs %d", running, skipped, runs)
+			}
+			return nil
+		})
+		// The run goes on past its lock's TTL.
+		eventually(t, waitFor, "the running lock expires", func() error {
+			l, err := caches[2].TryLock(t.Context(), lockName("long"), time.Second)
+			if err != nil {
+				return err
+			}
+			return l.Unlock(t.Context())
+		})
+		// Instance 2, whose clock is behind, fires the same run now.
+		advanceTo(clocks[2], minute(1))
+		eventually(t, waitFor, "the late instance skips", func() error {
+			if st := statusOf(runners[2], "long"); st.Skipped != 1 || st.Runs != 0 || st.Running {
+				return fmt.Errorf("late instance: %+v", st)
+			}
+			return nil
+		})
+		close(release)
+		eventually(t, waitFor, "the run ends", func() error {
+			if runs, _, _, running := sumStatus(runners, "long"); runs != 1 || running != 0 {
+				return fmt.Errorf("%d runs, %d running", runs, running)
+			}
+			return nil
+		})
+		if n := calls.Load(); n != 1 {
+			t.Fatalf("the run happened %d times", n)
+		}
+		// The next scheduled run happens once too.
+		waitNext(t, "long", minute(2), runners...)
+		for _, clk := range clocks {
+			advanceTo(clk, minute(2))
+		}
+		eventually(t, waitFor, "the next run", func() error {
+			if runs, skipped, _, running := sumStatus(runners, "long"); runs != 2 || skipped != 4 || running != 0 {
+				return fmt.Errorf("%d runs, %d skipped, %d running", runs, skipped, running)
+			}
+			return nil
+		})
+		if n := calls.Load(); n != 2 {
+			t.Fatalf("two scheduled runs called the generator %d times", n)
+		}
+	})
+}
+
+// TestScheduler_NoOverlapAcrossFleet: while one instance is still running
+// a strategy, its next scheduled run starts nowhere: not on that instance
+// (singleton mode) and not on the others (the running lock).
+func TestScheduler_NoOverlapAcrossFleet(t *testing.T) {
+	eachTopology(t, redisTopologies, func(t *testing.T, tp topology) {
+		var calls atomic.Int32
+		release := make(chan struct{})
+		_, runners, clocks := fleetOf(t, tp, 3, SchedulerOptions{},
+			Strategy{Name: "slow", Enabled: true, Schedule: "* * * * *", Generator: blocking(&calls, release)})
+		advanceAll := func(k int) {
+			waitNext(t, "slow", minute(k), runners...)
+			for _, clk := range clocks {
+				advanceTo(clk, minute(k))
+			}
+		}
+		advanceAll(1)
+		eventually(t, waitFor, "one run going", func() error {
+			if _, skipped, _, running := sumStatus(runners, "slow"); running != 1 || skipped != 2 {
+				return fmt.Errorf("running %d, skipped %d", running, skipped)
+			}
+			return nil
+		})
+		advanceAll(2)
+		eventually(t, waitFor, "the second tick skipped everywhere", func() error {
+			// The runner's instance skips it by singleton mode, one other
+			// by the running lock, the third by the run's record.
+			if runs, skipped, overlapped, running := sumStatus(runners, "slow"); overlapped != 2 || skipped != 3 || running != 1 || runs != 0 {
+				return fmt.Errorf("overlapped %d, skipped %d, running %d, runs %d", overlapped, skipped, running, runs)
+			}
+			return nil
+		})
+		close(release)
+		eventually(t, waitFor, "the first run ends", func() error {
+			if runs, _, _, running := sumStatus(runners, "slow"); runs != 1 || running != 0 {
+				return fmt.Errorf("%d runs, %d running", runs, running)
+			}
+			return nil
+		})
+		advanceAll(3)
+		eventually(t, waitFor, "the third tick runs", func() error {
+			if runs, _, _, running := sumStatus(runners, "slow"); runs != 2 || running != 0 {
+				return fmt.Errorf("%d runs, %d running", runs, running)
+			}
+			return nil
+		})
+		if n := calls.Load(); n != 2 {
+			t.Fatalf("%d generator calls, want 2", n)
+		}
+	})
+}
+
+func TestSchedule_RunAtAndEvery(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		expr      string
+		now       time.Time
+		run, next time.Time
+	}{
+		{"* * * * *", minute(3), minute(3), minute(4)},
+		{"* * * * *", minute(3).Add(17 * time.Second), minute(3), minute(4)},
+		{"0 3 * * *", time.Date(2026, 3, 2, 2, 0, 0, 0, time.UTC), time.Date(2026, 3, 1, 3, 0, 0, 0, time.UTC), time.Date(2026, 3, 2, 3, 0, 0, 0, time.UTC)},
+		{"@every 10m", time.Date(2026, 3, 1, 12, 34, 56, 0, time.UTC), time.Date(2026, 3, 1, 12, 30, 0, 0, time.UTC), time.Date(2026, 3, 1, 12, 40, 0, 0, time.UTC)},
+		{"CRON_TZ=Europe/Paris @every 1h", time.Date(2026, 3, 1, 12, 34, 0, 0, time.UTC), time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), time.Date(2026, 3, 1, 13, 0, 0, 0, time.UTC)},
+		{"*/20 * * * * *", time.Date(2026, 3, 1, 12, 0, 45, 0, time.UTC), time.Date(2026, 3, 1, 12, 0, 40, 0, time.UTC), time.Date(2026, 3, 1, 12, 1, 0, 0, time.UTC)},
+	} {
+		var s schedule
+		if err := s.IsValid(tc.expr, time.UTC, tc.now); err != nil {
+			t.Fatalf("%s: %v", tc.expr, err)
+		}
+		if got := s.runAt(tc.now); !got.Equal(tc.run) {
+			t.Errorf("%s: run at %v is the one of %v, want %v", tc.expr, tc.now, got, tc.run)
+		}
+		if got := s.Next(tc.now); !got.Equal(tc.next) {
+			t.Errorf("%s: next after %v is %v, want %v", tc.expr, tc.now, got, tc.next)
+		}
 	}
 }

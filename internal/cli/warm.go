@@ -301,7 +301,7 @@ func startWarming(c *tiercache.Cache, path string, enabled bool, logger *slog.Lo
 	if w.runner, err = warm.NewRunner(warm.Options{Cache: c, Logger: logger}, cfg.Strategies...); err != nil {
 		return nil, err
 	}
-	w.sched, err = warm.NewScheduler(w.runner, warm.SchedulerOptions{LockTTL: cfg.LockTTL, MinHold: cfg.MinHold, Logger: logger})
+	w.sched, err = warm.NewScheduler(w.runner, warm.SchedulerOptions{LockTTL: cfg.LockTTL, Logger: logger})
 	if err != nil {
 		_ = w.runner.Close()
 		return nil, err

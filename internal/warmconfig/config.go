@@ -27,10 +27,9 @@ import (
 
 // Config is a parsed configuration file.
 type Config struct {
-	// LockTTL and MinHold configure the Scheduler (warm.SchedulerOptions);
-	// zero means its defaults.
+	// LockTTL configures the Scheduler (warm.SchedulerOptions); zero
+	// means its default.
 	LockTTL time.Duration
-	MinHold time.Duration
 
 	// Strategies are ready for warm.NewRunner, in file order.
 	Strategies []warm.Strategy
@@ -103,13 +102,11 @@ func (p *parser) parse(data []byte) (*Config, error) {
 	}
 	cfg := &Config{}
 	var strategies *yaml.Node
-	err := fields(root, []string{"lock_ttl", "min_hold", "strategies"}, func(key string, k, v *yaml.Node) error {
+	err := fields(root, []string{"lock_ttl", "strategies"}, func(key string, k, v *yaml.Node) error {
 		var err error
 		switch key {
 		case "lock_ttl":
 			cfg.LockTTL, err = p.duration(v, "", key)
-		case "min_hold":
-			cfg.MinHold, err = p.duration(v, "", key)
 		case "strategies":
 			strategies = v
 		}

@@ -41,7 +41,6 @@ func TestParse(t *testing.T) {
 	defer ts.Close()
 	yml := `
 lock_ttl: 15m
-min_hold: 5
 strategies:
   - name: critical-app-data
     priority: 1
@@ -71,7 +70,7 @@ strategies:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.LockTTL != 15*time.Minute || cfg.MinHold != 5*time.Second || len(cfg.Strategies) != 3 {
+	if cfg.LockTTL != 15*time.Minute || len(cfg.Strategies) != 3 {
 		t.Fatalf("config %+v", cfg)
 	}
 	crit, api, def := cfg.Strategies[0], cfg.Strategies[1], cfg.Strategies[2]
@@ -113,7 +112,7 @@ func TestParse_Invalid(t *testing.T) {
 		{"empty file", "", "warming.yaml: the file is empty"},
 		{"not a mapping", "- a\n", "warming.yaml:1: the top level must be a mapping"},
 		{"yaml syntax", "strategies: [\n", "warming.yaml: yaml: "},
-		{"unknown top-level field", "strategy: []\n", `warming.yaml:1: unknown field "strategy" (known: lock_ttl, min_hold, strategies)`},
+		{"unknown top-level field", "strategy: []\n", `warming.yaml:1: unknown field "strategy" (known: lock_ttl, strategies)`},
 		{"no strategies", "lock_ttl: 1m\n", "strategies must be a non-empty list"},
 		{"empty strategies", "strategies: []\n", "strategies must be a non-empty list"},
 		{"bad lock_ttl", "lock_ttl: soon\n" + head + src, `warming.yaml:1: lock_ttl: "soon" is not a duration`},
