@@ -673,7 +673,7 @@ func testWrongCredentials(t *testing.T, l *lab.Lab) {
 				t.Errorf("the error does not say that the credentials were refused: %v", err)
 			}
 			for _, pw := range []string{wrong, l.Password(lab.UserTiercache), l.Password("sentinels")} {
-				if strings.Contains(msg, pw) {
+				if pw != "" && strings.Contains(msg, pw) {
 					t.Errorf("the error shows a password: %v", err)
 				}
 			}

@@ -86,7 +86,6 @@ func poll(timeout time.Duration, what string, cond func() error) error {
 // Errors of the shared process helpers, under this package's names.
 var (
 	errGiveUp    = redisproc.ErrGiveUp
-	errExited    = redisproc.ErrExited
 	errPortInUse = redisproc.ErrPortInUse
 )
 

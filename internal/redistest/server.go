@@ -193,9 +193,6 @@ func (s *Server) waitAnswer(what string, ping func(ctx context.Context) (any, er
 	})
 }
 
-// logTail returns the last lines of the process's log, for error messages.
-func (s *Server) logTail() string { return redisproc.LogTail(s.logPath()) }
-
 // Kill sends SIGKILL to the process (and any child it forked) and waits
 // until it has exited. Killing a server that is not running does nothing.
 func (s *Server) Kill() error {
