@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,29 +44,20 @@ func requireChromium(t *testing.T) string {
 	return ""
 }
 
-// TestDashboard_Browser loads the dashboard in headless Chromium against
-// a cache on real Redis: the page loads; its figures and charts move with
-// traffic (hit ratio, operations per second, latency, L1 size, the
-// topology table); a warming run is listed; a Redis short of memory shows
-// as degraded, with its memory against maxmemory; a stopped Redis shows as
-// unhealthy with the breaker open. Screenshots go to artifactsDir.
-func TestDashboard_Browser(t *testing.T) {
-	chromium := requireChromium(t)
-	srv := redistest.NewStandalone(t)
-	rec, gatherer, err := NewMetrics()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache := newCache(t, tiercache.Options{
-		Redis:    tiercache.RedisOptions{Addrs: []string{srv.Addr}},
-		Recorder: rec,
-		Retries:  -1,
-		Breaker:  tiercache.BreakerOptions{Threshold: 3, OpenTimeout: time.Hour},
-	})
-	ts := newTestServer(t, Config{Cache: cache, Metrics: gatherer})
+// browser is a headless Chromium tab showing the dashboard of a server.
+type browser struct {
+	t   *testing.T
+	ctx context.Context
+}
 
+// openDashboard starts headless Chromium, opens the dashboard of ts with a
+// half-second refresh and waits for its charts. Any uncaught exception in
+// the page fails the test when it ends.
+func openDashboard(t *testing.T, ts *httptest.Server) *browser {
+	t.Helper()
+	chromium := requireChromium(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(chromium),
 		chromedp.Flag("headless", true),
@@ -79,12 +71,11 @@ func TestDashboard_Browser(t *testing.T) {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1400, 1100),
 	)
-	defer cancelAlloc()
+	t.Cleanup(cancelAlloc)
 	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
+	t.Cleanup(cancelBrowser)
 
-	// Open the tab, then listen: any uncaught exception in the page fails
-	// the test.
+	// Open the tab, then listen.
 	if err := chromedp.Do(bctx); err != nil {
 		t.Fatalf("start %s: %v", chromium, err)
 	}
@@ -101,54 +92,86 @@ func TestDashboard_Browser(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, e := range exceptions {
 			t.Errorf("exception in the page: %s", e)
 		}
-	}()
-
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("read %s: %v", sel, err)
-		}
-		return s
-	}
-	// waitFor polls a JavaScript condition in the page.
-	waitFor := func(what, js string) {
-		t.Helper()
-		if _, err := chromedp.Run(bctx, chromedp.Poll[chromedp.Void](js, chromedp.WithPollingTimeout(45*time.Second))); err != nil {
-			t.Fatalf("%s: %v (status %q, requests %q)", what, err, text("#status"), text("#requests-total"))
-		}
-	}
-	screenshot := func(name string) {
-		t.Helper()
-		img, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatalf("screenshot: %v", err)
-		}
-		if err := os.MkdirAll(artifactsDir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join(artifactsDir, name)
-		if err := os.WriteFile(path, img, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot: %s", path)
-	}
-
-	// The page loads, with its charts and a healthy status.
+	})
 	if err := chromedp.Do(bctx,
 		chromedp.Navigate(ts.URL+"/?refresh=0.5"),
 		chromedp.WaitVisible(chromedp.CSS("#chart-hits .uplot")),
 	); err != nil {
 		t.Fatalf("load the dashboard: %v", err)
 	}
+	return &browser{t: t, ctx: bctx}
+}
+
+// text returns the text of the element sel selects.
+func (b *browser) text(sel string) string {
+	b.t.Helper()
+	s, err := chromedp.Run(b.ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		b.t.Fatalf("read %s: %v", sel, err)
+	}
+	return s
+}
+
+// waitFor polls a JavaScript condition in the page.
+func (b *browser) waitFor(what, js string) {
+	b.t.Helper()
+	if _, err := chromedp.Run(b.ctx, chromedp.Poll[chromedp.Void](js, chromedp.WithPollingTimeout(45*time.Second))); err != nil {
+		b.t.Fatalf("%s: %v (status %q, requests %q)", what, err, b.text("#status"), b.text("#requests-total"))
+	}
+}
+
+// screenshot saves the page as artifactsDir/name.
+func (b *browser) screenshot(name string) {
+	b.t.Helper()
+	img, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Fatalf("screenshot: %v", err)
+	}
+	if err := os.MkdirAll(artifactsDir, 0o755); err != nil {
+		b.t.Fatal(err)
+	}
+	path := filepath.Join(artifactsDir, name)
+	if err := os.WriteFile(path, img, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Logf("screenshot: %s", path)
+}
+
+// TestDashboard_Browser loads the dashboard in headless Chromium against
+// a cache on real Redis: the page loads; its figures and charts move with
+// traffic (hit ratio, operations per second, latency, L1 size, the
+// topology table); a warming run is listed; a Redis short of memory shows
+// as degraded, with its memory against maxmemory; a stopped Redis shows as
+// unhealthy with the breaker open. Screenshots go to artifactsDir.
+func TestDashboard_Browser(t *testing.T) {
+	requireChromium(t)
+	srv := redistest.NewStandalone(t)
+	rec, gatherer, err := NewMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := newCache(t, tiercache.Options{
+		Redis:    tiercache.RedisOptions{Addrs: []string{srv.Addr}},
+		Recorder: rec,
+		Retries:  -1,
+		Breaker:  tiercache.BreakerOptions{Threshold: 3, OpenTimeout: time.Hour},
+	})
+	ts := newTestServer(t, Config{Cache: cache, Metrics: gatherer})
+	b := openDashboard(t, ts)
+	text, waitFor, screenshot := b.text, b.waitFor, b.screenshot
+
+	// The page loads, with its charts and a healthy status.
 	waitFor("healthy", `document.getElementById("status").textContent === "healthy"`)
 	waitFor("first figures", `document.getElementById("requests-total").textContent === "0"`)
+	if got := text("#hit-ratio"); got != "–" {
+		t.Errorf("hit ratio %q before any read", got)
+	}
 	if got := text("#topology-kind"); got != "standalone" {
 		t.Errorf("topology %q", got)
 	}
@@ -231,4 +254,39 @@ func TestDashboard_Browser(t *testing.T) {
 	waitFor("breaker open", `document.getElementById("breaker").textContent === "open"`)
 	waitFor("node down", `document.querySelector("#topology tbody").textContent.indexOf("down") >= 0`)
 	screenshot("dashboard-unhealthy.png")
+}
+
+// TestDashboard_BrowserTopologies: on Sentinel and on Cluster, the
+// dashboard's topology panel names the deployment and lists its nodes.
+func TestDashboard_BrowserTopologies(t *testing.T) {
+	requireChromium(t)
+	t.Run("sentinel", func(t *testing.T) {
+		st := redistest.NewSentinel(t)
+		ts := newObservedServer(t, tiercache.Options{
+			Redis: tiercache.RedisOptions{SentinelMaster: st.MasterName, SentinelAddrs: st.SentinelAddrs()},
+		}, Config{})
+		b := openDashboard(t, ts)
+		b.waitFor("topology kind", `document.getElementById("topology-kind").textContent === "sentinel"`)
+		b.waitFor("sentinel summary", `document.getElementById("topology-summary").textContent.indexOf("3/3 sentinels agree") >= 0`)
+		if got := b.text("#topology-summary"); !strings.Contains(got, "master "+st.Master.Addr) || !strings.Contains(got, "2 replicas") {
+			t.Errorf("topology summary %q", got)
+		}
+		if got := b.text("#topology tbody"); !strings.Contains(got, st.Master.Addr) || !strings.Contains(got, "master") {
+			t.Errorf("topology table %q", got)
+		}
+		b.screenshot("dashboard-sentinel.png")
+	})
+	t.Run("cluster", func(t *testing.T) {
+		cl := redistest.NewCluster(t)
+		ts := newObservedServer(t, tiercache.Options{
+			Redis: tiercache.RedisOptions{Addrs: cl.Addrs(), Cluster: true},
+		}, Config{})
+		b := openDashboard(t, ts)
+		b.waitFor("topology kind", `document.getElementById("topology-kind").textContent === "cluster"`)
+		b.waitFor("cluster summary", `document.getElementById("topology-summary").textContent.indexOf("Cluster ok: 3 masters, 3 replicas") >= 0`)
+		// Every master is listed, with its memory.
+		b.waitFor("cluster nodes", `Array.prototype.filter.call(document.querySelectorAll("#topology tbody tr"),
+			function (tr) { return tr.cells[1].textContent === "master" && tr.cells[2].textContent === "up"; }).length === 3`)
+		b.screenshot("dashboard-cluster.png")
+	})
 }

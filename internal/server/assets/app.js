@@ -58,6 +58,9 @@
     values.forEach(function (v, i) { c.data[i + 1].push(v); });
     if (c.data[0].length > historyLen) c.data.forEach(function (col) { col.shift(); });
     c.plot.setData(c.data);
+    // At least a minute of x axis: with few points uPlot would span years.
+    var xs = c.data[0], last = xs[xs.length - 1];
+    if (last - xs[0] < 60) c.plot.setScale("x", { min: last - 60, max: last });
   }
   function resizeCharts() {
     Object.keys(charts).forEach(function (id) {
@@ -82,8 +85,10 @@
     setText("namespace", rep.namespace);
     setText("topology-kind", rep.topology);
     setText("requests-total", fmtNum(req.all));
-    setText("hit-ratio", fmtPct(rep.hit_ratio.overall));
-    setText("hit-ratio-tiers", "L1 " + fmtPct(rep.hit_ratio.l1) + " · L2 " + fmtPct(rep.hit_ratio.l2));
+    // No ratio before the first read.
+    var pct = function (r) { return req.all ? fmtPct(r) : "–"; };
+    setText("hit-ratio", pct(rep.hit_ratio.overall));
+    setText("hit-ratio-tiers", "L1 " + pct(rep.hit_ratio.l1) + " · L2 " + pct(rep.hit_ratio.l2));
 
     var ops = null, ratio = null, l1ratio = null;
     if (prev) {
