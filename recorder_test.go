@@ -396,3 +396,26 @@ func TestStripedCounter(t *testing.T) {
 		t.Fatalf("Load = %d, want 8000", got)
 	}
 }
+
+// TestObserver_TracingOff: without a TracerProvider, timing an L2 attempt
+// and a loader call allocates nothing and leaves the context as it was:
+// tracing that is off costs a nil check.
+func TestObserver_TracingOff(t *testing.T) {
+	ob := newObserver(Options{})
+	if ob.tracer != nil {
+		t.Fatal("a tracer without a TracerProvider")
+	}
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(1000, func() {
+		c2, call := ob.l2Begin(ctx, "get")
+		ob.l2End(call, "get", nil)
+		c3, load := ob.loadBegin(ctx, 1)
+		ob.loadEnd(load, nil)
+		if c2 != ctx || c3 != ctx || call.span != nil || load.span != nil {
+			t.Fatal("a span or a new context with tracing off")
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per L2 attempt and loader call with tracing off", allocs)
+	}
+}
