@@ -26,10 +26,13 @@ type batcher struct {
 	err  error // set once the run must stop; yield returns it from then on
 	done bool  // the generator returned
 
-	pending *write              // the batch being written in the background, or nil
-	keys    map[string]struct{} // pending's keys
-	spare   []tiercache.Item    // a free buffer for the next batch
+	pending []*write         // batches being written in the background, oldest first
+	keys    map[string]int   // how many pending batches hold each key
+	spare   []tiercache.Item // a free buffer for the next batch
 }
+
+// maxInFlight is how many batches a run without a delay writes at once.
+const maxInFlight = 2
 
 // write is one batch being written, and its outcome.
 type write struct {
@@ -58,8 +61,8 @@ func (r *Runner) execute(ctx context.Context, s Strategy, res Result) Result {
 		// as good as any: write them.
 		err = cmp.Or(err, b.flush())
 	}
-	// The batch still in flight counts, whatever ended the run.
-	err = cmp.Or(err, b.wait())
+	// The batches still in flight count, whatever ended the run.
+	err = cmp.Or(err, b.drain())
 	if err != nil {
 		res.Err = &StrategyError{Strategy: s.Name, Err: err}
 		// Items gathered but never sent are failures too.
@@ -143,11 +146,12 @@ func (b *batcher) flush() error {
 		}
 		w := &write{items: b.buf}
 		b.write(w)
+		clear(b.buf) // drop references to values already written
 		b.buf = b.buf[:0]
 		return b.collect(w)
 	}
-	if b.pending != nil && b.conflicts() {
-		if err := b.wait(); err != nil {
+	if len(b.pending) > 0 && b.conflicts() {
+		if err := b.drain(); err != nil {
 			return err
 		}
 	}
@@ -156,42 +160,60 @@ func (b *batcher) flush() error {
 		defer close(w.done)
 		b.write(w)
 	}()
+	b.pending = append(b.pending, w)
+	if b.keys == nil {
+		b.keys = make(map[string]int, len(w.items)*maxInFlight)
+	}
+	for _, it := range w.items {
+		b.keys[it.Key]++
+	}
+	var err error
+	if len(b.pending) >= maxInFlight {
+		err = b.wait()
+	}
 	b.buf = b.spare[:0]
 	if b.buf == nil {
 		b.buf = make([]tiercache.Item, 0, b.s.BatchSize)
 	}
 	b.spare = nil
-	err := b.wait()
-	b.pending = w
-	if b.keys == nil {
-		b.keys = make(map[string]struct{}, len(w.items))
-	}
-	for _, it := range w.items {
-		b.keys[it.Key] = struct{}{}
-	}
 	return err
 }
 
-// conflicts reports whether a buffered key is in the batch in flight.
+// conflicts reports whether a buffered key is in a batch in flight.
 func (b *batcher) conflicts() bool {
 	for _, it := range b.buf {
-		if _, ok := b.keys[it.Key]; ok {
+		if b.keys[it.Key] > 0 {
 			return true
 		}
 	}
 	return false
 }
 
-// wait waits for the batch in flight, if any, and collects its outcome.
+// drain waits for every batch in flight; it returns the first error.
+func (b *batcher) drain() error {
+	var first error
+	for len(b.pending) > 0 {
+		first = cmp.Or(first, b.wait())
+	}
+	return first
+}
+
+// wait waits for the oldest batch in flight, if any, and collects its
+// outcome.
 func (b *batcher) wait() error {
-	w := b.pending
-	if w == nil {
+	if len(b.pending) == 0 {
 		return nil
 	}
+	w := b.pending[0]
+	b.pending = b.pending[1:]
 	<-w.done
-	b.pending = nil
-	clear(b.keys)
+	for _, it := range w.items {
+		if b.keys[it.Key]--; b.keys[it.Key] <= 0 {
+			delete(b.keys, it.Key)
+		}
+	}
 	err := b.collect(w)
+	clear(w.items) // drop references to values already written
 	b.spare = w.items[:0]
 	return err
 }
@@ -216,9 +238,9 @@ func (b *batcher) write(w *write) {
 		}
 		w.failed++
 		w.keyErr = err
-		items = slices.Delete(items, i, i+1)
+		// w.items still names the batch's keys: drop the item from a copy.
+		items = slices.Delete(slices.Clone(items), i, i+1)
 	}
-	clear(w.items) // drop references to values already written
 }
 
 // collect adds w's outcome to the run's result, on the run's goroutine.
