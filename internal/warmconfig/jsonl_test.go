@@ -90,13 +90,22 @@ func TestReadJSONLines(t *testing.T) {
 	}
 }
 
-// newCache returns a cache on "memory" or a fresh "standalone" Redis.
+// newCache returns a cache on "memory" or a fresh "standalone",
+// "sentinel" or "cluster" Redis.
 func newCache(t *testing.T, topo string) *tiercache.Cache {
 	t.Helper()
 	opts := tiercache.Options{Namespace: "warmconfig", Logger: slog.New(slog.DiscardHandler)}
-	if topo == "standalone" {
-		srv := redistest.NewStandalone(t)
-		opts.Redis = tiercache.RedisOptions{Addrs: []string{srv.Addr}}
+	switch topo {
+	case "memory":
+	case "standalone":
+		opts.Redis = tiercache.RedisOptions{Addrs: []string{redistest.NewStandalone(t).Addr}}
+	case "sentinel":
+		st := redistest.NewSentinel(t)
+		opts.Redis = tiercache.RedisOptions{SentinelMaster: st.MasterName, SentinelAddrs: st.SentinelAddrs()}
+	case "cluster":
+		opts.Redis = tiercache.RedisOptions{Addrs: redistest.NewCluster(t).Addrs(), Cluster: true}
+	default:
+		t.Fatalf("unknown topology %q", topo)
 	}
 	c, err := tiercache.New(opts)
 	if err != nil {
@@ -109,7 +118,7 @@ func newCache(t *testing.T, topo string) *tiercache.Cache {
 // TestSources_WarmCache runs a configuration with a file source and an
 // http source through a Runner and reads the cache.
 func TestSources_WarmCache(t *testing.T) {
-	for _, topo := range []string{"memory", "standalone"} {
+	for _, topo := range []string{"memory", "standalone", "sentinel", "cluster"} {
 		t.Run(topo, func(t *testing.T) {
 			dir := t.TempDir()
 			var lines strings.Builder
