@@ -6,12 +6,15 @@
 // groups them into batches of Strategy.BatchSize and writes each batch with
 // Cache.SetItems, one pipelined round trip per batch and Redis node,
 // pausing Strategy.DelayBetweenBatches between batches so that warming does
-// not crowd out live traffic. A strategy's failure (a generator error or
+// not crowd out live traffic; without a delay, a batch is written while the
+// next one is generated. A strategy's failure (a generator error or
 // panic, an unreachable L2) ends that strategy only; the others run.
 //
 // A Scheduler runs strategies that have a cron Schedule. Instances that
-// share a namespace share one fleet-wide lock per strategy, so a scheduled
-// run happens on one instance only, whichever takes the lock first.
+// share a namespace share a fleet-wide record of each scheduled run, so a
+// scheduled run happens on one instance only, whichever takes it first,
+// however long it takes; and a running lock per strategy, so that a
+// strategy does not overlap itself across the fleet.
 //
 // HotKeys tracks the most-read keys through tiercache.Options.OnAccess and
 // its Refresher generator reloads them before they expire.
