@@ -346,14 +346,4 @@ func (w *warming) close() {
 }
 
 // warmingEnabled reads CACHE_WARMING_ENABLED: unset means on.
-func warmingEnabled() (bool, error) {
-	v := strings.TrimSpace(os.Getenv("CACHE_WARMING_ENABLED"))
-	if v == "" {
-		return true, nil
-	}
-	on, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, fmt.Errorf("CACHE_WARMING_ENABLED=%q is not a boolean", v)
-	}
-	return on, nil
-}
+func warmingEnabled() (bool, error) { return warm.EnabledFromEnv() }
