@@ -182,21 +182,35 @@ func TestRunner_BatchesAndDelay(t *testing.T) {
 	})
 }
 
+// TestRunner_DefaultBatchAndNoDelay: without a delay, batches of the
+// default size go out back to back (two in flight), each reported once, in
+// order, and Redis executes one SET per item.
 func TestRunner_DefaultBatchAndNoDelay(t *testing.T) {
-	t.Parallel()
-	c := newCache(t, topology{name: "memory"}, "")
-	var batches []int64
-	clk := clockwork.NewFakeClock()
-	r := newRunner(t, Options{Cache: c, Clock: clk, OnProgress: func(p Progress) { batches = append(batches, p.Written) }},
-		Strategy{Name: "default", Enabled: true, WarmOnDemand: true, DelayBetweenBatches: -1, Generator: seq("k", 250)})
-	// No delay: the run finishes without the fake clock moving.
-	res, err := r.Warm(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(batches, []int64{100, 200, 250}) || res[0].Duration != 0 {
-		t.Fatalf("batches %v, duration %v; want 100-item batches and no delay", batches, res[0].Duration)
-	}
+	eachTopology(t, allTopologies, func(t *testing.T, tp topology) {
+		c := newCache(t, tp, "")
+		if err := c.Set(t.Context(), "prime", 0); err != nil { // creates the namespace version
+			t.Fatal(err)
+		}
+		var batches []int64
+		clk := clockwork.NewFakeClock()
+		r := newRunner(t, Options{Cache: c, Clock: clk, OnProgress: func(p Progress) { batches = append(batches, p.Written) }},
+			Strategy{Name: "default", Enabled: true, WarmOnDemand: true, DelayBetweenBatches: -1, Generator: seq("k", 250)})
+		base := tp.sets(t)
+		// No delay: the run finishes without the fake clock moving.
+		res, err := r.Warm(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(batches, []int64{100, 200, 250}) || res[0].Duration != 0 || res[0].Batches != 3 || res[0].Written != 250 {
+			t.Fatalf("batches %v, result %+v; want 100-item batches and no delay", batches, res[0])
+		}
+		if base >= 0 {
+			if n := tp.sets(t) - base; n != 250 {
+				t.Fatalf("Redis executed %d SETs for 250 items", n)
+			}
+		}
+		wantPresent(t, c, map[string]bool{"k-0": true, "k-249": true})
+	})
 }
 
 func TestRunner_TTLAndTags(t *testing.T) {
