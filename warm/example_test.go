@@ -137,6 +137,11 @@ func ExampleNewScheduler() {
 		log.Fatal(err)
 	}
 	defer r.Close()
+	// CACHE_WARMING_ENABLED=false turns warming off, as in the service.
+	if on, err := warm.EnabledFromEnv(); err != nil || !on {
+		log.Print("warming off: ", err)
+		return
+	}
 	s, err := warm.NewScheduler(r, warm.SchedulerOptions{})
 	if err != nil {
 		log.Fatal(err)
