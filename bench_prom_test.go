@@ -161,7 +161,7 @@ func BenchmarkCache_MetricsOverhead(b *testing.B) {
 			b.StopTimer()
 			var hits [2]uint64
 			for k, c := range caches {
-				st := c.Stats()
+				st := c.Counters()
 				hits[k] = st.Requests.Total(tiercache.ResultHitL1)
 			}
 			if hits[0] != hits[1] || hits[0] < uint64(b.N) {

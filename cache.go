@@ -760,8 +760,8 @@ type counters struct {
 	hitL1 stripedCounter // on the L1-hit path: striped, not one contended word
 }
 
-// Stats is a snapshot of the cache's counters.
-type Stats struct {
+// Counters is a snapshot of the cache's counters.
+type Counters struct {
 	HitsL1        uint64 // reads answered by L1
 	HitsL2        uint64 // reads answered by L2
 	Misses        uint64 // reads that found nothing
@@ -788,9 +788,9 @@ type Stats struct {
 	Requests Requests
 }
 
-// Stats returns the current counters.
-func (c *Cache) Stats() Stats {
-	s := Stats{
+// Counters returns the current counters.
+func (c *Cache) Counters() Counters {
+	s := Counters{
 		HitsL1:        c.counter.hitL1.Load(),
 		HitsL2:        c.counter.hitL2.Load(),
 		Misses:        c.counter.miss.Load(),

@@ -313,13 +313,13 @@ func TestCache_Corrupt(t *testing.T) {
 			if err := c.store.Set(ctx, c.prefix+key, garbage, time.Minute); err != nil {
 				t.Fatal(err)
 			}
-			before := c.Stats().Corrupt
+			before := c.Counters().Corrupt
 			var v string
 			err := c.Get(ctx, key, &v)
 			if !errors.Is(err, ErrNotFound) || !errors.Is(err, ErrCorrupt) && !errors.Is(err, envelope.ErrVersion) {
 				t.Fatalf("corrupt value: %v", err)
 			}
-			if c.Stats().Corrupt != before+1 {
+			if c.Counters().Corrupt != before+1 {
 				t.Fatalf("corrupt value not counted")
 			}
 			// Fetch treats it as a miss and repairs it.
@@ -437,7 +437,7 @@ func TestCache_L1Bounds(t *testing.T) {
 		}
 	}
 	c.l1.CleanUp()
-	if s := c.Stats(); s.L1Bytes > 64<<10 || s.L1Entries == 0 {
+	if s := c.Counters(); s.L1Bytes > 64<<10 || s.L1Entries == 0 {
 		t.Fatalf("L1 holds %d bytes in %d entries; bound is %d", s.L1Bytes, s.L1Entries, 64<<10)
 	}
 	// Everything is still readable from L2.

@@ -159,10 +159,10 @@ func linkLoss(t *testing.T, c *Cache, writer func(key string, v int), cause func
 			t.Fatalf("%s not in L1", k)
 		}
 	}
-	resets := c.Stats().LinkResets
+	resets := c.Counters().LinkResets
 	cause()
 	eventually(t, 15*time.Second, "link loss noticed", func() error {
-		if c.Stats().LinkResets == resets {
+		if c.Counters().LinkResets == resets {
 			return errors.New("no link reset counted")
 		}
 		return nil

@@ -19,7 +19,7 @@ func ExampleCache_Health() {
 	// Output: healthy pass closed
 }
 
-func ExampleCache_Report() {
+func ExampleCache_Stats() {
 	ctx := context.Background()
 	c, err := tiercache.New(tiercache.Options{Namespace: "app"})
 	if err != nil {
@@ -33,10 +33,10 @@ func ExampleCache_Report() {
 	}
 	_ = c.Get(ctx, "user:43", &name) // a miss
 
-	rep, err := c.Report(ctx)
+	rep, err := c.Stats(ctx)
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(rep.Topology, rep.Stats.Requests[tiercache.OpGet][tiercache.ResultHitL1], rep.HitRatio.Overall)
+	fmt.Println(rep.Topology, rep.Counters.Requests[tiercache.OpGet][tiercache.ResultHitL1], rep.HitRatio.Overall)
 	// Output: memory 3 0.75
 }

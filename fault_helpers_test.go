@@ -384,7 +384,6 @@ func checkNoLeaks(t *testing.T) {
 	})
 }
 
-
 // faultFindings are what the checker measured in one scenario.
 type faultFindings struct {
 	calls      map[string]int // by op/class, e.g. "set/queued"

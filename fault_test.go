@@ -413,7 +413,7 @@ func reportFault(t *testing.T, tg *faultTarget, caches []*Cache, mon *faultMonit
 	var replayed, overflow, failed, resets, loads uint64
 	peak, open := 0, 0
 	for i, c := range caches {
-		s := c.Stats()
+		s := c.Counters()
 		replayed, overflow, failed, resets = replayed+s.Replayed, overflow+s.QueueOverflow, failed+s.ReplayFailed, resets+s.LinkResets
 		loads += s.Loads
 		peak, open = max(peak, mon.peak[i]), max(open, mon.open[i])

@@ -147,7 +147,7 @@ type ClusterCheck struct {
 type TrackingCheck struct {
 	Status CheckStatus `json:"status"`
 	Up     bool        `json:"up"`
-	// LinkResets counts lost links since New (Stats.LinkResets).
+	// LinkResets counts lost links since New (Counters.LinkResets).
 	LinkResets uint64 `json:"link_resets"`
 	// LastReset is when the link was last lost; nil if never.
 	LastReset *time.Time `json:"last_reset,omitempty"`

@@ -191,7 +191,7 @@ func TestCache_Health_Sentinel(t *testing.T) {
 		}
 		return nil
 	}))
-	rep, err := c.Report(ctx)
+	rep, err := c.Stats(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

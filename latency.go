@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// The latency percentiles of Report come from small lock-free histograms,
+// The latency percentiles of Stats come from small lock-free histograms,
 // one per tier, that cover the last minute or so: each has two windows of
 // latencyWindowSpan, the current one and the previous one, and a window
 // is cleared when it comes round again. Recording is one atomic add (and,

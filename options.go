@@ -149,7 +149,7 @@ type Options struct {
 
 	// Recorder receives metrics (see Recorder; tiercacheprom exports them
 	// to Prometheus). Nil means NopRecorder: nothing is exported, and
-	// Stats, Report and Health work all the same.
+	// Counters, Stats and Health work all the same.
 	Recorder Recorder
 
 	// TracerProvider, when set, gives every L2 operation attempt and

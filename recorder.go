@@ -24,7 +24,7 @@ import (
 // counts anyway (requests by operation and result, invalidations received,
 // corrupt values, the breaker state, the recovery queue, the L1 size) is
 // read from the cache when the recorder is collected: New hands the cache to
-// Attach, and the recorder calls Cache.Stats (cheap, no I/O) or Cache.Report
+// Attach, and the recorder calls Cache.Counters (cheap, no I/O) or Cache.Stats
 // (which asks Redis) then. So an L1 hit never calls the recorder.
 //
 // Labels passed to the methods come from small fixed sets, documented on
@@ -92,7 +92,7 @@ func (NopRecorder) RecordWarm(string, int, int, time.Duration, error) {}
 var _ Recorder = NopRecorder{}
 
 // RecordWarm reports one warming run to Options.Recorder and keeps it for
-// Report (the last few runs). The warm package calls it after every run;
+// Stats (the last few runs). The warm package calls it after every run;
 // err is why the run ended early, nil when it ran to the end.
 func (c *Cache) RecordWarm(strategy string, keys, failed int, d time.Duration, err error) {
 	c.obs.rec.RecordWarm(strategy, keys, failed, d, err)
@@ -109,7 +109,7 @@ func (c *Cache) RecordWarm(strategy string, keys, failed int, d time.Duration, e
 	c.obs.warm = append(c.obs.warm, run)
 }
 
-// maxWarmRuns is how many warming runs Report keeps.
+// maxWarmRuns is how many warming runs Stats keeps.
 const maxWarmRuns = 20
 
 // WarmRun is one warming run reported through Cache.RecordWarm.
@@ -122,7 +122,7 @@ type WarmRun struct {
 	Err      string        `json:"error,omitempty"`
 }
 
-// Op is a read operation, for Stats.Requests.
+// Op is a read operation, for Counters.Requests.
 type Op uint8
 
 // Read operations. GetMany and FetchMany count one request per distinct
@@ -150,7 +150,7 @@ func (o Op) String() string {
 	return "unknown"
 }
 
-// RequestResult is how a read ended, for Stats.Requests.
+// RequestResult is how a read ended, for Counters.Requests.
 type RequestResult uint8
 
 // Results of a read. A cached "not found" (negative caching) counts as a
@@ -300,12 +300,12 @@ func resultOf(src Source, err error) RequestResult {
 }
 
 // l1SampleEvery: one L1 hit in this many is timed for the latency
-// percentiles of Report, so that the hit path reads no clock most of the
+// percentiles of Stats, so that the hit path reads no clock most of the
 // time. It is a power of two.
 const l1SampleEvery = 64
 
 // observer is what the cache measures about itself beyond the counters of
-// Stats, and where it reports it.
+// Counters, and where it reports it.
 type observer struct {
 	rec    Recorder     // never nil
 	tracer trace.Tracer // nil when tracing is off
@@ -320,7 +320,7 @@ type observer struct {
 	linkLostAt atomic.Int64
 	l2OKAt     atomic.Int64
 
-	// Failover detection for Report: the replication ID of the master
+	// Failover detection for Stats: the replication ID of the master
 	// last seen, and how many times it changed.
 	masterMu  sync.Mutex
 	masterID  string

@@ -156,7 +156,7 @@ func TestCache_Requests(t *testing.T) {
 			for _, w := range tc.want {
 				expect[w.op][w.res] = w.n
 			}
-			if got := c.Stats().Requests; got != expect {
+			if got := c.Counters().Requests; got != expect {
 				t.Fatalf("Requests\n got %v\nwant %v", got, expect)
 			}
 		})
@@ -200,7 +200,7 @@ func TestCache_RequestsFailing(t *testing.T) {
 			t.Fatal("Get of an uncached key with Redis down succeeded")
 		}
 	}
-	got := c.Stats().Requests
+	got := c.Counters().Requests
 	if got[OpGet][ResultStale] != 1 || got[OpGet][ResultError] != 3 {
 		t.Fatalf("Requests[get] = %v; want 1 stale, 3 errors", got[OpGet])
 	}
@@ -254,7 +254,7 @@ func TestRecorder_Events(t *testing.T) {
 			t.Errorf("RecordL2 has no %s: %v", k, l2)
 		}
 	}
-	if st := c.Stats(); st.Loads != 5 {
+	if st := c.Counters(); st.Loads != 5 {
 		t.Errorf("Stats.Loads = %d, want 5", st.Loads)
 	}
 }
@@ -275,7 +275,7 @@ func TestCache_RecordWarm(t *testing.T) {
 		t.Errorf("RecordWarm forwarded %v", rec.warm)
 	}
 	rec.mu.Unlock()
-	rep, err := c.Report(context.Background())
+	rep, err := c.Stats(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,17 +11,18 @@ import (
 	"github.com/tiercache/tiercache/internal/redisstore"
 )
 
-// Report is a fuller picture of the cache than Stats, for dashboards and
-// the service's GET /v1/stats: the counters, hit ratios, latency
-// percentiles per tier, and what Redis says about each node. Cache.Report
-// builds it; its JSON form uses the field tags below.
-type Report struct {
+// Stats is the full picture of the cache, for dashboards and the
+// service's GET /v1/stats: the counters, hit ratios, latency percentiles
+// per tier, and what Redis says about each node. Cache.Stats builds it;
+// its JSON form uses the field tags below. Cache.Counters returns the
+// counters alone, without any I/O.
+type Stats struct {
 	Timestamp time.Time `json:"timestamp"`
 	Namespace string    `json:"namespace"`
 	// Topology is "memory", "standalone", "sentinel" or "cluster".
 	Topology string `json:"topology"`
 
-	Stats    Stats     `json:"stats"`
+	Counters Counters  `json:"counters"`
 	HitRatio HitRatios `json:"hit_ratio"`
 	Latency  Latencies `json:"latency"`
 
@@ -37,7 +38,7 @@ type Report struct {
 
 	// MasterChanges counts the times this cache saw the Redis master
 	// change (its replication ID): a Sentinel failover, or a restart
-	// without persistence. It is updated by Report and Health, so a
+	// without persistence. It is updated by Stats and Health, so a
 	// change is seen at the next call after it. Always 0 on Cluster.
 	MasterChanges uint64 `json:"master_changes"`
 
@@ -90,25 +91,25 @@ type RedisNode struct {
 	Error string `json:"error,omitempty"`
 }
 
-// reportTimeout bounds the Redis round trips of Report and Health when
+// reportTimeout bounds the Redis round trips of Stats and Health when
 // the caller's context has no earlier deadline.
 const reportTimeout = 3 * time.Second
 
-// Report gathers the counters, hit ratios, latency percentiles and Redis
+// Stats gathers the counters, hit ratios, latency percentiles and Redis
 // INFO of every node. It asks Redis directly, not through the breaker, and
 // does not fail when a node does not answer: that node's entry says why.
 // It fails only once the cache is closed. Stats is the cheap, I/O-free
 // subset.
-func (c *Cache) Report(ctx context.Context) (Report, error) {
+func (c *Cache) Stats(ctx context.Context) (Stats, error) {
 	if c.closed.Load() {
-		return Report{}, fmt.Errorf("tiercache: report: %w", ErrClosed)
+		return Stats{}, fmt.Errorf("tiercache: report: %w", ErrClosed)
 	}
 	now := time.Now()
-	r := Report{
+	r := Stats{
 		Timestamp: now.UTC(),
 		Namespace: c.opts.Namespace,
 		Topology:  c.topology(),
-		Stats:     c.Stats(),
+		Counters:  c.Counters(),
 		Latency: Latencies{
 			L1:     c.obs.lat[tierL1].summary(now.UnixNano()),
 			L2:     c.obs.lat[tierL2].summary(now.UnixNano()),
@@ -116,7 +117,7 @@ func (c *Cache) Report(ctx context.Context) (Report, error) {
 		},
 		Nodes: []RedisNode{},
 	}
-	r.HitRatio = hitRatios(&r.Stats.Requests)
+	r.HitRatio = hitRatios(&r.Counters.Requests)
 	if c.l1 != nil {
 		r.L1MaxBytes = c.opts.L1.MaxBytes
 	}
@@ -222,7 +223,7 @@ func redactErr(err error, r RedisOptions) string {
 
 // MarshalJSON writes Stats with snake_case names, and Requests as
 // {"get": {"hit_l1": 3, ...}, ...}.
-func (s Stats) MarshalJSON() ([]byte, error) {
+func (s Counters) MarshalJSON() ([]byte, error) {
 	req := make(map[string]map[string]uint64, NumOps)
 	for op := range NumOps {
 		m := make(map[string]uint64, NumResults)

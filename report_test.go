@@ -31,14 +31,14 @@ func TestCache_Report(t *testing.T) {
 				t.Fatalf("Get of a missing key: %v", err)
 			}
 		}
-		rep, err := c.Report(ctx)
+		rep, err := c.Stats(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if rep.Topology != topo || rep.Namespace != c.Namespace() || rep.Timestamp.IsZero() {
 			t.Fatalf("report header %q %q %v", rep.Topology, rep.Namespace, rep.Timestamp)
 		}
-		q := rep.Stats.Requests
+		q := rep.Counters.Requests
 		if q.All() != 1020 || q.Total(ResultMiss) != 10 || q.Total(ResultHitL1)+q.Total(ResultHitL2) != 1010 {
 			t.Fatalf("requests %v", q[OpGet])
 		}
@@ -81,7 +81,7 @@ func TestReport_JSON(t *testing.T) {
 	c := newCache(t, "memory")
 	var v int
 	_ = c.Get(context.Background(), "nothing", &v)
-	rep, err := c.Report(context.Background())
+	rep, err := c.Stats(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,11 +90,11 @@ func TestReport_JSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	var m struct {
-		Stats struct {
+		Counters struct {
 			HitsL1   *uint64                      `json:"hits_l1"`
 			Breaker  string                       `json:"breaker"`
 			Requests map[string]map[string]uint64 `json:"requests"`
-		} `json:"stats"`
+		} `json:"counters"`
 		HitRatio map[string]float64 `json:"hit_ratio"`
 		Latency  map[string]struct {
 			P99 *int64 `json:"p99_ns"`
@@ -105,8 +105,8 @@ func TestReport_JSON(t *testing.T) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
-	if m.Stats.HitsL1 == nil || m.Stats.Breaker != "closed" || m.Stats.Requests["get"]["miss"] != 1 ||
-		len(m.Stats.Requests) != int(NumOps) || len(m.HitRatio) != 3 || m.Latency["loader"].P99 == nil ||
+	if m.Counters.HitsL1 == nil || m.Counters.Breaker != "closed" || m.Counters.Requests["get"]["miss"] != 1 ||
+		len(m.Counters.Requests) != int(NumOps) || len(m.HitRatio) != 3 || m.Latency["loader"].P99 == nil ||
 		m.Nodes == nil || m.Warming == nil {
 		t.Fatalf("unexpected JSON shape: %s", b)
 	}
@@ -119,7 +119,7 @@ func TestCache_Report_Closed(t *testing.T) {
 	t.Parallel()
 	c := newCache(t, "memory")
 	_ = c.Close()
-	if _, err := c.Report(context.Background()); !errors.Is(err, ErrClosed) {
+	if _, err := c.Stats(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Report after Close: %v", err)
 	}
 }

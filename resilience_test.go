@@ -33,12 +33,12 @@ func TestFault_Breaker(t *testing.T) {
 	if v, err := getInt(c, "k"); err != nil || v != 1 { // now in L1
 		t.Fatal(v, err)
 	}
-	resets := c.Stats().LinkResets
+	resets := c.Counters().LinkResets
 	if err := px.Disable(); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "link loss", func() error {
-		if c.Stats().LinkResets == resets {
+		if c.Counters().LinkResets == resets {
 			return errors.New("not noticed")
 		}
 		return nil
@@ -48,8 +48,8 @@ func TestFault_Breaker(t *testing.T) {
 			t.Fatalf("failure %d: %v, want ErrUnavailable from L2", i, err)
 		}
 	}
-	if c.BreakerState() != BreakerOpen || c.Stats().Breaker != BreakerOpen {
-		t.Fatalf("after 3 failures: %s / %s, want open", c.BreakerState(), c.Stats().Breaker)
+	if c.BreakerState() != BreakerOpen || c.Counters().Breaker != BreakerOpen {
+		t.Fatalf("after 3 failures: %s / %s, want open", c.BreakerState(), c.Counters().Breaker)
 	}
 	start := time.Now()
 	if _, err := getInt(c, "cold"); !errors.Is(err, ErrCircuitOpen) || time.Since(start) > 100*time.Millisecond {
@@ -222,7 +222,7 @@ func TestFault_FailSafe(t *testing.T) {
 	fail.Store(false)
 	clk.Advance(11 * time.Second)
 	fetch(4, 4, false)
-	if s := c.Stats().StaleServed; s != 2 {
+	if s := c.Counters().StaleServed; s != 2 {
 		t.Fatalf("StaleServed = %d, want 2 (the throttled reads are L1 hits)", s)
 	}
 }
@@ -379,7 +379,7 @@ func TestFault_EagerRefresh(t *testing.T) {
 		}
 		return nil
 	})
-	if n, s := calls.Load(), c.Stats().EagerRefresh; n != 1 || s != 1 {
+	if n, s := calls.Load(), c.Counters().EagerRefresh; n != 1 || s != 1 {
 		t.Fatalf("%d loads, EagerRefresh = %d, want 1 and 1", n, s)
 	}
 }
@@ -416,7 +416,7 @@ func TestFault_FleetLock(t *testing.T) {
 		eventually(t, 10*time.Second, "three instances waiting", func() error {
 			var w uint64
 			for _, c := range cs {
-				w += c.Stats().LockWaits
+				w += c.Counters().LockWaits
 			}
 			if w < 3 || calls.Load() != 1 {
 				return fmt.Errorf("%d waiting, %d loads", w, calls.Load())
@@ -497,11 +497,11 @@ func TestFault_RecoveryQueue(t *testing.T) {
 		if !errors.Is(err, s.want) || (s.want == ErrQueueFull && errors.Is(err, ErrQueued)) {
 			t.Fatalf("%s: %v, want %v", s.name, err, s.want)
 		}
-		if n := c.QueueLength(); n != s.qlen || c.Stats().QueueLength != n {
-			t.Fatalf("%s: queue length %d (stats %d), want %d", s.name, n, c.Stats().QueueLength, s.qlen)
+		if n := c.QueueLength(); n != s.qlen || c.Counters().QueueLength != n {
+			t.Fatalf("%s: queue length %d (stats %d), want %d", s.name, n, c.Counters().QueueLength, s.qlen)
 		}
 	}
-	if s := c.Stats().QueueOverflow; s != 1 {
+	if s := c.Counters().QueueOverflow; s != 1 {
 		t.Fatalf("QueueOverflow = %d, want 1", s)
 	}
 	if v, err := getInt(direct, "a"); err != nil || v != 1 {
@@ -519,7 +519,7 @@ func TestFault_RecoveryQueue(t *testing.T) {
 			t.Fatalf("%s = %d %v, want not found", k, v, err)
 		}
 	}
-	if s := c.Stats(); s.Replayed != 3 || s.ReplayFailed != 0 {
+	if s := c.Counters(); s.Replayed != 3 || s.ReplayFailed != 0 {
 		t.Fatalf("Replayed %d, ReplayFailed %d, want 3 and 0", s.Replayed, s.ReplayFailed)
 	}
 }
@@ -664,19 +664,19 @@ func TestFault_ReplayCost(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	before := c.Stats().Replayed
+	before := c.Counters().Replayed
 	start := time.Now()
 	if _, err := srv.Do("CLIENT", "KILL", "TYPE", "normal"); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "replay", func() error {
-		if s := c.Stats(); s.Replayed-before < deletes+tags || s.QueueLength > 0 {
+		if s := c.Counters(); s.Replayed-before < deletes+tags || s.QueueLength > 0 {
 			return fmt.Errorf("%d replayed, %d queued", s.Replayed-before, s.QueueLength)
 		}
 		return nil
 	})
 	took := time.Since(start)
-	if n := c.Stats().Replayed - before; n != deletes+tags {
+	if n := c.Counters().Replayed - before; n != deletes+tags {
 		t.Fatalf("replayed %d operations, want %d", n, deletes+tags)
 	}
 	t.Logf("REPLAY-COST: %d Deletes + %d tag invalidations replayed after a lost link in %v", deletes, tags, took.Round(time.Millisecond))

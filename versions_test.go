@@ -107,8 +107,8 @@ func TestCache_InvalidateTags(t *testing.T) {
 				if err := c.GetMany(ctx, []string{"fetched", "m1", "m2", "none"}, got); err != nil || len(got) != 1 {
 					t.Fatalf("after invalidating f: %v %v", got, err)
 				}
-				if c.Stats().TagBumps != 4 {
-					t.Fatalf("TagBumps = %d, want 4", c.Stats().TagBumps)
+				if c.Counters().TagBumps != 4 {
+					t.Fatalf("TagBumps = %d, want 4", c.Counters().TagBumps)
 				}
 			})
 		}

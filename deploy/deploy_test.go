@@ -341,8 +341,8 @@ func testReadsAndWrites(t *testing.T, a, b *tiercache.Cache) {
 	if !slices.Equal(asked, []string{"fm:1", "fm:22"}) {
 		t.Fatalf("FetchMany loaded %v, want [fm:1 fm:22]", asked)
 	}
-	if st := b.Stats(); st.HitsL2 == 0 || st.Errors != 0 {
-		t.Errorf("Stats after reads through Redis: %+v", st)
+	if st := b.Counters(); st.HitsL2 == 0 || st.Errors != 0 {
+		t.Errorf("Counters after reads through Redis: %+v", st)
 	}
 }
 

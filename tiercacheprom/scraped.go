@@ -73,14 +73,14 @@ var breakerStates = []tiercache.BreakerState{
 	tiercache.BreakerClosed, tiercache.BreakerOpen, tiercache.BreakerHalfOpen, tiercache.BreakerDisabled,
 }
 
-func (s *scraped) collect(ch chan<- prometheus.Metric, rep *tiercache.Report) {
+func (s *scraped) collect(ch chan<- prometheus.Metric, rep *tiercache.Stats) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	st := &rep.Stats
+	st := &rep.Counters
 	for op := range tiercache.NumOps {
 		for res := range tiercache.NumResults {
 			counter(s.requests, st.Requests[op][res], op.String(), res.String())

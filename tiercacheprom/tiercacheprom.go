@@ -12,7 +12,7 @@
 // observed as they happen, into histograms and counters. Everything the
 // cache counts itself (requests by operation and result, invalidations
 // received, the breaker, the recovery queue, the L1 size) and Redis INFO
-// per node are read when Prometheus scrapes, with one Cache.Report call:
+// per node are read when Prometheus scrapes, with one Cache.Stats call:
 // an L1 hit costs nothing more with a Recorder than without.
 //
 // Every metric is named tiercache_*; docs/metrics.md lists them. Labels
@@ -278,7 +278,7 @@ func (r *Recorder) Describe(ch chan<- *prometheus.Desc) {
 	r.scraped.describe(ch)
 }
 
-// Collect implements prometheus.Collector. It calls Cache.Report, which
+// Collect implements prometheus.Collector. It calls Cache.Stats, which
 // asks every Redis node for INFO within Options.RedisTimeout.
 func (r *Recorder) Collect(ch chan<- prometheus.Metric) {
 	for _, v := range r.vecs() {
@@ -290,10 +290,10 @@ func (r *Recorder) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 	defer cancel()
-	rep, err := c.Report(ctx)
+	rep, err := c.Stats(ctx)
 	if err != nil {
 		// Closed: the counters are still worth exporting.
-		rep = tiercache.Report{Stats: c.Stats()}
+		rep = tiercache.Stats{Counters: c.Counters()}
 	}
 	r.scraped.collect(ch, &rep)
 }

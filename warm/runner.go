@@ -268,7 +268,7 @@ func (r *Runner) report(res Result) {
 	default:
 		r.logger.Info("warm: strategy finished", attrs...)
 	}
-	// The cache's metrics recorder and Report see every run.
+	// The cache's metrics recorder and Stats see every run.
 	r.cache.RecordWarm(res.Strategy, int(res.Written), int(res.Failed), res.Duration, res.Err)
 	if r.opts.OnResult != nil {
 		r.opts.OnResult(res)

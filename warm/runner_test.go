@@ -545,7 +545,7 @@ func TestRunner_RecordWarm(t *testing.T) {
 			Generator: func(context.Context, func(Item) error) error { return errGen }},
 	)
 	_, _ = r.Warm(t.Context())
-	rep, err := c.Report(t.Context())
+	rep, err := c.Stats(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

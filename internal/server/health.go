@@ -27,7 +27,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
-	rep, err := s.cache.Report(ctx)
+	rep, err := s.cache.Stats(ctx)
 	if err != nil {
 		s.writeCacheError(w, err)
 		return

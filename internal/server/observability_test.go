@@ -80,7 +80,7 @@ func TestServer_ReadyzAndStats(t *testing.T) {
 		Topology string `json:"topology"`
 		Stats    struct {
 			Requests map[string]map[string]uint64 `json:"requests"`
-		} `json:"stats"`
+		} `json:"counters"`
 		Nodes []struct {
 			Addr       string `json:"addr"`
 			UsedMemory int64  `json:"used_memory"`

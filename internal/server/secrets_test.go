@@ -117,10 +117,10 @@ func testSecretsNeverShown(t *testing.T, password string, args []string, redisOp
 			get(p)
 		}
 		show(phase+" Health", c.Health(ctx))
-		rep, err := c.Report(ctx)
+		rep, err := c.Stats(ctx)
 		show(phase+" Report error", err)
 		show(phase+" Report", rep)
-		show(phase+" Stats", c.Stats())
+		show(phase+" Stats", c.Counters())
 		var s string
 		show(phase+" Get error", c.Get(ctx, "user:1", &s))
 		show(phase+" Set error", c.Set(ctx, "user:3", "v"))

@@ -81,7 +81,7 @@
 
   function renderStats(rep) {
     var now = Date.parse(rep.timestamp) / 1000;
-    var st = rep.stats, req = sumRequests(st.requests);
+    var st = rep.counters, req = sumRequests(st.requests);
     setText("namespace", rep.namespace);
     setText("topology-kind", rep.topology);
     setText("requests-total", fmtNum(req.all));
