@@ -33,9 +33,12 @@ type Store interface {
 	// MGet returns one slot per key, nil where the key is missing. It
 	// costs one round trip per node, not one per key.
 	MGet(ctx context.Context, keys []string) ([][]byte, error)
-	// Set stores value under key with the TTL (<= 0: no expiry).
+	// Set stores value under key with the TTL (<= 0: no expiry). The
+	// store may keep value: the caller must not modify it afterwards.
 	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
-	// MSet stores every item, one round trip per node.
+	// MSet stores every item, one round trip per node. The store may keep
+	// or send the values without copying them: the caller must not modify
+	// them afterwards.
 	MSet(ctx context.Context, items []Item) error
 	// Del removes the keys; missing keys are not an error.
 	Del(ctx context.Context, keys ...string) error
