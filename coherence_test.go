@@ -17,7 +17,9 @@ import (
 )
 
 // rawDo runs a command on the shared topology with a client that is not
-// tiercache: what an operator's redis-cli would do.
+// tiercache: what an operator's redis-cli would do. On production it runs
+// as the admin, so set-up the tiercache user may not do leaves no ACL
+// denial.
 func rawDo(t *testing.T, topo string, args ...string) any {
 	t.Helper()
 	shared.mu.Lock()
@@ -29,6 +31,8 @@ func rawDo(t *testing.T, topo string, args ...string) any {
 		do = shared.sentinel.Master.Do
 	case "cluster":
 		do = shared.cluster.Do
+	case "production":
+		do = shared.production.Master.Do // the admin: beyond the tiercache user's ACL
 	}
 	shared.mu.Unlock()
 	v, err := do(args...)

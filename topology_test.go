@@ -3,6 +3,7 @@ package tiercache
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ var shared struct {
 	standalone *redistest.Server
 	sentinel   *redistest.Sentinel
 	cluster    *redistest.Cluster
+	production *redistest.Production
 }
 
 func TestMain(m *testing.M) {
@@ -33,12 +35,37 @@ func TestMain(m *testing.M) {
 	if shared.cluster != nil {
 		shared.cluster.Close()
 	}
+	if shared.production != nil {
+		if err := checkNoDenials(shared.production); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+		shared.production.Close()
+	}
 	shared.mu.Unlock()
 	os.Exit(code)
 }
 
+// checkNoDenials fails the run when the tests on the production topology
+// made the server refuse the tiercache user anything: a command its ACL
+// does not grant, a key outside its namespace or its password. Test
+// set-up that needs more goes through the admin (rawDo).
+func checkNoDenials(p *redistest.Production) error {
+	denied, err := p.ACLDenials(p.Username)
+	if err != nil {
+		return fmt.Errorf("production topology: %w", err)
+	}
+	if len(denied) > 0 {
+		return fmt.Errorf("production topology: the ACL refused user %s:\n\t%s", p.Username, strings.Join(denied, "\n\t"))
+	}
+	return nil
+}
+
 // topologies are the subtest names every behaviour test runs under.
-var topologies = []string{"memory", "standalone", "sentinel", "cluster"}
+// "production" is a master and a replica started from
+// deploy/redis-production.conf, which the cache reaches as the
+// least-privileged ACL user of deploy/acl.conf.
+var topologies = []string{"memory", "standalone", "sentinel", "cluster", "production"}
 
 // redisFor returns RedisOptions for a shared topology ("memory": zero).
 func redisFor(t testing.TB, name string) RedisOptions {
@@ -72,6 +99,14 @@ func redisFor(t testing.TB, name string) RedisOptions {
 		if err == nil {
 			return RedisOptions{Addrs: shared.cluster.Addrs(), Cluster: true}
 		}
+	case "production":
+		if shared.production == nil {
+			shared.production, err = redistest.StartProduction()
+		}
+		if err == nil {
+			p := shared.production
+			return RedisOptions{Addrs: []string{p.Addr}, Username: p.Username, Password: p.Password}
+		}
 	default:
 		t.Fatalf("unknown topology %q", name)
 	}
@@ -79,8 +114,8 @@ func redisFor(t testing.TB, name string) RedisOptions {
 	return RedisOptions{}
 }
 
-// eachTopology runs fn as the subtests memory, standalone, sentinel and
-// cluster.
+// eachTopology runs fn as the subtests memory, standalone, sentinel,
+// cluster and production.
 func eachTopology(t *testing.T, fn func(t *testing.T, topo string)) {
 	t.Helper()
 	for _, name := range topologies {
@@ -97,11 +132,23 @@ func testNamespace(t testing.TB) string {
 	return r.Replace(t.Name()) + "." + hex.EncodeToString(b[:])
 }
 
-// newCache builds a cache on topology topo; mod adjusts the options. The
-// cache is closed when the test ends.
+// namespaceFor is testNamespace for a cache on topology topo. On
+// production it is under "tiercache:", so that the cache's keys
+// (namespace:key) and tag versions (namespace#t:tag) match the tiercache
+// user's key pattern ~tiercache:*.
+func namespaceFor(t testing.TB, topo string) string {
+	if topo == "production" {
+		return "tiercache:" + testNamespace(t)
+	}
+	return testNamespace(t)
+}
+
+// newCache builds a cache on topology topo, with the topology's
+// credentials (on production, those of the ACL user tiercache); mod
+// adjusts the options. The cache is closed when the test ends.
 func newCache(t testing.TB, topo string, mod ...func(*Options)) *Cache {
 	t.Helper()
-	o := Options{Namespace: testNamespace(t), Redis: redisFor(t, topo)}
+	o := Options{Namespace: namespaceFor(t, topo), Redis: redisFor(t, topo)}
 	for _, m := range mod {
 		m(&o)
 	}

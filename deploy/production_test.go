@@ -1,10 +1,6 @@
 package deploy_test
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,200 +11,60 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/rueidis"
-
-	"github.com/tiercache/tiercache/deploy"
 	"github.com/tiercache/tiercache/internal/lab"
 	"github.com/tiercache/tiercache/internal/redisproc"
 	"github.com/tiercache/tiercache/internal/redistest"
 )
 
-// defragMissing is how redis-server refuses "activedefrag yes" when it was
-// built against a jemalloc without defragmentation (Debian's package).
-const defragMissing = "Active defragmentation cannot be enabled"
-
-// confServer is a redis-server started from a configuration file.
-type confServer struct {
-	addr     string
-	dir      string
-	noDefrag bool // activedefrag had to be turned off for this build
-}
-
-func newPassword(t *testing.T) string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b[:])
-}
-
-// startConf starts redis-server from the configuration file conf, as an
-// operator would, with only --port and --dir on the command line. The ACL
-// users come from users.acl in the data directory, acl.conf with the
-// given passwords. On a redis-server built without active defragmentation
-// (Debian's), the first start must fail on "activedefrag yes" and on
-// nothing else; the server then starts from a copy in which that one line
-// says no. extra are more arguments, after --port and --dir.
-func startConf(t *testing.T, conf string, passwords map[string]string, extra ...string) *confServer {
-	t.Helper()
-	redistest.Require(t)
-	s := &confServer{dir: t.TempDir()}
-	acl, err := lab.RenderACL(deploy.ACL, passwords)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(s.dir, "users.acl"), []byte(acl), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for range 5 {
-		err := s.start(t, conf, passwords[lab.UserAdmin], extra)
-		switch {
-		case err == nil:
-			return s
-		case errors.Is(err, redisproc.ErrPortInUse):
-			continue
-		case !s.noDefrag && strings.Contains(err.Error(), defragMissing) && strings.Contains(err.Error(), ">>> 'activedefrag yes'"):
-			s.noDefrag = true
-			conf = withoutDefrag(t, conf)
-			t.Log("this redis-server has no active defragmentation (the official builds have it): activedefrag turned off")
-			continue
-		default:
-			t.Fatal(err)
-		}
-	}
-	t.Fatal("no free port after 5 attempts")
-	return nil
-}
-
-// start starts one attempt on a fresh port and waits until the
-// administrator can PING.
-func (s *confServer) start(t *testing.T, conf, adminPassword string, extra []string) error {
-	port, err := redisproc.FreePort(false)
-	if err != nil {
-		return err
-	}
-	s.addr = "127.0.0.1:" + strconv.Itoa(port)
-	args := append([]string{conf, "--port", strconv.Itoa(port), "--dir", s.dir}, extra...)
-	p, err := redisproc.Start("redis-server", args, s.dir, filepath.Join(s.dir, "redis.log"), true)
-	if err != nil {
-		return err
-	}
-	t.Cleanup(func() {
-		if err := p.Kill(10 * time.Second); err != nil {
-			t.Error(err)
-		}
-	})
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
-	defer cancel()
-	err = redisproc.Poll(ctx, 20*time.Millisecond, 2*time.Second, func(ctx context.Context) error {
-		if err := p.Exited(); err != nil {
-			return err
-		}
-		c, err := rueidis.NewClient(rueidis.ClientOption{
-			InitAddress: []string{s.addr}, Username: lab.UserAdmin, Password: adminPassword,
-			DisableCache: true, ForceSingleClient: true, ClientSetInfo: rueidis.DisableClientSetInfo,
-		})
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		return c.Do(ctx, c.B().Ping().Build()).Error()
-	})
-	if errors.Is(err, redisproc.ErrExited) {
-		_ = p.Kill(10 * time.Second)
-	}
-	return err
-}
-
-// withoutDefrag writes a copy of conf whose one "activedefrag yes" line
-// says no, and returns its path.
-func withoutDefrag(t *testing.T, conf string) string {
-	t.Helper()
-	b, err := os.ReadFile(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := string(b)
-	if strings.Count(text, "\nactivedefrag yes\n") != 1 {
-		t.Fatalf("%s: want exactly one \"activedefrag yes\" line", conf)
-	}
-	path := filepath.Join(t.TempDir(), "redis-nodefrag.conf")
-	if err := os.WriteFile(path, []byte(strings.Replace(text, "\nactivedefrag yes\n", "\nactivedefrag no\n", 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // TestProductionConf starts redis-server from redis-production.conf
 // itself, overriding only the port and the data directory, and runs the
 // checks of the deployment against it: the settings in force, what the
 // tiercache ACL user may not do, that it may run every command tiercache
-// sends, and the cache's behaviour as that user with nothing denied.
+// sends, the cache's behaviour as that user with nothing denied, and that
+// the master refuses writes without a replica.
 //
 // The file makes a master refuse writes without a replica
 // (min-replicas-to-write 1), so one replica joins it, started from the
-// same file with the replication settings the file leaves to deploy time.
+// same file with the replication settings the file leaves to deploy time
+// (redistest.StartProduction).
 func TestProductionConf(t *testing.T) {
-	conf, err := filepath.Abs("redis-production.conf")
-	if err != nil {
-		t.Fatal(err)
+	p := redistest.NewProduction(t)
+	if p.NoDefrag {
+		t.Log("this redis-server has no active defragmentation (the official builds have it): activedefrag turned off")
 	}
-	passwords := map[string]string{lab.UserTiercache: newPassword(t), lab.UserAdmin: newPassword(t), "replica": newPassword(t)}
-	s := startConf(t, conf, passwords)
-	password := func(user string) string { return passwords[user] }
-	admin := passwords[lab.UserAdmin]
+	addrs := []string{p.Master.Addr, p.Replica.Addr}
 
-	// Writes are refused until a replica is connected.
-	app := client(t, s.addr, lab.UserTiercache, passwords[lab.UserTiercache])
-	if err := app.Do(t.Context(), app.B().Set().Key("tiercache:k").Value("v").Build()).Error(); err == nil || !strings.HasPrefix(err.Error(), "NOREPLICAS") {
-		t.Errorf("SET without a replica: %v, want NOREPLICAS", err)
-	}
-	r := startConf(t, conf, passwords, "--replicaof", "127.0.0.1", s.addr[strings.LastIndexByte(s.addr, ':')+1:],
-		"--masteruser", "replica", "--masterauth", passwords["replica"])
-	waitReplica(t, s.addr, r.addr, admin)
-
-	t.Run("settings", func(t *testing.T) { testSettings(t, s.addr, admin, s.noDefrag) })
-	t.Run("acl_grants_every_store_command", func(t *testing.T) { testACLGrantsStoreCommands(t, s.addr, admin) })
-	t.Run("acl", func(t *testing.T) { testACL(t, []string{s.addr, r.addr}, password) })
+	t.Run("settings", func(t *testing.T) { testSettings(t, p.Addr, p.AdminPassword, p.NoDefrag) })
+	t.Run("acl_grants_every_store_command", func(t *testing.T) { testACLGrantsStoreCommands(t, p.Addr, p.AdminPassword) })
+	t.Run("acl", func(t *testing.T) { testACL(t, addrs, p.PasswordOf) })
 	t.Run("behaviour", func(t *testing.T) {
 		// One instance reads the password from a file, the other from
 		// the environment.
 		pwFile := filepath.Join(t.TempDir(), "tiercache.password")
-		if err := os.WriteFile(pwFile, []byte(passwords[lab.UserTiercache]+"\n"), 0o600); err != nil {
+		if err := os.WriteFile(pwFile, []byte(p.Password+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		env := func(k, v string) map[string]string {
-			return map[string]string{"REDIS_URL": "redis://" + s.addr, "REDIS_USERNAME": lab.UserTiercache,
+			return map[string]string{"REDIS_URL": "redis://" + p.Addr, "REDIS_USERNAME": p.Username,
 				"CACHE_NAMESPACE": "tiercache", k: v}
 		}
 		a := cacheFromEnv(t, env("REDIS_PASSWORD_FILE", pwFile))
-		b := cacheFromEnv(t, env("REDIS_PASSWORD", passwords[lab.UserTiercache]))
+		b := cacheFromEnv(t, env("REDIS_PASSWORD", p.Password))
 		testBehaviour(t, a, b)
 	})
-	t.Run("no_denied_commands", func(t *testing.T) { testNoDenials(t, []string{s.addr, r.addr}, admin) })
-}
-
-// waitReplica waits until the replica at replicaAddr has synced with the
-// master at masterAddr and the master counts it.
-func waitReplica(t *testing.T, masterAddr, replicaAddr, adminPassword string) {
-	t.Helper()
-	master := client(t, masterAddr, lab.UserAdmin, adminPassword)
-	replica := client(t, replicaAddr, lab.UserAdmin, adminPassword)
-	eventually(t, "the replica syncs", func() error {
-		for _, c := range []struct {
-			client rueidis.Client
-			field  string
-			want   string
-		}{{replica, "master_link_status", "up"}, {master, "connected_slaves", "1"}} {
-			text, err := c.client.Do(t.Context(), c.client.B().Info().Section("replication").Build()).ToString()
-			if err != nil {
-				return err
-			}
-			if got := redisproc.ParseInfo(text)[c.field]; got != c.want {
-				return fmt.Errorf("%s:%s, want %s", c.field, got, c.want)
-			}
+	t.Run("no_denied_commands", func(t *testing.T) { testNoDenials(t, addrs, p.AdminPassword) })
+	t.Run("writes_need_a_replica", func(t *testing.T) {
+		app := client(t, p.Addr, p.Username, p.Password)
+		if err := p.Replica.Kill(); err != nil {
+			t.Fatal(err)
 		}
-		return nil
+		eventually(t, "the master refuses writes without its replica", func() error {
+			err := app.Do(t.Context(), app.B().Set().Key("tiercache:k").Value("v").Build()).Error()
+			if err == nil || !strings.HasPrefix(err.Error(), "NOREPLICAS") {
+				return fmt.Errorf("SET without a replica: %v, want NOREPLICAS", err)
+			}
+			return nil
+		})
 	})
 }
 

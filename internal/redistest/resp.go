@@ -42,6 +42,12 @@ const pollTimeout = time.Second
 // sends one command and reads its reply. A fresh connection per call keeps
 // the client free of state that a Kill or Restart would invalidate.
 func roundTrip(ctx context.Context, addr, password string, args []string) (any, error) {
+	return roundTripAs(ctx, addr, "", password, args)
+}
+
+// roundTripAs is roundTrip that authenticates as the ACL user username
+// when it is not empty.
+func roundTripAs(ctx context.Context, addr, username, password string, args []string) (any, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -60,7 +66,11 @@ func roundTrip(ctx context.Context, addr, password string, args []string) (any, 
 	w := bufio.NewWriter(conn)
 	n := 1
 	if password != "" {
-		writeCommand(w, []string{"AUTH", password})
+		auth := []string{"AUTH", password}
+		if username != "" {
+			auth = []string{"AUTH", username, password}
+		}
+		writeCommand(w, auth)
 		n = 2
 	}
 	writeCommand(w, args)

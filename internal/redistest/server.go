@@ -29,7 +29,8 @@ type Server struct {
 
 	bin      string   // "redis-server" or "redis-sentinel"
 	args     []string // arguments of every start, Restart included
-	password string   // from --requirepass, sent as AUTH by Do
+	username string   // ACL user of Do's AUTH; blank for requirepass
+	password string   // from --requirepass or launch, sent as AUTH by Do
 
 	mu     sync.Mutex
 	proc   *redisproc.Process // nil while not running
@@ -47,6 +48,9 @@ type launch struct {
 	// port picks the port of each attempt; nil means freePort. Tests
 	// set it to hand out a taken port.
 	port func(bus bool) (int, error)
+	// username and password are what Do authenticates with. A blank
+	// password means the one of --requirepass, if any.
+	username, password string
 }
 
 // StartStandalone starts a redis-server with persistence off and returns
@@ -112,7 +116,10 @@ func start(l launch) (*Server, error) {
 			return nil, fmt.Errorf("redistest: %w", err)
 		}
 		s.Port, s.Addr, s.args = port, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), args
-		s.password = flagValue(args, "--requirepass")
+		s.username, s.password = l.username, l.password
+		if s.password == "" {
+			s.password = flagValue(args, "--requirepass")
+		}
 		err = s.spawn(true)
 		if err == nil {
 			err = s.waitPing()
@@ -309,7 +316,8 @@ func (s *Server) Close() {
 // Do sends one command on a fresh connection and returns the reply: a
 // string, an int64, a []any, or nil for a null reply. An error reply is
 // returned as a ReplyError. When the server was started with
-// --requirepass, Do authenticates first. A call gives up after 10 s.
+// --requirepass, or with an ACL user (StartProduction: the admin), Do
+// authenticates first. A call gives up after 10 s.
 func (s *Server) Do(args ...string) (any, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), doTimeout)
 	defer cancel()
@@ -318,7 +326,7 @@ func (s *Server) Do(args ...string) (any, error) {
 
 // DoContext is Do bounded by ctx instead of the default timeout.
 func (s *Server) DoContext(ctx context.Context, args ...string) (any, error) {
-	return roundTrip(ctx, s.Addr, s.password, args)
+	return roundTripAs(ctx, s.Addr, s.username, s.password, args)
 }
 
 // Info returns the given INFO section as a map from field to value. An empty
