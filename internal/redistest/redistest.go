@@ -1,11 +1,13 @@
 // Package redistest starts real Redis processes for tests: a standalone
-// server, a sentinel group (one master, two replicas, three sentinels) and
-// a six-node cluster (three masters, three replicas). Every process listens
-// on a free loopback port, lives in its own temporary directory and dies
-// with the test binary.
+// server, a sentinel group (one master, two replicas, three sentinels), a
+// six-node cluster (three masters, three replicas), and a master with one
+// replica started from the deployment's redis-production.conf and
+// acl.conf (StartProduction). Every process listens on a free port, lives
+// in its own temporary directory and dies with the test binary.
 //
 // The package has no dependency on the code under test: it speaks RESP2
-// over a plain net.Conn.
+// over a plain net.Conn, and takes only the configuration files from
+// package deploy.
 package redistest
 
 import (
