@@ -248,11 +248,11 @@ func TestCoherence_LinkLoss(t *testing.T) {
 	})
 	t.Run("sentinel failover", func(t *testing.T) {
 		st := redistest.NewSentinel(t)
-		c, write := newOn(t, RedisOptions{SentinelMaster: st.MasterName, SentinelAddrs: st.SentinelAddrs()})
+		c, _ := newOn(t, RedisOptions{SentinelMaster: st.MasterName, SentinelAddrs: st.SentinelAddrs()})
 		// Until the writer follows the switch, its writes may land on the
 		// demoted master and be discarded when it resyncs: write until the
 		// new master holds the value.
-		write = func(k string, v int) {
+		write := func(k string, v int) {
 			eventually(t, 20*time.Second, "write reaches the new master", func() error {
 				w, err := New(Options{Namespace: c.Namespace(), Redis: c.opts.Redis, L1: L1Options{Disabled: true}})
 				if err != nil {

@@ -160,8 +160,6 @@ func newCache(t testing.TB, topo string, mod ...func(*Options)) *Cache {
 	return c
 }
 
-func withoutL1(o *Options) { o.L1.Disabled = true }
-
 // shareMemory makes c use other's in-memory L2, as a second instance of
 // the same process would: writes through either notify the other.
 func (c *Cache) shareMemory(other *Cache) {
