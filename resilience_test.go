@@ -19,11 +19,9 @@ import (
 // values and Fetch to its loader; a half-open probe closes it again.
 func TestFault_Breaker(t *testing.T) {
 	redistest.Require(t)
-	srv := redistest.NewStandalone(t)
-	px := redistest.NewProxy(t, srv.Addr)
 	ctx := context.Background()
-	c := newCache(t, "memory", func(o *Options) {
-		o.Redis, o.Logger, o.Retries = RedisOptions{Addrs: []string{px.Addr}}, slog.New(slog.DiscardHandler), -1
+	c, px, _ := behindProxy(t, func(o *Options) {
+		o.Retries = -1
 		o.Breaker = BreakerOptions{Threshold: 3, OpenTimeout: 300 * time.Millisecond}
 		o.FailSafe = FailSafeOptions{MaxDuration: time.Hour}
 	})
@@ -134,11 +132,9 @@ func TestFault_RetryAfterReset(t *testing.T) {
 	redistest.Require(t)
 	for _, retries := range []int{2, -1} {
 		t.Run(fmt.Sprintf("retries=%d", retries), func(t *testing.T) {
-			srv := redistest.NewStandalone(t)
-			px := redistest.NewProxy(t, srv.Addr)
 			ctx := context.Background()
-			c := newCache(t, "memory", func(o *Options) {
-				o.Redis, o.Logger, o.Retries = RedisOptions{Addrs: []string{px.Addr}}, slog.New(slog.DiscardHandler), retries
+			c, px, srv := behindProxy(t, func(o *Options) {
+				o.Retries = retries
 				o.OperationTimeout = 5 * time.Second
 			})
 			if err := c.Set(ctx, "k", 0); err != nil { // creates the namespace counter
@@ -234,12 +230,10 @@ func TestFault_FailSafe(t *testing.T) {
 // as an L1 hit.
 func TestFault_FetchWhileUnreachable(t *testing.T) {
 	redistest.Require(t)
-	srv := redistest.NewStandalone(t)
-	px := redistest.NewProxy(t, srv.Addr)
 	ctx := context.Background()
 	clk := newFakeClock()
-	c := newCache(t, "memory", func(o *Options) {
-		o.Redis, o.Logger, o.Retries, o.Now = RedisOptions{Addrs: []string{px.Addr}}, slog.New(slog.DiscardHandler), -1, clk.Now
+	c, px, _ := behindProxy(t, func(o *Options) {
+		o.Retries, o.Now = -1, clk.Now
 		o.OperationTimeout, o.Breaker.Disabled = 200*time.Millisecond, true
 		o.FailSafe = FailSafeOptions{MaxDuration: time.Hour, Throttle: 10 * time.Second}
 	})
@@ -463,11 +457,9 @@ func TestFault_FleetLock(t *testing.T) {
 // a full queue refuses and counts; the queue is replayed once Redis is back.
 func TestFault_RecoveryQueue(t *testing.T) {
 	redistest.Require(t)
-	srv := redistest.NewStandalone(t)
-	px := redistest.NewProxy(t, srv.Addr)
 	ctx := context.Background()
-	c := newCache(t, "memory", func(o *Options) {
-		o.Redis, o.Logger, o.Retries = RedisOptions{Addrs: []string{px.Addr}}, slog.New(slog.DiscardHandler), -1
+	c, px, srv := behindProxy(t, func(o *Options) {
+		o.Retries = -1
 		o.OperationTimeout, o.RecoveryQueueSize = 200*time.Millisecond, 3
 		o.Breaker.OpenTimeout = 100 * time.Millisecond
 	})
@@ -530,11 +522,9 @@ func TestFault_RecoveryQueue(t *testing.T) {
 // even when an invalidation of its tag, queued before it, is replayed first.
 func TestFault_QueuedWriteRestamped(t *testing.T) {
 	redistest.Require(t)
-	srv := redistest.NewStandalone(t)
-	px := redistest.NewProxy(t, srv.Addr)
 	ctx := context.Background()
-	c := newCache(t, "memory", func(o *Options) {
-		o.Redis, o.Logger, o.Retries = RedisOptions{Addrs: []string{px.Addr}}, slog.New(slog.DiscardHandler), -1
+	c, px, srv := behindProxy(t, func(o *Options) {
+		o.Retries = -1
 		// No breaker: an open breaker would queue the Set made after
 		// recovery whatever the queue holds.
 		o.OperationTimeout, o.Breaker.Disabled = 200*time.Millisecond, true
@@ -601,11 +591,8 @@ func TestFault_QueueKeepsOrder(t *testing.T) {
 		{"invalidate its tag", func(ctx context.Context, c *Cache) error { return c.InvalidateTags(ctx, "t") }, 0},
 	} {
 		t.Run(then.name, func(t *testing.T) {
-			srv := redistest.NewStandalone(t)
-			px := redistest.NewProxy(t, srv.Addr)
 			ctx := context.Background()
-			c := newCache(t, "memory", func(o *Options) {
-				o.Redis, o.Logger = RedisOptions{Addrs: []string{px.Addr}}, slog.New(slog.DiscardHandler)
+			c, px, _ := behindProxy(t, func(o *Options) {
 				o.OperationTimeout, o.Retries, o.Breaker.Disabled = 200*time.Millisecond, -1, true
 			})
 			if err := c.Set(ctx, "k", 1); err != nil {
@@ -691,4 +678,18 @@ func waitReplayed(t *testing.T, c *Cache) {
 		}
 		return nil
 	})
+}
+
+// behindProxy starts a redis-server with a test proxy in front of it, and
+// a cache that reaches the server through the proxy, with its logs
+// discarded; mod adjusts the options.
+func behindProxy(t *testing.T, mod func(*Options)) (*Cache, *redistest.Proxy, *redistest.Server) {
+	t.Helper()
+	srv := redistest.NewStandalone(t)
+	px := redistest.NewProxy(t, srv.Addr)
+	c := newCache(t, "memory", func(o *Options) {
+		o.Redis, o.Logger = RedisOptions{Addrs: []string{px.Addr}}, slog.New(slog.DiscardHandler)
+		mod(o)
+	})
+	return c, px, srv
 }
