@@ -114,6 +114,7 @@ func New(opts Options) (*Cache, error) {
 	c.guard.obs = c.obs
 	c.store = c.guard
 	if c.rec != nil {
+		c.guard.onOK = c.rec.poke
 		c.bg.Add(1)
 		go c.replayLoop()
 	}

@@ -34,6 +34,7 @@ type guarded struct {
 	backoff time.Duration
 	cb      *gobreaker.TwoStepCircuitBreaker[struct{}] // nil when disabled
 	onState func(BreakerState)
+	onOK    func()    // after every operation L2 answered; may be nil
 	obs     *observer // times, counts and traces each attempt
 }
 
@@ -130,6 +131,9 @@ func (g *guarded) once(ctx context.Context, name string, op func(ctx context.Con
 	}
 	g.obs.l2End(call, name, err)
 	done(err)
+	if err == nil && g.onOK != nil {
+		g.onOK()
+	}
 	return err
 }
 

@@ -179,12 +179,31 @@ func (c *Cache) queueOps(cause error, ops []recOp) error {
 	return fmt.Errorf("%w: %w", ErrQueued, cause)
 }
 
-// replayLoop applies queued operations while the cache is open.
+// poke wakes the replay loop when operations wait: L2 has just answered
+// one, so it is likely back.
+func (r *recovery) poke() {
+	if r.length.Load() > 0 {
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// replayMinGap is the least time between two replay attempts, however
+// often the loop is woken.
+const replayMinGap = 50 * time.Millisecond
+
+// replayLoop applies queued operations while the cache is open. It tries
+// again after a backoff that doubles up to a second while L2 fails, and at
+// once (but at most every replayMinGap) when an operation is queued or L2
+// answers another operation.
 func (c *Cache) replayLoop() {
 	defer c.bg.Done()
-	backoff := 50 * time.Millisecond
+	backoff := replayMinGap
 	t := time.NewTimer(backoff)
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -192,8 +211,13 @@ func (c *Cache) replayLoop() {
 		case <-c.rec.wake:
 		case <-t.C:
 		}
+		if gap := replayMinGap - time.Since(last); gap > 0 {
+			t.Reset(gap)
+			continue
+		}
+		last = time.Now()
 		if c.replay() {
-			backoff = 50 * time.Millisecond
+			backoff = replayMinGap
 		} else {
 			c.rec.stalled.Add(1)
 			backoff = min(backoff*2, time.Second)
