@@ -12,10 +12,11 @@ import (
 	"github.com/tiercache/tiercache/internal/redistest"
 )
 
-// The Redis topologies are shared by the tests of this package: starting a
-// cluster costs seconds. Each test isolates itself with its own namespace.
-// They start on first use and stop in TestMain.
+// shared are the Redis topologies of this package's tests (see
+// redistest.Topologies). Its lower-case fields mirror, under mu, those
+// that have started, for the tests that reach a server directly.
 var shared struct {
+	redistest.Topologies
 	mu         sync.Mutex
 	standalone *redistest.Server
 	sentinel   *redistest.Sentinel
@@ -25,24 +26,13 @@ var shared struct {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	shared.mu.Lock()
-	if shared.standalone != nil {
-		shared.standalone.Close()
-	}
-	if shared.sentinel != nil {
-		shared.sentinel.Close()
-	}
-	if shared.cluster != nil {
-		shared.cluster.Close()
-	}
-	if shared.production != nil {
-		if err := checkNoDenials(shared.production); err != nil {
+	if p := shared.Started().Production; p != nil {
+		if err := checkNoDenials(p); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			code = 1
 		}
-		shared.production.Close()
 	}
-	shared.mu.Unlock()
+	shared.Close()
 	os.Exit(code)
 }
 
@@ -73,45 +63,14 @@ func redisFor(t testing.TB, name string) RedisOptions {
 	if name == "memory" {
 		return RedisOptions{}
 	}
-	redistest.Require(t)
+	tp := shared.Get(t, name)
+	started := shared.Started()
 	shared.mu.Lock()
-	defer shared.mu.Unlock()
-	var err error
-	switch name {
-	case "standalone":
-		if shared.standalone == nil {
-			shared.standalone, err = redistest.StartStandalone()
-		}
-		if err == nil {
-			return RedisOptions{Addrs: []string{shared.standalone.Addr}}
-		}
-	case "sentinel":
-		if shared.sentinel == nil {
-			shared.sentinel, err = redistest.StartSentinel()
-		}
-		if err == nil {
-			return RedisOptions{SentinelMaster: shared.sentinel.MasterName, SentinelAddrs: shared.sentinel.SentinelAddrs()}
-		}
-	case "cluster":
-		if shared.cluster == nil {
-			shared.cluster, err = redistest.StartCluster()
-		}
-		if err == nil {
-			return RedisOptions{Addrs: shared.cluster.Addrs(), Cluster: true}
-		}
-	case "production":
-		if shared.production == nil {
-			shared.production, err = redistest.StartProduction()
-		}
-		if err == nil {
-			p := shared.production
-			return RedisOptions{Addrs: []string{p.Addr}, Username: p.Username, Password: p.Password}
-		}
-	default:
-		t.Fatalf("unknown topology %q", name)
-	}
-	t.Fatalf("start %s: %v", name, err)
-	return RedisOptions{}
+	shared.standalone, shared.sentinel, shared.cluster, shared.production =
+		started.Standalone, started.Sentinel, started.Cluster, started.Production
+	shared.mu.Unlock()
+	return RedisOptions{Addrs: tp.Addrs, Cluster: tp.Cluster, SentinelMaster: tp.SentinelMaster,
+		SentinelAddrs: tp.SentinelAddrs, Username: tp.Username, Password: tp.Password}
 }
 
 // eachTopology runs fn as the subtests memory, standalone, sentinel,

@@ -19,6 +19,7 @@ import (
 	"github.com/tiercache/tiercache"
 	"github.com/tiercache/tiercache/internal/lab"
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/internal/tiercachetest"
 )
 
 // waitFor bounds every poll of these tests.
@@ -246,32 +247,7 @@ func cacheFromSettings(t *testing.T, l *lab.Lab) *tiercache.Cache {
 	for _, s := range l.Settings() {
 		env[s.Name] = s.Value
 	}
-	return cacheFromEnv(t, env)
-}
-
-// cacheFromEnv builds a tiercache.Cache from the environment env; the
-// connection variables it does not name are cleared.
-func cacheFromEnv(t *testing.T, env map[string]string) *tiercache.Cache {
-	t.Helper()
-	for _, name := range []string{"REDIS_URL", "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_PASSWORD_FILE", "REDIS_SENTINEL_HOSTS",
-		"REDIS_SENTINEL_PASSWORD", "REDIS_SENTINEL_PASSWORD_FILE", "REDIS_CLUSTER_ENABLED", "REDIS_CLUSTER_NODES", "CACHE_DEFAULT_TTL"} {
-		if _, ok := env[name]; !ok {
-			env[name] = ""
-		}
-	}
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
-	opts, err := tiercache.OptionsFromEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := tiercache.New(opts)
-	if err != nil {
-		t.Fatalf("tiercache.New with the lab's settings: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return tiercachetest.FromEnv(t, env)
 }
 
 // testBehaviour runs the cache's operations as the tiercache user, with
@@ -449,17 +425,7 @@ func eventuallyMissing(t *testing.T, c *tiercache.Cache, key string) {
 // eventually polls cond until it holds, failing the test after waitFor.
 func eventually(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %v: %v", what, waitFor, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	redistest.Eventually(t, waitFor, what, cond)
 }
 
 // TestComposeFile validates docker-compose.redis.yml with docker-compose,

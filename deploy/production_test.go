@@ -14,6 +14,7 @@ import (
 	"github.com/tiercache/tiercache/internal/lab"
 	"github.com/tiercache/tiercache/internal/redisproc"
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/internal/tiercachetest"
 )
 
 // TestProductionConf starts redis-server from redis-production.conf
@@ -48,8 +49,8 @@ func TestProductionConf(t *testing.T) {
 			return map[string]string{"REDIS_URL": "redis://" + p.Addr, "REDIS_USERNAME": p.Username,
 				"CACHE_NAMESPACE": "tiercache", k: v}
 		}
-		a := cacheFromEnv(t, env("REDIS_PASSWORD_FILE", pwFile))
-		b := cacheFromEnv(t, env("REDIS_PASSWORD", p.Password))
+		a := tiercachetest.FromEnv(t, env("REDIS_PASSWORD_FILE", pwFile))
+		b := tiercachetest.FromEnv(t, env("REDIS_PASSWORD", p.Password))
 		testBehaviour(t, a, b)
 	})
 	t.Run("no_denied_commands", func(t *testing.T) { testNoDenials(t, addrs, p.AdminPassword) })

@@ -9,7 +9,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,33 +18,17 @@ import (
 	"github.com/tiercache/tiercache/internal/redistest"
 )
 
-// The Redis topologies are shared by the tests of this package, since a
-// cluster takes seconds to start; each test isolates itself with its own
-// namespace. Tests that count Redis commands do not run in parallel with
-// others. The topologies start on first use and stop in TestMain.
-var shared struct {
-	mu         sync.Mutex
-	standalone *redistest.Server
-	sentinel   *redistest.Sentinel
-	cluster    *redistest.Cluster
-}
+// shared are the Redis topologies of this package's tests (see
+// redistest.Topologies). Tests that count Redis commands do not run in
+// parallel with others.
+var shared redistest.Topologies
 
 // TestMain stops the shared topologies, then fails the run when goroutines
 // outlive the tests. It polls goleak.Find because rueidis ends some work
 // in the background up to seconds after Client.Close.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	shared.mu.Lock()
-	if shared.standalone != nil {
-		shared.standalone.Close()
-	}
-	if shared.sentinel != nil {
-		shared.sentinel.Close()
-	}
-	if shared.cluster != nil {
-		shared.cluster.Close()
-	}
-	shared.mu.Unlock()
+	shared.Close()
 	if code == 0 {
 		deadline := time.Now().Add(15 * time.Second)
 		err := goleak.Find()
@@ -106,44 +89,9 @@ func topologyFor(t testing.TB, name string) topology {
 	if name == "memory" {
 		return topology{name: name}
 	}
-	redistest.Require(t)
-	shared.mu.Lock()
-	defer shared.mu.Unlock()
-	var err error
-	switch name {
-	case "standalone":
-		if shared.standalone == nil {
-			shared.standalone, err = redistest.StartStandalone()
-		}
-		if err == nil {
-			s := shared.standalone
-			return topology{name: name, redis: tiercache.RedisOptions{Addrs: []string{s.Addr}},
-				masters: func() []*redistest.Server { return []*redistest.Server{s} }}
-		}
-	case "sentinel":
-		if shared.sentinel == nil {
-			shared.sentinel, err = redistest.StartSentinel()
-		}
-		if err == nil {
-			st := shared.sentinel
-			return topology{name: name,
-				redis:   tiercache.RedisOptions{SentinelMaster: st.MasterName, SentinelAddrs: st.SentinelAddrs()},
-				masters: func() []*redistest.Server { return []*redistest.Server{st.Master} }}
-		}
-	case "cluster":
-		if shared.cluster == nil {
-			shared.cluster, err = redistest.StartCluster()
-		}
-		if err == nil {
-			c := shared.cluster
-			return topology{name: name, redis: tiercache.RedisOptions{Addrs: c.Addrs(), Cluster: true},
-				masters: func() []*redistest.Server { return c.Masters }}
-		}
-	default:
-		t.Fatalf("unknown topology %q", name)
-	}
-	t.Fatalf("start %s: %v", name, err)
-	return topology{}
+	tp := shared.Get(t, name)
+	return topology{name: name, masters: tp.Masters, redis: tiercache.RedisOptions{Addrs: tp.Addrs, Cluster: tp.Cluster,
+		SentinelMaster: tp.SentinelMaster, SentinelAddrs: tp.SentinelAddrs, Username: tp.Username, Password: tp.Password}}
 }
 
 // eachTopology runs fn as one subtest per named topology.

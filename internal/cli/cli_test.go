@@ -8,11 +8,11 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/internal/tiercachetest"
 )
 
 const (
@@ -21,24 +21,6 @@ const (
 	// runTimeout bounds how long a test waits for serve to start or stop.
 	runTimeout = 15 * time.Second
 )
-
-// syncBuffer is a bytes.Buffer that Run's goroutines and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // clearEnv empties every variable serve reads, so that the machine's
 // environment cannot leak into a test.
@@ -82,31 +64,39 @@ func TestRun_Usage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var stdout, stderr bytes.Buffer
-			code := Run(t.Context(), tc.args, &stdout, &stderr)
-			if code != tc.code {
-				t.Errorf("exit code %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, &stdout, &stderr)
-			}
-			if !strings.Contains(stdout.String(), tc.out) {
-				t.Errorf("stdout lacks %q:\n%s", tc.out, &stdout)
-			}
-			if !strings.Contains(stderr.String(), tc.err) {
-				t.Errorf("stderr lacks %q:\n%s", tc.err, &stderr)
-			}
+			stdout, stderr := runWant(t, tc.args, tc.code, tc.out, tc.err)
 			if tc.silentOut && stdout.Len() > 0 {
-				t.Errorf("stdout not empty:\n%s", &stdout)
+				t.Errorf("stdout not empty:\n%s", stdout)
 			}
 			if tc.silentErr && stderr.Len() > 0 {
-				t.Errorf("stderr not empty:\n%s", &stderr)
+				t.Errorf("stderr not empty:\n%s", stderr)
 			}
 		})
 	}
 }
 
+// runWant runs Run with args and reports an exit code other than code, or
+// a stdout or stderr that lacks out or errOut. It returns both outputs for
+// further checks.
+func runWant(t *testing.T, args []string, code int, out, errOut string) (stdout, stderr *bytes.Buffer) {
+	t.Helper()
+	stdout, stderr = &bytes.Buffer{}, &bytes.Buffer{}
+	if got := Run(t.Context(), args, stdout, stderr); got != code {
+		t.Errorf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", got, code, stdout, stderr)
+	}
+	if !strings.Contains(stdout.String(), out) {
+		t.Errorf("stdout lacks %q:\n%s", out, stdout)
+	}
+	if !strings.Contains(stderr.String(), errOut) {
+		t.Errorf("stderr lacks %q:\n%s", errOut, stderr)
+	}
+	return stdout, stderr
+}
+
 // serving is a `tiercache serve` running in the test.
 type serving struct {
 	addr   string // the bound address, from the startup line
-	stderr *syncBuffer
+	stderr *tiercachetest.Buffer
 	cancel context.CancelFunc
 	done   chan int // receives Run's exit code
 }
@@ -117,7 +107,7 @@ var listeningLine = regexp.MustCompile(`msg="tiercache listening" addr=(\S+)`)
 func startServe(t *testing.T, args ...string) *serving {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	s := &serving{stderr: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
+	s := &serving{stderr: &tiercachetest.Buffer{}, cancel: cancel, done: make(chan int, 1)}
 	go func() { s.done <- Run(ctx, args, io.Discard, s.stderr) }()
 	t.Cleanup(func() {
 		cancel()
@@ -267,7 +257,7 @@ func TestRun_ServeErrors(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			var stdout, stderr syncBuffer
+			var stdout, stderr tiercachetest.Buffer
 			done := make(chan int, 1)
 			go func() { done <- Run(t.Context(), []string{"serve", "--addr", tc.addr}, &stdout, &stderr) }()
 			select {

@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -49,17 +47,7 @@ func TestRun_ConfCheck(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var stdout, stderr bytes.Buffer
-			code := Run(t.Context(), tc.args, &stdout, &stderr)
-			if code != tc.code {
-				t.Errorf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, &stdout, &stderr)
-			}
-			if !strings.Contains(stdout.String(), tc.out) {
-				t.Errorf("stdout lacks %q:\n%s", tc.out, &stdout)
-			}
-			if !strings.Contains(stderr.String(), tc.err) {
-				t.Errorf("stderr lacks %q:\n%s", tc.err, &stderr)
-			}
+			runWant(t, tc.args, tc.code, tc.out, tc.err)
 		})
 	}
 }

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tiercache/tiercache"
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/internal/tiercachetest"
 )
 
 // labTimeout bounds the start and the stop of a lab.
@@ -38,7 +38,7 @@ type labRun struct {
 
 // waitLab waits until the lab writing to stdout prints "Press Ctrl-C" and
 // parses its output. exited reports whether the lab has ended early.
-func waitLab(t *testing.T, stdout, stderr *syncBuffer, exited func() bool) labRun {
+func waitLab(t *testing.T, stdout, stderr *tiercachetest.Buffer, exited func() bool) labRun {
 	t.Helper()
 	deadline := time.Now().Add(labTimeout)
 	for !strings.Contains(stdout.String(), "Press Ctrl-C") {
@@ -81,17 +81,7 @@ func waitLab(t *testing.T, stdout, stderr *syncBuffer, exited func() bool) labRu
 // environment as `tiercache serve` does, and writes and reads keys.
 func (r labRun) connectAndWrite(t *testing.T) {
 	t.Helper()
-	for k, v := range r.settings {
-		t.Setenv(k, v)
-	}
-	opts, err := tiercache.OptionsFromEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := tiercache.New(opts)
-	if err != nil {
-		t.Fatalf("tiercache.New with the printed settings: %v", err)
-	}
+	c := tiercachetest.FromEnv(t, r.settings)
 	defer c.Close()
 	for i := range 10 { // spread over a cluster's shards
 		k := "lab:" + strconv.Itoa(i)
@@ -136,7 +126,7 @@ func TestRun_Lab(t *testing.T) {
 	clearEnv(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &tiercachetest.Buffer{}, &tiercachetest.Buffer{}
 	done := make(chan int, 1)
 	go func() { done <- Run(ctx, []string{"lab", "sentinel"}, stdout, stderr) }()
 	t.Cleanup(func() { cancel(); <-done; done <- 0 })
@@ -208,7 +198,7 @@ func TestLab_CtrlC(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &tiercachetest.Buffer{}, &tiercachetest.Buffer{}
 	cmd := exec.Command(bin, "lab", "cluster")
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/internal/tiercachetest"
 )
 
 // clearHardeningEnv empties the variables of TLS and the token file, on
@@ -32,7 +33,7 @@ func clearHardeningEnv(t *testing.T) {
 // returns the bound address.
 func serveWith(t *testing.T, cfg serveConfig) string {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &tiercachetest.Buffer{}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil))) }()
@@ -207,7 +208,7 @@ func TestServe_TLS(t *testing.T) {
 		{"mismatched pair", []string{"--tls-cert", certs.CertFile, "--tls-key", certs.ClientKeyFile}, "load the TLS certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var stderr syncBuffer
+			var stderr tiercachetest.Buffer
 			code := Run(t.Context(), append([]string{"serve", "--addr", "127.0.0.1:0"}, tc.args...), io.Discard, &stderr)
 			if code != exitError || !strings.Contains(stderr.String(), tc.want) {
 				t.Errorf("exit code %d, stderr lacks %q:\n%s", code, tc.want, &stderr)
@@ -235,7 +236,7 @@ func TestServe_TokenFile(t *testing.T) {
 	s.stop(t)
 
 	t.Setenv("TIERCACHE_TOKEN", testToken)
-	var stderr syncBuffer
+	var stderr tiercachetest.Buffer
 	if code := Run(t.Context(), []string{"serve", "--addr", "127.0.0.1:0"}, io.Discard, &stderr); code != exitError ||
 		!strings.Contains(stderr.String(), "both set") || strings.Contains(stderr.String(), testToken) {
 		t.Errorf("token and token file: exit %d:\n%s", code, &stderr)

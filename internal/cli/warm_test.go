@@ -14,6 +14,7 @@ import (
 
 	"github.com/tiercache/tiercache"
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/internal/tiercachetest"
 )
 
 // writeWarmFiles writes a configuration and its JSON Lines into a
@@ -275,7 +276,7 @@ func TestRun_ServeWarmingErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			clearWarmEnv(t)
 			t.Setenv("CACHE_WARMING_ENABLED", tc.enabled)
-			var stdout, stderr syncBuffer
+			var stdout, stderr tiercachetest.Buffer
 			code := Run(t.Context(), []string{"serve", "--addr", "127.0.0.1:0", "--config", bad}, &stdout, &stderr)
 			if code != 1 || !strings.Contains(stderr.String(), "tiercache serve: ") || !strings.Contains(stderr.String(), tc.want) {
 				t.Fatalf("exit code %d, stderr lacks %q:\n%s", code, tc.want, stderr.String())

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tiercache/tiercache"
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/internal/tiercachetest"
 )
 
 func TestRenderConfig(t *testing.T) {
@@ -101,25 +102,12 @@ func closeLab(t *testing.T, l *Lab) {
 // environment, as `tiercache serve` does.
 func connect(t *testing.T, l *Lab) *tiercache.Cache {
 	t.Helper()
-	for _, name := range []string{"REDIS_URL", "REDIS_PASSWORD", "REDIS_SENTINEL_HOSTS", "REDIS_SENTINEL_PASSWORD",
-		"REDIS_SENTINEL_PASSWORD_FILE", "REDIS_CLUSTER_ENABLED", "REDIS_CLUSTER_NODES", "CACHE_DEFAULT_TTL"} {
-		t.Setenv(name, "")
-	}
+	env := make(map[string]string)
 	for _, s := range l.Settings() {
-		t.Setenv(s.Name, s.Value)
-	}
-	opts, err := tiercache.OptionsFromEnv()
-	if err != nil {
-		t.Fatal(err)
+		env[s.Name] = s.Value
 	}
 	// Give up on an attempt quickly so that the drill measures outages.
-	opts.OperationTimeout = time.Second
-	c, err := tiercache.New(opts)
-	if err != nil {
-		t.Fatalf("tiercache.New with the lab's settings: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return tiercachetest.FromEnv(t, env, func(o *tiercache.Options) { o.OperationTimeout = time.Second })
 }
 
 // writeUntilOK writes key until a write is acknowledged and returns how

@@ -217,26 +217,27 @@ func startNode(ctx context.Context, parent, name, bin string, bus bool, user, pa
 		return nil, fmt.Errorf("lab: %w", err)
 	}
 	n := &Node{Name: name, Dir: dir, bin: bin, conf: filepath.Join(dir, confName(bin)), user: user, password: password}
-	for range bindAttempts {
-		port, err := redisproc.FreePort(bus)
-		if err != nil {
-			return nil, err
-		}
+	err := redisproc.StartOnFreePort(bindAttempts, func() (int, error) { return redisproc.FreePort(bus) }, func(port int) error {
 		n.Port, n.Addr = port, net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		if err := os.WriteFile(n.conf, []byte(conf(dir, port)), 0o600); err != nil {
-			return nil, fmt.Errorf("lab: %w", err)
+			return fmt.Errorf("lab: %w", err)
 		}
-		err = n.Start(ctx)
-		if err == nil {
-			return n, nil
+		err := n.Start(ctx)
+		if err != nil {
+			_ = n.Kill()
+			if errors.Is(err, redisproc.ErrPortInUse) {
+				_ = os.Remove(n.logPath())
+			}
 		}
-		_ = n.Kill()
-		if !errors.Is(err, redisproc.ErrPortInUse) {
-			return nil, err
-		}
-		_ = os.Remove(n.logPath())
+		return err
+	})
+	if errors.Is(err, redisproc.ErrNoFreePort) {
+		return nil, fmt.Errorf("lab: start %s: %w", name, err)
 	}
-	return nil, fmt.Errorf("lab: start %s: no free port after %d attempts", name, bindAttempts)
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
 }
 
 func confName(bin string) string {

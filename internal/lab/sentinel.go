@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tiercache/tiercache/internal/redisproc"
 )
 
 // topologyTimeout bounds the wait for replicas, sentinels or cluster nodes
@@ -159,24 +161,7 @@ func masterAddrFrom(ctx context.Context, sn *Node) (string, error) {
 // agreedMaster returns the master address that every running sentinel
 // reports, or an error while they disagree.
 func (l *Lab) agreedMaster(ctx context.Context) (string, error) {
-	agreed := ""
-	for _, sn := range l.Sentinels {
-		if !sn.Running() {
-			continue
-		}
-		addr, err := masterAddrFrom(ctx, sn)
-		if err != nil {
-			return "", err
-		}
-		if agreed != "" && addr != agreed {
-			return "", fmt.Errorf("sentinels disagree: %s and %s", agreed, addr)
-		}
-		agreed = addr
-	}
-	if agreed == "" {
-		return "", fmt.Errorf("%w: no sentinel is running", errGiveUp)
-	}
-	return agreed, nil
+	return redisproc.AgreedMaster(ctx, l.Sentinels, (*Node).Running, masterAddrFrom)
 }
 
 // Node returns the node listening on addr, or nil.

@@ -30,6 +30,8 @@ var (
 	// ErrPortInUse marks a start that failed because another process
 	// bound the port first; the caller retries on another port.
 	ErrPortInUse = errors.New("port already in use")
+	// ErrNoFreePort marks a start that found every port it tried taken.
+	ErrNoFreePort = errors.New("no free port")
 )
 
 // FreePort returns a loopback port that was free a moment ago. With bus
@@ -202,4 +204,47 @@ func LogTail(path string) string {
 		lines = lines[len(lines)-20:]
 	}
 	return string(bytes.Join(lines, []byte("\n")))
+}
+
+// StartOnFreePort calls start with a port from freePort until start
+// returns nil or an error that does not wrap ErrPortInUse, at most
+// attempts times: another process may take a free port before Redis
+// binds it. start cleans up after its own failure. When the attempts run
+// out, the error wraps ErrNoFreePort.
+func StartOnFreePort(attempts int, freePort func() (int, error), start func(port int) error) error {
+	for range attempts {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		if err := start(port); !errors.Is(err, ErrPortInUse) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w after %d attempts", ErrNoFreePort, attempts)
+}
+
+// AgreedMaster returns the master address that every running sentinel
+// reports through masterAddr, or an error while they disagree. With no
+// sentinel running, the error wraps ErrGiveUp.
+func AgreedMaster[S any](ctx context.Context, sentinels []S, running func(S) bool,
+	masterAddr func(ctx context.Context, sn S) (string, error)) (string, error) {
+	agreed := ""
+	for _, sn := range sentinels {
+		if !running(sn) {
+			continue
+		}
+		addr, err := masterAddr(ctx, sn)
+		if err != nil {
+			return "", err
+		}
+		if agreed != "" && addr != agreed {
+			return "", fmt.Errorf("sentinels disagree: %s and %s", agreed, addr)
+		}
+		agreed = addr
+	}
+	if agreed == "" {
+		return "", fmt.Errorf("%w: no sentinel is running", ErrGiveUp)
+	}
+	return agreed, nil
 }

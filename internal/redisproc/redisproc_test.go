@@ -95,3 +95,67 @@ func TestProcess_Exited(t *testing.T) {
 		t.Fatalf("Exited after Kill = %v", err)
 	}
 }
+
+func TestStartOnFreePort(t *testing.T) {
+	t.Parallel()
+	errOther := errors.New("other")
+	for _, tc := range []struct {
+		name    string
+		results []error // of start's calls, in order
+		want    error   // nil, or what the error wraps
+		calls   int
+	}{
+		{"first port", []error{nil}, nil, 1},
+		{"port taken once", []error{ErrPortInUse, nil}, nil, 2},
+		{"other error", []error{ErrPortInUse, errOther}, errOther, 2},
+		{"every port taken", []error{ErrPortInUse, ErrPortInUse, ErrPortInUse}, ErrNoFreePort, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			next, calls := 1000, 0
+			var ports []int
+			err := StartOnFreePort(3, func() (int, error) { next++; return next, nil }, func(port int) error {
+				ports = append(ports, port)
+				calls++
+				return tc.results[calls-1]
+			})
+			if (tc.want == nil) != (err == nil) || (tc.want != nil && !errors.Is(err, tc.want)) {
+				t.Errorf("err = %v, want %v", err, tc.want)
+			}
+			if calls != tc.calls || ports[len(ports)-1] != 1000+calls {
+				t.Errorf("start called %d times with %v, want %d times with a fresh port each", calls, ports, tc.calls)
+			}
+		})
+	}
+}
+
+func TestAgreedMaster(t *testing.T) {
+	t.Parallel()
+	type sentinel struct {
+		running bool
+		master  string
+	}
+	for _, tc := range []struct {
+		name      string
+		sentinels []sentinel
+		want      string
+		wantErr   string
+		giveUp    bool // the error wraps ErrGiveUp
+	}{
+		{"agree", []sentinel{{true, "a"}, {false, "b"}, {true, "a"}}, "a", "", false},
+		{"disagree", []sentinel{{true, "a"}, {true, "b"}}, "", "sentinels disagree: a and b", false},
+		{"none running", []sentinel{{false, "a"}}, "", "no sentinel is running", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := AgreedMaster(t.Context(), tc.sentinels, func(s sentinel) bool { return s.running },
+				func(_ context.Context, s sentinel) (string, error) { return s.master, nil })
+			if got != tc.want || (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Errorf("AgreedMaster = %q, %v; want %q, %q", got, err, tc.want, tc.wantErr)
+			}
+			if errors.Is(err, ErrGiveUp) != tc.giveUp {
+				t.Errorf("err %v wraps ErrGiveUp: %v, want %v", err, !tc.giveUp, tc.giveUp)
+			}
+		})
+	}
+}

@@ -148,17 +148,7 @@ func (r *recorder) allCount() int {
 // eventually polls cond until it holds, failing the test after waitFor.
 func eventually(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not done after %v: %v", what, waitFor, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	redistest.Eventually(t, waitFor, what, cond)
 }
 
 // waitKey waits until rec has seen key reported more than n times.

@@ -85,11 +85,24 @@ func poll(timeout time.Duration, what string, cond func() error) error {
 	return nil
 }
 
-// Errors of the shared process helpers, under this package's names.
-var (
-	errGiveUp    = redisproc.ErrGiveUp
-	errPortInUse = redisproc.ErrPortInUse
-)
+// eventuallyInterval is the pause between two calls of Eventually's
+// condition.
+const eventuallyInterval = 10 * time.Millisecond
+
+// Eventually calls cond until it returns nil, and fails t when cond still
+// errs after timeout.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := redisproc.Poll(ctx, eventuallyInterval, 0, func(context.Context) error { return cond() }); err != nil {
+		t.Fatalf("%s: not done after %v: %v", what, timeout, err)
+	}
+}
+
+// errGiveUp is the shared process helpers' error, under this package's
+// name.
+var errGiveUp = redisproc.ErrGiveUp
 
 // busOffset is the distance from a cluster node's port to its bus port.
 const busOffset = redisproc.BusOffset

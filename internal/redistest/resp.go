@@ -54,6 +54,13 @@ func roundTripAs(ctx context.Context, addr, username, password string, args []st
 		return nil, ctxErr(ctx, err)
 	}
 	defer conn.Close()
+	return exchange(ctx, conn, username, password, args)
+}
+
+// exchange sends one command on conn, after AUTH when password is not
+// empty (as username when that is not empty either), and reads its reply.
+// ctx's deadline applies to the connection, and ctx's end closes it.
+func exchange(ctx context.Context, conn net.Conn, username, password string, args []string) (any, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		if err := conn.SetDeadline(dl); err != nil {
 			return nil, err
@@ -80,6 +87,7 @@ func roundTripAs(ctx context.Context, addr, username, password string, args []st
 	r := bufio.NewReader(conn)
 	var reply any
 	for i := range n {
+		var err error
 		reply, err = readReply(r)
 		if err != nil {
 			return nil, ctxErr(ctx, err)

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+
+	"github.com/tiercache/tiercache/internal/redisproc"
 )
 
 // Sentinel is a sentinel group: one master, two replicas and three
@@ -316,24 +318,8 @@ func (st *Sentinel) Failover() error {
 // agreedMaster returns the master address that every running sentinel
 // reports, or an error while they disagree.
 func (st *Sentinel) agreedMaster() (string, error) {
-	agreed := ""
-	for _, sn := range st.Sentinels {
-		if !sn.live() {
-			continue
-		}
-		addr, err := st.masterAddrFrom(sn)
-		if err != nil {
-			return "", err
-		}
-		if agreed != "" && addr != agreed {
-			return "", fmt.Errorf("sentinels disagree: %s and %s", agreed, addr)
-		}
-		agreed = addr
-	}
-	if agreed == "" {
-		return "", fmt.Errorf("%w: no sentinel is running", errGiveUp)
-	}
-	return agreed, nil
+	return redisproc.AgreedMaster(context.Background(), st.Sentinels, (*Server).live,
+		func(_ context.Context, sn *Server) (string, error) { return st.masterAddrFrom(sn) })
 }
 
 // serverAt returns the data server listening on addr, or nil.

@@ -104,37 +104,39 @@ func start(l launch) (*Server, error) {
 	if l.port == nil {
 		l.port = freePort
 	}
-	for range bindAttempts {
-		port, err := l.port(l.bus)
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
+	err = redisproc.StartOnFreePort(bindAttempts, func() (int, error) { return l.port(l.bus) }, func(port int) error {
 		args, err := l.args(dir, port)
 		if err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("redistest: %w", err)
+			return fmt.Errorf("redistest: %w", err)
 		}
 		s.Port, s.Addr, s.args = port, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), args
 		s.username, s.password = l.username, l.password
 		if s.password == "" {
 			s.password = flagValue(args, "--requirepass")
 		}
-		err = s.spawn(true)
-		if err == nil {
-			err = s.waitPing()
+		return s.spawnAndWait(func() error { return s.waitPing() })
+	})
+	if err != nil {
+		os.RemoveAll(dir)
+		if errors.Is(err, redisproc.ErrNoFreePort) {
+			return nil, fmt.Errorf("redistest: start %s: %w", l.bin, err)
 		}
-		if err == nil {
-			return s, nil
-		}
-		_ = s.Kill()
-		if !errors.Is(err, errPortInUse) {
-			os.RemoveAll(dir)
-			return nil, err
-		}
+		return nil, err
 	}
-	os.RemoveAll(dir)
-	return nil, fmt.Errorf("redistest: start %s: no free port after %d attempts", l.bin, bindAttempts)
+	return s, nil
+}
+
+// spawnAndWait starts the process and waits until ready says it serves,
+// killing it when it does not.
+func (s *Server) spawnAndWait(ready func() error) error {
+	err := s.spawn(true)
+	if err == nil {
+		err = ready()
+	}
+	if err != nil {
+		_ = s.Kill()
+	}
+	return err
 }
 
 // flagValue returns the value after the last occurrence of name in args.
@@ -164,7 +166,7 @@ func (s *Server) spawn(truncate bool) error {
 }
 
 // waitPing waits until the process answers PING. It stops early when the
-// process exits, with errPortInUse when the log says why.
+// process exits, with redisproc.ErrPortInUse when the log says why.
 func (s *Server) waitPing() error {
 	return s.waitAnswer("PING", func(ctx context.Context) (any, error) { return s.DoContext(ctx, "PING") })
 }

@@ -1,7 +1,6 @@
 package redistest
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -219,33 +218,23 @@ func NewTLS(t testing.TB, f *TLSFiles, args ...string) *Server {
 // for it, trying another port when the chosen one was taken, and waits for
 // PING over TLS. It removes s.Dir on failure.
 func startTLSProcess(s *Server, f *TLSFiles, args func(port int) ([]string, error)) error {
-	for range bindAttempts {
-		port, err := redisproc.FreePort(false)
-		if err != nil {
-			os.RemoveAll(s.Dir)
-			return err
-		}
+	err := redisproc.StartOnFreePort(bindAttempts, func() (int, error) { return redisproc.FreePort(false) }, func(port int) error {
 		s.Port, s.Addr = port, net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		var err error
 		if s.args, err = args(port); err != nil {
-			os.RemoveAll(s.Dir)
 			return fmt.Errorf("redistest: %w", err)
 		}
 		s.password = flagValue(s.args, "--requirepass")
-		err = s.spawn(true)
-		if err == nil {
-			err = s.waitTLSPing(f.ClientConfig())
+		return s.spawnAndWait(func() error { return s.waitTLSPing(f.ClientConfig()) })
+	})
+	if err != nil {
+		os.RemoveAll(s.Dir)
+		if errors.Is(err, redisproc.ErrNoFreePort) {
+			return fmt.Errorf("redistest: start %s over TLS: %w", s.bin, err)
 		}
-		if err == nil {
-			return nil
-		}
-		_ = s.Kill()
-		if !errors.Is(err, errPortInUse) {
-			os.RemoveAll(s.Dir)
-			return err
-		}
+		return err
 	}
-	os.RemoveAll(s.Dir)
-	return fmt.Errorf("redistest: start %s over TLS: no free port after %d attempts", s.bin, bindAttempts)
+	return nil
 }
 
 // waitTLSPing waits until the process answers PING over TLS, and stops
@@ -263,39 +252,7 @@ func (s *Server) DoTLS(ctx context.Context, cfg *tls.Config, args ...string) (an
 		return nil, ctxErr(ctx, err)
 	}
 	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		if err := conn.SetDeadline(dl); err != nil {
-			return nil, err
-		}
-	}
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	w := bufio.NewWriter(conn)
-	if s.password != "" {
-		writeCommand(w, []string{"AUTH", s.password})
-	}
-	writeCommand(w, args)
-	if err := w.Flush(); err != nil {
-		return nil, ctxErr(ctx, err)
-	}
-	r := bufio.NewReader(conn)
-	if s.password != "" {
-		reply, err := readReply(r)
-		if err != nil {
-			return nil, ctxErr(ctx, err)
-		}
-		if e, ok := reply.(ReplyError); ok {
-			return nil, fmt.Errorf("AUTH: %w", e)
-		}
-	}
-	reply, err := readReply(r)
-	if err != nil {
-		return nil, ctxErr(ctx, err)
-	}
-	if e, ok := reply.(ReplyError); ok {
-		return nil, e
-	}
-	return reply, nil
+	return exchange(ctx, conn, "", s.password, args)
 }
 
 // TLSSentinel is a sentinel group that speaks TLS only: a master, two

@@ -222,17 +222,7 @@ func TestDashboard_Browser(t *testing.T) {
 	screenshot("dashboard-healthy.png")
 
 	// Redis short of memory: maxmemory just above what it uses.
-	info, err := srv.Info("memory")
-	if err != nil {
-		t.Fatal(err)
-	}
-	used, err := strconv.ParseInt(info["used_memory"], 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := srv.Do("CONFIG", "SET", "maxmemory", strconv.FormatInt(used*11/10, 10)); err != nil {
-		t.Fatal(err)
-	}
+	squeezeMemory(t, srv)
 	waitFor("degraded", `document.getElementById("status").textContent === "degraded"`)
 	if got := text("#checks tbody"); !strings.Contains(got, "memory") || !strings.Contains(got, "warn") {
 		t.Errorf("health checks table %q", got)

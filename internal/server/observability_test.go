@@ -95,17 +95,7 @@ func TestServer_ReadyzAndStats(t *testing.T) {
 	}
 
 	// Redis short of memory: degraded, and still ready.
-	info, err := srv.Info("memory")
-	if err != nil {
-		t.Fatal(err)
-	}
-	used, err := strconv.ParseInt(info["used_memory"], 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := srv.Do("CONFIG", "SET", "maxmemory", strconv.FormatInt(used*11/10, 10)); err != nil {
-		t.Fatal(err)
-	}
+	squeezeMemory(t, srv)
 	r = do(t, ts, "GET", "/readyz", "")
 	wantStatus(t, r, http.StatusOK)
 	h = tiercache.Health{}
@@ -178,6 +168,23 @@ func TestServer_Dashboard(t *testing.T) {
 		return nil
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// squeezeMemory sets srv's maxmemory just above the memory it uses, so
+// that the cache reports Redis short of memory.
+func squeezeMemory(t *testing.T, srv *redistest.Server) {
+	t.Helper()
+	info, err := srv.Info("memory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	used, err := strconv.ParseInt(info["used_memory"], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Do("CONFIG", "SET", "maxmemory", strconv.FormatInt(used*11/10, 10)); err != nil {
 		t.Fatal(err)
 	}
 }

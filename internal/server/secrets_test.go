@@ -6,31 +6,13 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tiercache/tiercache"
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/internal/tiercachetest"
 )
-
-// lockedBuffer is a log destination shared by the cache and the server.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestSecrets_NeverShown runs a password-protected Redis behind a
 // token-protected server, with debug logging, through success and
@@ -67,7 +49,7 @@ func testSecretsNeverShown(t *testing.T, password string, args []string, redisOp
 	ctx := context.Background()
 	srv := redistest.NewStandalone(t, args...)
 
-	logs := &lockedBuffer{}
+	logs := &tiercachetest.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	rec, gatherer, err := NewMetrics()
 	if err != nil {

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -10,12 +9,12 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tiercache/tiercache"
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/internal/tiercachetest"
 )
 
 const testToken = "s3cret-T0ken"
@@ -481,24 +480,6 @@ func TestServer_Auth(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer for a logger shared with server goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 func TestServer_RequestLog(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -510,7 +491,7 @@ func TestServer_RequestLog(t *testing.T) {
 	} {
 		t.Run(tc.level.String(), func(t *testing.T) {
 			t.Parallel()
-			var buf syncBuffer
+			var buf tiercachetest.Buffer
 			logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: tc.level}))
 			ts := newTestServer(t, Config{Token: testToken, Logger: logger})
 			wantStatus(t, do(t, ts, "PUT", "/v1/cache/user:7", "v", "Authorization", "Bearer "+testToken), http.StatusNoContent)
@@ -538,7 +519,7 @@ func TestServer_RequestLog(t *testing.T) {
 
 func TestServer_RecoverPanics(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf tiercachetest.Buffer
 	s := &Server{logger: slog.New(slog.NewTextHandler(&buf, nil))}
 
 	t.Run("before the answer", func(t *testing.T) {
