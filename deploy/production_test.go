@@ -133,7 +133,7 @@ var connectionCommands = []string{
 
 // sentinelCommands are sent to sentinels, which have no ACL users (only
 // requirepass), never to data nodes.
-var sentinelCommands = []string{"SENTINEL"}
+var sentinelCommands = []string{"SENTINEL", "SUBSCRIBE"}
 
 // dryRunArgs are the arguments ACL DRYRUN checks for each command
 // tiercache may send. Keys are in the namespace the ACL user is given.

@@ -16,10 +16,10 @@ func (s *Store) Incr(ctx context.Context, keys []string) ([]int64, error) {
 	}
 	multi := make([]rueidis.Completed, len(keys))
 	for i, k := range keys {
-		multi[i] = s.client.B().Incr().Key(k).Build()
+		multi[i] = s.cli().B().Incr().Key(k).Build()
 	}
 	out := make([]int64, len(keys))
-	for i, r := range s.client.DoMulti(ctx, multi...) {
+	for i, r := range s.cli().DoMulti(ctx, multi...) {
 		n, err := r.AsInt64()
 		if err != nil {
 			return out[:i], s.wrap(err, "incr %q (key %d of %d)", keys[i], i+1, len(keys))
@@ -37,14 +37,14 @@ func (s *Store) SetNX(ctx context.Context, items []l2.Item) error {
 	}
 	multi := make([]rueidis.Completed, len(items))
 	for i, it := range items {
-		cmd := s.client.B().Set().Key(it.Key).Value(string(it.Value)).Nx()
+		cmd := s.cli().B().Set().Key(it.Key).Value(string(it.Value)).Nx()
 		if it.TTL > 0 {
 			multi[i] = cmd.PxMilliseconds(it.TTL.Milliseconds()).Build()
 		} else {
 			multi[i] = cmd.Build()
 		}
 	}
-	for i, r := range s.client.DoMulti(ctx, multi...) {
+	for i, r := range s.cli().DoMulti(ctx, multi...) {
 		if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
 			return s.wrap(err, "set nx %q (item %d of %d)", items[i].Key, i+1, len(items))
 		}

@@ -20,7 +20,7 @@ import (
 // like now, not what the breaker remembers.
 
 // Mode returns the deployment: "standalone", "sentinel" or "cluster".
-func (s *Store) Mode() string { return string(s.client.Mode()) }
+func (s *Store) Mode() string { return string(s.cli().Mode()) }
 
 // NodeInfo is what one node answered to PING and INFO.
 type NodeInfo struct {
@@ -53,7 +53,7 @@ type NodeInfo struct {
 // none: it reads from masters only). The result is sorted by address. A
 // node that does not answer has Err set.
 func (s *Store) Nodes(ctx context.Context) []NodeInfo {
-	nodes := s.client.Nodes()
+	nodes := s.cli().Nodes()
 	out := make([]NodeInfo, 0, len(nodes))
 	for addr := range nodes {
 		out = append(out, NodeInfo{Addr: addr})
@@ -147,10 +147,10 @@ type ClusterState struct {
 // NODES, and returns the first complete answer. It fails when the store is
 // not on a Cluster or no node answers.
 func (s *Store) Cluster(ctx context.Context) (ClusterState, error) {
-	if s.client.Mode() != rueidis.ClientModeCluster {
+	if s.cli().Mode() != rueidis.ClientModeCluster {
 		return ClusterState{}, errors.New("redisstore: not a Redis Cluster")
 	}
-	nodes := s.client.Nodes()
+	nodes := s.cli().Nodes()
 	addrs := make([]string, 0, len(nodes))
 	for a := range nodes {
 		addrs = append(addrs, a)

@@ -11,7 +11,7 @@ import (
 // whether this caller now holds the lock.
 func (s *Store) TryLock(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
 	ms := max(int64((ttl+time.Millisecond-1)/time.Millisecond), 1)
-	err := s.client.Do(ctx, s.client.B().Set().Key(key).Value(token).Nx().PxMilliseconds(ms).Build()).Error()
+	err := s.cli().Do(ctx, s.cli().B().Set().Key(key).Value(token).Nx().PxMilliseconds(ms).Build()).Error()
 	switch {
 	case err == nil:
 		return true, nil
@@ -27,7 +27,7 @@ func (s *Store) TryLock(ctx context.Context, key, token string, ttl time.Duratio
 // reports whether the lock was released by this call.
 func (s *Store) Unlock(ctx context.Context, key, token string) (bool, error) {
 	released := false
-	err := s.client.Dedicated(func(c rueidis.DedicatedClient) error {
+	err := s.cli().Dedicated(func(c rueidis.DedicatedClient) error {
 		if err := c.Do(ctx, c.B().Watch().Key(key).Build()).Error(); err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,10 +28,25 @@ var ErrClosed = errors.New("redisstore: closed")
 
 // Store is an l2.Store on Redis. It is safe for concurrent use.
 type Store struct {
-	client rueidis.Client
+	client atomic.Pointer[clientRef]
 	closed atomic.Bool
 	desc   string
+
+	// On Sentinel, the store listens to every sentinel and replaces the
+	// client when one reports a failover the client has not followed yet
+	// (see sentinelwatch.go).
+	switchMu  sync.Mutex
+	stopWatch context.CancelFunc // nil when nothing is watched
+	watchers  sync.WaitGroup
+	followed  atomic.Uint64 // times the client was replaced to follow a failover
+	onLost    func()        // reports a lost tracking link; nil without tracking
 }
+
+// clientRef holds the current client.
+type clientRef struct{ rueidis.Client }
+
+// cli returns the current client.
+func (s *Store) cli() rueidis.Client { return s.client.Load().Client }
 
 var _ l2.Store = (*Store)(nil)
 
@@ -46,6 +62,7 @@ func New(opts Options) (*Store, error) {
 	if opts.OnInvalidation != nil {
 		copt.NewCacheStoreFn = newNoStore
 		copt.OnInvalidations = invalidations(opts.OnInvalidation, &s.closed)
+		s.onLost = func() { opts.OnInvalidation(l2.Invalidation{All: true}) }
 	}
 	client, err := rueidis.NewClient(copt)
 	if err != nil {
@@ -56,8 +73,11 @@ func New(opts Options) (*Store, error) {
 		client.Close()
 		return nil, fmt.Errorf("redisstore: connect to %s: Cluster is set but the server is not a Redis Cluster", s.desc)
 	}
-	s.client = client
+	s.client.Store(&clientRef{client})
 	s.desc = string(client.Mode()) + " " + s.desc
+	if copt.Sentinel.MasterSet != "" {
+		s.watchSentinels(copt)
+	}
 	return s, nil
 }
 
@@ -102,13 +122,13 @@ func (s *Store) String() string { return "redisstore.Store(" + s.desc + ")" }
 
 // Client returns the underlying rueidis client, for features that need
 // commands of their own (tag versions, locks). It must not be closed.
-func (s *Store) Client() rueidis.Client { return s.client }
+func (s *Store) Client() rueidis.Client { return s.cli() }
 
 // Get returns the value of key, or l2.ErrNotFound. When the store reports
 // invalidations, the read also makes Redis track key for this client. The
 // returned slice belongs to the caller.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
-	v, err := s.client.Do(ctx, s.client.B().Get().Key(key).Build()).AsBytes()
+	v, err := s.cli().Do(ctx, s.cli().B().Get().Key(key).Build()).AsBytes()
 	if err != nil {
 		if rueidis.IsRedisNil(err) {
 			return nil, l2.ErrNotFound
@@ -127,9 +147,9 @@ func (s *Store) MGet(ctx context.Context, keys []string) ([][]byte, error) {
 	}
 	multi := make([]rueidis.Completed, len(keys))
 	for i, k := range keys {
-		multi[i] = s.client.B().Get().Key(k).Build()
+		multi[i] = s.cli().B().Get().Key(k).Build()
 	}
-	res := s.client.DoMulti(ctx, multi...)
+	res := s.cli().DoMulti(ctx, multi...)
 	out := make([][]byte, len(keys))
 	for i := range res {
 		v, err := res[i].AsBytes()
@@ -146,7 +166,7 @@ func (s *Store) MGet(ctx context.Context, keys []string) ([][]byte, error) {
 
 // Set stores value under key, expiring after ttl (<= 0: never).
 func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	if err := s.client.Do(ctx, s.set(key, value, ttl)).Error(); err != nil {
+	if err := s.cli().Do(ctx, s.set(key, value, ttl)).Error(); err != nil {
 		return s.wrap(err, "set %q", key)
 	}
 	return nil
@@ -169,7 +189,7 @@ func (s *Store) MSet(ctx context.Context, items []l2.Item) error {
 	for i, it := range items {
 		multi[i] = s.setString(it.Key, rueidis.BinaryString(it.Value), it.TTL)
 	}
-	for i, r := range s.client.DoMulti(ctx, multi...) {
+	for i, r := range s.cli().DoMulti(ctx, multi...) {
 		if err := r.Error(); err != nil {
 			return s.wrap(err, "mset %q (item %d of %d)", items[i].Key, i+1, len(items))
 		}
@@ -185,7 +205,7 @@ func (s *Store) set(key string, value []byte, ttl time.Duration) rueidis.Complet
 }
 
 func (s *Store) setString(key, value string, ttl time.Duration) rueidis.Completed {
-	cmd := s.client.B().Set().Key(key).Value(value)
+	cmd := s.cli().B().Set().Key(key).Value(value)
 	if ttl <= 0 {
 		return cmd.Build()
 	}
@@ -201,16 +221,16 @@ func (s *Store) Del(ctx context.Context, keys ...string) error {
 	case 0:
 		return nil
 	case 1:
-		if err := s.client.Do(ctx, s.client.B().Del().Key(keys[0]).Build()).Error(); err != nil {
+		if err := s.cli().Do(ctx, s.cli().B().Del().Key(keys[0]).Build()).Error(); err != nil {
 			return s.wrap(err, "del %q", keys[0])
 		}
 		return nil
 	}
 	multi := make([]rueidis.Completed, len(keys))
 	for i, k := range keys {
-		multi[i] = s.client.B().Del().Key(k).Build()
+		multi[i] = s.cli().B().Del().Key(k).Build()
 	}
-	for i, r := range s.client.DoMulti(ctx, multi...) {
+	for i, r := range s.cli().DoMulti(ctx, multi...) {
 		if err := r.Error(); err != nil {
 			return s.wrap(err, "del %q (key %d of %d)", keys[i], i+1, len(keys))
 		}
@@ -222,7 +242,13 @@ func (s *Store) Del(ctx context.Context, keys ...string) error {
 // Close has been called. Closing twice is a no-op.
 func (s *Store) Close() error {
 	if s.closed.CompareAndSwap(false, true) {
-		s.client.Close()
+		s.switchMu.Lock()
+		if s.stopWatch != nil {
+			s.stopWatch()
+		}
+		s.cli().Close()
+		s.switchMu.Unlock()
+		s.watchers.Wait()
 	}
 	return nil
 }
