@@ -66,6 +66,11 @@ func (l *Lab) clusterFormed(ctx context.Context) error {
 			return fmt.Errorf("%s: master_link_status:%s master_sync_in_progress:%s",
 				n.Name, info["master_link_status"], info["master_sync_in_progress"])
 		}
+		// With min-replicas-to-write (the production config), a master
+		// refuses writes until it counts a replica as good.
+		if good, ok := info["min_slaves_good_slaves"]; ok && info["role"] == "master" && good == "0" {
+			return fmt.Errorf("%s: min_slaves_good_slaves:0", n.Name)
+		}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -89,6 +90,11 @@ func waitReplicated(ctx context.Context, master *Node, replicas []*Node) error {
 		}
 		if want := strconv.Itoa(len(replicas)); info["connected_slaves"] != want {
 			return fmt.Errorf("master: connected_slaves:%s, want %s", info["connected_slaves"], want)
+		}
+		// With min-replicas-to-write, writes wait for a replica the master
+		// counts as good.
+		if good, ok := info["min_slaves_good_slaves"]; ok && good == "0" {
+			return errors.New("master: min_slaves_good_slaves:0")
 		}
 		return nil
 	})
