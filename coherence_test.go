@@ -22,19 +22,7 @@ import (
 // denial.
 func rawDo(t *testing.T, topo string, args ...string) any {
 	t.Helper()
-	shared.mu.Lock()
-	var do func(...string) (any, error)
-	switch topo {
-	case "standalone":
-		do = shared.standalone.Do
-	case "sentinel":
-		do = shared.sentinel.Master.Do
-	case "cluster":
-		do = shared.cluster.Do
-	case "production":
-		do = shared.production.Master.Do // the admin: beyond the tiercache user's ACL
-	}
-	shared.mu.Unlock()
+	do := shared.Get(t, topo).Do // on production, the admin: beyond the tiercache user's ACL
 	v, err := do(args...)
 	if err != nil {
 		t.Fatalf("%v: %v", args, err)

@@ -241,10 +241,7 @@ func TestCache_GetManySetMany(t *testing.T) {
 // test really crossed slots and nodes.
 func assertSpreadOverMasters(t *testing.T, c *Cache, keys []string) {
 	t.Helper()
-	shared.mu.Lock()
-	masters := shared.cluster.Masters
-	shared.mu.Unlock()
-	for _, m := range masters {
+	for _, m := range shared.Get(t, "cluster").Masters() {
 		found := false
 		for _, k := range keys {
 			if n, err := m.Do("EXISTS", c.prefix+k); err == nil && n == int64(1) {

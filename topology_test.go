@@ -6,23 +6,13 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/tiercache/tiercache/internal/redistest"
 )
 
-// shared are the Redis topologies of this package's tests (see
-// redistest.Topologies). Its lower-case fields mirror, under mu, those
-// that have started, for the tests that reach a server directly.
-var shared struct {
-	redistest.Topologies
-	mu         sync.Mutex
-	standalone *redistest.Server
-	sentinel   *redistest.Sentinel
-	cluster    *redistest.Cluster
-	production *redistest.Production
-}
+// shared are the Redis topologies of this package's tests.
+var shared redistest.Topologies
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -64,11 +54,6 @@ func redisFor(t testing.TB, name string) RedisOptions {
 		return RedisOptions{}
 	}
 	tp := shared.Get(t, name)
-	started := shared.Started()
-	shared.mu.Lock()
-	shared.standalone, shared.sentinel, shared.cluster, shared.production =
-		started.Standalone, started.Sentinel, started.Cluster, started.Production
-	shared.mu.Unlock()
 	return RedisOptions{Addrs: tp.Addrs, Cluster: tp.Cluster, SentinelMaster: tp.SentinelMaster,
 		SentinelAddrs: tp.SentinelAddrs, Username: tp.Username, Password: tp.Password}
 }
