@@ -134,8 +134,15 @@ func newFlagSet(name, synopsis, summary string) *flag.FlagSet {
 // line was wrong and the error and usage went to stderr (2). Positional
 // arguments are refused: no command takes any yet.
 func parseFlags(fs *flag.FlagSet, args []string, s streams) (code int, done bool) {
+	return parse(fs, args, s, false)
+}
+
+// parse parses args into fs; positional says whether arguments may follow
+// the flags. done means the command must stop with code: help was asked
+// for, or the arguments are wrong (then the usage went to s.err).
+func parse(fs *flag.FlagSet, args []string, s streams, positional bool) (code int, done bool) {
 	err := fs.Parse(args)
-	if err == nil && fs.NArg() > 0 {
+	if err == nil && !positional && fs.NArg() > 0 {
 		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	switch {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 
@@ -64,18 +63,5 @@ func runConf(_ context.Context, s streams, args []string) int {
 // parseWithArgs is parseFlags for a command that takes positional
 // arguments after its flags: they are left in fs.Args().
 func parseWithArgs(fs *flag.FlagSet, args []string, s streams) (code int, done bool) {
-	err := fs.Parse(args)
-	switch {
-	case err == nil:
-		return exitOK, false
-	case errors.Is(err, flag.ErrHelp):
-		fs.SetOutput(s.out)
-		fs.Usage()
-		return exitOK, true
-	default:
-		fs.SetOutput(s.err)
-		fmt.Fprintf(s.err, "%s: %v\n\n", fs.Name(), err)
-		fs.Usage()
-		return exitUsage, true
-	}
+	return parse(fs, args, s, true)
 }
