@@ -34,12 +34,17 @@ type guarded struct {
 	backoff time.Duration
 	cb      *gobreaker.TwoStepCircuitBreaker[struct{}] // nil when disabled
 	onState func(BreakerState)
-	onOK    func()    // after every operation L2 answered; may be nil
-	obs     *observer // times, counts and traces each attempt
+	onOK    func() // after every operation L2 answered; may be nil
+	// deadlines gives operations their timeout; nil without one.
+	deadlines *sharedDeadlines
+	obs       *observer // times, counts and traces each attempt
 }
 
 func newGuarded(s l2.Store, o Options, onState func(BreakerState)) *guarded {
 	g := &guarded{s: s, timeout: max(o.OperationTimeout, 0), retries: max(o.Retries, 0), backoff: o.RetryBackoff, onState: onState}
+	if g.timeout > 0 {
+		g.deadlines = newSharedDeadlines(g.timeout)
+	}
 	if !o.Breaker.Disabled {
 		threshold := o.Breaker.Threshold
 		g.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
@@ -117,9 +122,9 @@ func (g *guarded) once(ctx context.Context, name string, op func(ctx context.Con
 			return fmt.Errorf("%w: %w", ErrCircuitOpen, l2.ErrUnavailable)
 		}
 	}
-	octx, cancel := ctx, context.CancelFunc(func() {})
-	if g.timeout > 0 {
-		octx, cancel = context.WithTimeout(ctx, g.timeout)
+	octx, cancel := ctx, context.CancelFunc(noCancel)
+	if g.deadlines != nil {
+		octx, cancel = g.deadlines.opContext(ctx)
 	}
 	octx, call := g.obs.l2Begin(octx, name)
 	err := op(octx)
