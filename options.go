@@ -92,7 +92,10 @@ type Options struct {
 	Logger *slog.Logger
 
 	// OperationTimeout bounds each L2 operation (each attempt of it).
-	// Zero means DefaultOperationTimeout; negative means no bound beyond
+	// Operations whose context cannot be cancelled share deadlines at a
+	// grain of OperationTimeout/64 (1 to 10 ms), so they may run up to one
+	// grain longer. Zero means DefaultOperationTimeout; negative means no
+	// bound beyond
 	// the caller's context.
 	OperationTimeout time.Duration
 
