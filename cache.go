@@ -118,6 +118,10 @@ func New(opts Options) (*Cache, error) {
 		c.bg.Add(1)
 		go c.replayLoop()
 	}
+	if c.tracked && c.l1 != nil {
+		c.bg.Add(1)
+		go c.livenessLoop(c.guard.s)
+	}
 	c.obs.rec.Attach(c)
 	return c, nil
 }
@@ -754,6 +758,7 @@ type counters struct {
 	hitL2, miss, errors, corrupt    atomic.Uint64
 	loads, loadErrors               atomic.Uint64
 	invalidations, invalidationsAll atomic.Uint64
+	linkSuspects                    atomic.Uint64
 	tagInvalidations                atomic.Uint64
 	staleServed, replayFailed       atomic.Uint64
 	eagerRefreshes, lockWaits       atomic.Uint64
@@ -772,6 +777,7 @@ type Counters struct {
 	LoadErrors    uint64 // loader calls that failed (ErrNotFound excluded)
 	Invalidations uint64 // keys invalidated by Redis
 	LinkResets    uint64 // times every L1 entry lost freshness at once
+	LinkSuspects  uint64 // of those, times L2 did not answer a liveness read in time
 	TagBumps      uint64 // tag and namespace versions this instance incremented
 	StaleServed   uint64 // fail-safe stale values served
 	EagerRefresh  uint64 // background refreshes started by eager refresh
@@ -801,6 +807,7 @@ func (c *Cache) Counters() Counters {
 		LoadErrors:    c.counter.loadErrors.Load(),
 		Invalidations: c.counter.invalidations.Load(),
 		LinkResets:    c.counter.invalidationsAll.Load(),
+		LinkSuspects:  c.counter.linkSuspects.Load(),
 		TagBumps:      c.counter.tagInvalidations.Load(),
 		StaleServed:   c.counter.staleServed.Load(),
 		EagerRefresh:  c.counter.eagerRefreshes.Load(),

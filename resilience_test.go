@@ -274,6 +274,49 @@ func TestFault_FetchWhileUnreachable(t *testing.T) {
 	fetch("then cached", 3, 3, SourceL2)
 }
 
+// TestFault_LivenessEndsFreshness: a connection that stays open but stops
+// answering (packets dropped) also stops delivering invalidations. Within
+// about OperationTimeout the cache stops serving its L1 as fresh: reads
+// are answered by fail-safe, flagged stale.
+func TestFault_LivenessEndsFreshness(t *testing.T) {
+	redistest.Require(t)
+	ctx := context.Background()
+	c, px, _ := behindProxy(t, func(o *Options) {
+		o.Retries, o.OperationTimeout = -1, 200*time.Millisecond
+		o.FailSafe = FailSafeOptions{MaxDuration: time.Hour}
+	})
+	if err := c.Set(ctx, "k", 1); err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	eventually(t, 5*time.Second, "an L1 hit", func() error {
+		if r, err := c.Lookup(ctx, "k", &v); err != nil || r.Source != SourceL1 {
+			return fmt.Errorf("%+v %v", r, err)
+		}
+		return nil
+	})
+	if err := px.Blackhole(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	eventually(t, 5*time.Second, "L1 no longer fresh", func() error {
+		r, err := c.Lookup(ctx, "k", &v)
+		if err == nil && r.Source == SourceL1 && !r.Stale {
+			return errors.New("still a fresh L1 hit")
+		}
+		return nil
+	})
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the L1 stayed fresh %v after Redis stopped answering, want within about OperationTimeout", d)
+	}
+	if n := c.Counters().LinkSuspects; n == 0 {
+		t.Fatal("LinkSuspects = 0")
+	}
+	if err := px.Heal(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestFault_LoaderTimeouts: on the soft timeout a stale value answers at
 // once and the loader's late value updates the cache; on the hard timeout
 // Fetch fails with ErrLoaderTimeout when there is nothing stale.

@@ -1,0 +1,62 @@
+package tiercache
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/tiercache/tiercache/internal/l2"
+)
+
+// A tracking connection that stops answering also stops delivering
+// invalidations, without closing: a paused or partitioned Redis, or one
+// that has acknowledged a write to another client and not yet flushed the
+// invalidations it owes this one. Until the connection closes, the L1
+// would keep serving as fresh what Redis may already have replaced.
+//
+// So while the L2 reports invalidations, the cache reads one key of its
+// own every OperationTimeout/4 (50 to 250 ms) and gives the read
+// OperationTimeout/2 (100 ms to 1 s). When it gets no answer in time,
+// every L1 entry stops being fresh, as after a lost link: reads go to L2,
+// or to fail-safe, flagged stale. An invalidation can thus be held back
+// from this instance for at most about three quarters of OperationTimeout
+// before the instance stops trusting its L1. Recent invalidations are not
+// replayed: the connection is still open, and Redis delivers what it owes
+// once it answers again.
+
+// livenessLoop probes the L2 until the cache closes.
+func (c *Cache) livenessLoop(raw l2.Store) {
+	defer c.bg.Done()
+	timeout := c.opts.OperationTimeout
+	if timeout <= 0 {
+		timeout = DefaultOperationTimeout
+	}
+	every := min(max(timeout/4, 50*time.Millisecond), 250*time.Millisecond)
+	wait := min(max(timeout/2, 100*time.Millisecond), time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, wait)
+		_, err := raw.Get(ctx, c.vers.nsKey)
+		cancel()
+		if err == nil || errors.Is(err, l2.ErrNotFound) || c.ctx.Err() != nil {
+			continue
+		}
+		c.linkSuspect()
+	}
+}
+
+// linkSuspect ends the freshness of every L1 entry: the L2 did not answer
+// in time, so invalidations may be held back.
+func (c *Cache) linkSuspect() {
+	c.obs.linkLost(time.Now())
+	c.vers.reset()
+	c.l1.InvalidateAll()
+	c.counter.invalidationsAll.Add(1)
+	c.counter.linkSuspects.Add(1)
+}
