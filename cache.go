@@ -161,12 +161,7 @@ func (c *Cache) Namespace() string { return c.opts.Namespace }
 // onInvalidation runs on the L2's read goroutine: keep it short.
 func (c *Cache) onInvalidation(inv l2.Invalidation) {
 	if inv.All {
-		c.obs.linkLost(time.Now())
-		c.vers.reset()
-		if c.l1 != nil {
-			c.l1.InvalidateAll()
-		}
-		c.counter.invalidationsAll.Add(1)
+		c.endFreshness()
 		c.replayRecent()
 		return
 	}

@@ -54,9 +54,17 @@ func (c *Cache) livenessLoop(raw l2.Store) {
 // linkSuspect ends the freshness of every L1 entry: the L2 did not answer
 // in time, so invalidations may be held back.
 func (c *Cache) linkSuspect() {
+	c.endFreshness()
+	c.counter.linkSuspects.Add(1)
+}
+
+// endFreshness makes every L1 entry and cached version stale at once, when
+// the invalidation link is lost or no longer trusted.
+func (c *Cache) endFreshness() {
 	c.obs.linkLost(time.Now())
 	c.vers.reset()
-	c.l1.InvalidateAll()
+	if c.l1 != nil {
+		c.l1.InvalidateAll()
+	}
 	c.counter.invalidationsAll.Add(1)
-	c.counter.linkSuspects.Add(1)
 }

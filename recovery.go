@@ -340,21 +340,18 @@ func (r *recovery) countSet(op *recOp, d int) {
 func (r *recovery) incrMustWait(keys []string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.sets > 0 {
-		return true
-	}
-	for _, k := range keys {
-		if _, ok := r.byKey[k]; ok {
-			return true
-		}
-	}
-	return false
+	return r.sets > 0 || r.queuedLocked(keys)
 }
 
 // pendingAny reports whether any of the L2 keys has a queued operation.
 func (r *recovery) pendingAny(keys []string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.queuedLocked(keys)
+}
+
+// queuedLocked is pendingAny with r.mu held.
+func (r *recovery) queuedLocked(keys []string) bool {
 	for _, k := range keys {
 		if _, ok := r.byKey[k]; ok {
 			return true

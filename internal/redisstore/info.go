@@ -259,16 +259,7 @@ func probeSentinel(ctx context.Context, p SentinelProbe, addr string) SentinelVi
 	if dial <= 0 {
 		dial = time.Second
 	}
-	opt := rueidis.ClientOption{
-		InitAddress:       []string{addr},
-		Username:          p.Username,
-		Password:          p.Password,
-		TLSConfig:         p.TLS,
-		ClientName:        clientName,
-		ForceSingleClient: true,
-		DisableCache:      true,
-		DisableRetry:      true,
-	}
+	opt := sentinelOption(addr, p.Username, p.Password, p.TLS)
 	opt.Dialer.Timeout = dial
 	if dl, ok := ctx.Deadline(); ok {
 		opt.Dialer.Timeout = min(dial, max(time.Until(dl), time.Millisecond))

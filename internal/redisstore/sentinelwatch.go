@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"slices"
 	"strings"
@@ -39,17 +40,8 @@ func (s *Store) watchSentinels(copt rueidis.ClientOption) {
 // reconnecting with a backoff when the sentinel goes away.
 func (s *Store) watchSentinel(ctx context.Context, copt rueidis.ClientOption, addr string) {
 	defer s.watchers.Done()
-	opt := rueidis.ClientOption{
-		InitAddress:       []string{addr},
-		Username:          copt.Sentinel.Username,
-		Password:          copt.Sentinel.Password,
-		TLSConfig:         copt.Sentinel.TLSConfig,
-		Dialer:            copt.Sentinel.Dialer,
-		ClientName:        clientName,
-		ForceSingleClient: true,
-		DisableCache:      true,
-		DisableRetry:      true,
-	}
+	opt := sentinelOption(addr, copt.Sentinel.Username, copt.Sentinel.Password, copt.Sentinel.TLSConfig)
+	opt.Dialer = copt.Sentinel.Dialer
 	master := copt.Sentinel.MasterSet
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
@@ -72,6 +64,21 @@ func (s *Store) watchSentinel(ctx context.Context, copt rueidis.ClientOption, ad
 		case <-t.C:
 		}
 		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// sentinelOption is how the store talks to one sentinel on its own
+// connection: no tracking, no retries, no cluster discovery.
+func sentinelOption(addr, username, password string, tlsConfig *tls.Config) rueidis.ClientOption {
+	return rueidis.ClientOption{
+		InitAddress:       []string{addr},
+		Username:          username,
+		Password:          password,
+		TLSConfig:         tlsConfig,
+		ClientName:        clientName,
+		ForceSingleClient: true,
+		DisableCache:      true,
+		DisableRetry:      true,
 	}
 }
 
