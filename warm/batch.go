@@ -14,8 +14,8 @@ import (
 //
 // Without a delay between batches, a batch is written in the background
 // while the generator fills the next one, so that the client's work on one
-// batch (encoding) overlaps Redis's on the other: at most two batches are
-// in flight. A batch that shares a key with the one in flight waits for it,
+// batch (encoding) overlaps Redis's on the others: at most four batches are
+// in flight. A batch that shares a key with a batch in flight waits for it,
 // so that a key written twice keeps its last value.
 type batcher struct {
 	r    *Runner
@@ -32,7 +32,7 @@ type batcher struct {
 }
 
 // maxInFlight is how many batches a run without a delay writes at once.
-const maxInFlight = 2
+const maxInFlight = 4
 
 // write is one batch being written, and its outcome.
 type write struct {

@@ -183,7 +183,7 @@ func TestRunner_BatchesAndDelay(t *testing.T) {
 }
 
 // TestRunner_DefaultBatchAndNoDelay: without a delay, batches of the
-// default size go out back to back (two in flight), each reported once, in
+// default size go out back to back (up to four in flight), each reported once, in
 // order, and Redis executes one SET per item.
 func TestRunner_DefaultBatchAndNoDelay(t *testing.T) {
 	eachTopology(t, allTopologies, func(t *testing.T, tp topology) {
