@@ -15,8 +15,9 @@ import (
 // would keep serving as fresh what Redis may already have replaced.
 //
 // So while the L2 reports invalidations, the cache reads one key of its
-// own every OperationTimeout/4 (50 to 250 ms) and gives the read
-// OperationTimeout/2 (100 ms to 1 s). When it gets no answer in time,
+// own every OperationTimeout/4 (50 to 250 ms), and on Cluster also PINGs
+// every master (l2.Prober), and gives the probe OperationTimeout/2 (100 ms
+// to 1 s). When it gets no answer in time,
 // every L1 entry stops being fresh, as after a lost link: reads go to L2,
 // or to fail-safe, flagged stale. An invalidation can thus be held back
 // from this instance for at most about three quarters of OperationTimeout
@@ -42,7 +43,12 @@ func (c *Cache) livenessLoop(raw l2.Store) {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, wait)
-		_, err := raw.Get(ctx, c.vers.nsKey)
+		var err error
+		if p, ok := raw.(l2.Prober); ok {
+			err = p.Probe(ctx, c.vers.nsKey)
+		} else {
+			_, err = raw.Get(ctx, c.vers.nsKey)
+		}
 		cancel()
 		if err == nil || errors.Is(err, l2.ErrNotFound) || c.ctx.Err() != nil {
 			continue

@@ -317,6 +317,67 @@ func TestFault_LivenessEndsFreshness(t *testing.T) {
 	}
 }
 
+// TestFault_LivenessEveryClusterMaster: on Cluster, a master that stops
+// answering ends L1 freshness even when it does not hold the namespace's
+// version key, which the liveness read reaches: the probe also PINGs every
+// master.
+func TestFault_LivenessEveryClusterMaster(t *testing.T) {
+	redistest.Require(t)
+	ctx := context.Background()
+	cl := redistest.NewCluster(t)
+	c := newCache(t, "memory", func(o *Options) {
+		o.Redis, o.Logger = RedisOptions{Addrs: cl.Addrs(), Cluster: true}, slog.New(slog.DiscardHandler)
+		o.Retries, o.OperationTimeout = -1, 200*time.Millisecond
+		o.FailSafe = FailSafeOptions{MaxDuration: time.Hour}
+	})
+	owns := func(m *redistest.Server, key string) bool { _, err := m.Do("EXISTS", key); return err == nil }
+	var victim *redistest.Server
+	for _, m := range cl.Masters {
+		if !owns(m, c.vers.nsKey) {
+			victim = m
+			break
+		}
+	}
+	key := ""
+	for i := 0; key == ""; i++ {
+		if k := "k" + strconv.Itoa(i); owns(victim, c.prefix+k) {
+			key = k
+		}
+	}
+	if err := c.Set(ctx, key, 1); err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	eventually(t, 5*time.Second, "an L1 hit", func() error {
+		if r, err := c.Lookup(ctx, key, &v); err != nil || r.Source != SourceL1 {
+			return fmt.Errorf("%+v %v", r, err)
+		}
+		return nil
+	})
+	before := c.Counters().LinkSuspects
+	if err := victim.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = victim.Resume() })
+	start := time.Now()
+	eventually(t, 5*time.Second, "L1 no longer fresh", func() error {
+		r, err := c.Lookup(ctx, key, &v)
+		if err == nil && r.Source == SourceL1 && !r.Stale {
+			return errors.New("still a fresh L1 hit")
+		}
+		return nil
+	})
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the L1 stayed fresh %v after a master stopped answering, want within about OperationTimeout", d)
+	}
+	if n := c.Counters().LinkSuspects; n == before {
+		t.Fatal("LinkSuspects did not move")
+	}
+	if err := victim.Resume(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestFault_LoaderTimeouts: on the soft timeout a stale value answers at
 // once and the loader's late value updates the cache; on the hard timeout
 // Fetch fails with ErrLoaderTimeout when there is nothing stale.

@@ -59,6 +59,14 @@ type Store interface {
 	Close() error
 }
 
+// Prober is a Store that can check that every node it reads from still
+// answers. Probe reads key (missing is an answer) and, where the store
+// spans several nodes, reaches each of them; it returns an error when one
+// did not answer within ctx.
+type Prober interface {
+	Probe(ctx context.Context, key string) error
+}
+
 // Invalidation is what a store reports when keys it served may have changed
 // elsewhere. All is true when every key must be treated as changed, for
 // example after the invalidation link was lost.

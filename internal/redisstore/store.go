@@ -40,6 +40,8 @@ type Store struct {
 	watchers  sync.WaitGroup
 	followed  atomic.Uint64 // times the client was replaced to follow a failover
 	onLost    func()        // reports a lost tracking link; nil without tracking
+
+	masters masterList // on Cluster, the masters Probe pings (see probe.go)
 }
 
 // clientRef holds the current client.
