@@ -2,6 +2,7 @@ package tiercache
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -56,7 +57,10 @@ func TestFault(t *testing.T) {
 				func(px *redistest.Proxy) error { return px.Latency(200 * time.Millisecond) },
 				func(px *redistest.Proxy) error { return px.Latency(0) })
 		}},
-		{"reset", resetTarget},
+		{"reset", func(t *testing.T, _ string) *faultTarget { return resetTarget(t, 0) }},
+		// Two faults at once: every round trip slow, and connections
+		// reset while they are.
+		{"latency+reset", func(t *testing.T, _ string) *faultTarget { return resetTarget(t, 100*time.Millisecond) }},
 		{"blackhole", func(t *testing.T, _ string) *faultTarget {
 			return proxied(t, 3*time.Second, (*redistest.Proxy).Blackhole, (*redistest.Proxy).Heal)
 		}},
@@ -91,13 +95,19 @@ func proxied(t *testing.T, d time.Duration, inject, heal func(*redistest.Proxy) 
 		inject: func() error { return inject(px) }, heal: func() error { return heal(px) }}
 }
 
-// resetTarget resets every connection every 150 ms for two seconds.
-func resetTarget(t *testing.T, _ string) *faultTarget {
+// resetTarget resets every connection every 150 ms for two seconds, with
+// latency added to every round trip meanwhile (none when zero).
+func resetTarget(t *testing.T, latency time.Duration) *faultTarget {
 	var (
 		stop = make(chan struct{})
 		done = make(chan error, 1)
 	)
 	tg := proxied(t, 2*time.Second, func(px *redistest.Proxy) error {
+		if latency > 0 {
+			if err := px.Latency(latency); err != nil {
+				return err
+			}
+		}
 		go func() {
 			tick := time.NewTicker(150 * time.Millisecond)
 			defer tick.Stop()
@@ -115,9 +125,13 @@ func resetTarget(t *testing.T, _ string) *faultTarget {
 			}
 		}()
 		return nil
-	}, func(*redistest.Proxy) error {
+	}, func(px *redistest.Proxy) error {
 		close(stop)
-		return <-done
+		err := <-done
+		if latency > 0 {
+			err = cmp.Or(err, px.Latency(0))
+		}
+		return err
 	})
 	return tg
 }
