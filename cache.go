@@ -118,9 +118,9 @@ func New(opts Options) (*Cache, error) {
 		c.bg.Add(1)
 		go c.replayLoop()
 	}
-	if c.tracked && c.l1 != nil {
+	if p, ok := c.guard.s.(l2.Prober); ok && c.tracked && c.l1 != nil {
 		c.bg.Add(1)
-		go c.livenessLoop(c.guard.s)
+		go c.livenessLoop(p)
 	}
 	c.obs.rec.Attach(c)
 	return c, nil

@@ -14,10 +14,10 @@ import (
 // invalidations it owes this one. Until the connection closes, the L1
 // would keep serving as fresh what Redis may already have replaced.
 //
-// So while the L2 reports invalidations, the cache reads one key of its
-// own every OperationTimeout/4 (50 to 250 ms), and on Cluster also PINGs
-// every master (l2.Prober), and gives the probe OperationTimeout/2 (100 ms
-// to 1 s). When it gets no answer in time,
+// So while the L2 reports invalidations, the cache probes it every
+// OperationTimeout/4 (50 to 250 ms): it reads one key of its own, and on
+// Cluster also PINGs every master (l2.Prober). It gives the probe
+// OperationTimeout/2 (100 ms to 1 s). When it gets no answer in time,
 // every L1 entry stops being fresh, as after a lost link: reads go to L2,
 // or to fail-safe, flagged stale. An invalidation can thus be held back
 // from this instance for at most about three quarters of OperationTimeout
@@ -26,7 +26,7 @@ import (
 // once it answers again.
 
 // livenessLoop probes the L2 until the cache closes.
-func (c *Cache) livenessLoop(raw l2.Store) {
+func (c *Cache) livenessLoop(p l2.Prober) {
 	defer c.bg.Done()
 	timeout := c.opts.OperationTimeout
 	if timeout <= 0 {
@@ -43,12 +43,7 @@ func (c *Cache) livenessLoop(raw l2.Store) {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, wait)
-		var err error
-		if p, ok := raw.(l2.Prober); ok {
-			err = p.Probe(ctx, c.vers.nsKey)
-		} else {
-			_, err = raw.Get(ctx, c.vers.nsKey)
-		}
+		err := p.Probe(ctx, c.vers.nsKey)
 		cancel()
 		if err == nil || errors.Is(err, l2.ErrNotFound) || c.ctx.Err() != nil {
 			continue
