@@ -360,14 +360,15 @@ func (m *faultMonitor) drainedAfter(inst int, t time.Time) time.Time {
 // a deadline rather than failing at once. Goroutines that existed before
 // the call (earlier tests' stragglers) are not this test's.
 //
-// One goroutine of the test proxy is ignored: in toxiproxy v2.12.0, when a
-// link's writer stops on a write error (its peer was reset), the toxic
-// stage in front of it can stay blocked for good sending its last chunk
-// (toxics/noop.go:16). It belongs to the harness and holds nothing of the
-// cache's.
+// Goroutines of the test proxy's toxics are ignored: in toxiproxy v2.12.0,
+// when a link's writer stops on a write error (its peer was reset), the
+// toxic stage in front of it can stay blocked for good sending its last
+// chunk (toxics/noop.go:16, or toxics/latency.go:44 while latency is on).
+// They belong to the harness and hold nothing of the cache's.
 func checkNoLeaks(t *testing.T) {
 	ignore := []goleak.Option{goleak.IgnoreCurrent(),
-		goleak.IgnoreTopFunction("github.com/Shopify/toxiproxy/v2/toxics.(*NoopToxic).Pipe")}
+		goleak.IgnoreTopFunction("github.com/Shopify/toxiproxy/v2/toxics.(*NoopToxic).Pipe"),
+		goleak.IgnoreTopFunction("github.com/Shopify/toxiproxy/v2/toxics.(*LatencyToxic).Pipe")}
 	t.Cleanup(func() {
 		deadline := time.Now().Add(20 * time.Second)
 		for {
