@@ -242,6 +242,7 @@ func (s Counters) MarshalJSON() ([]byte, error) {
 		LoadErrors    uint64                       `json:"load_errors"`
 		Invalidations uint64                       `json:"invalidations_received"`
 		LinkResets    uint64                       `json:"link_resets"`
+		LinkSuspects  uint64                       `json:"link_suspects"`
 		TagBumps      uint64                       `json:"tag_bumps"`
 		StaleServed   uint64                       `json:"stale_served"`
 		EagerRefresh  uint64                       `json:"eager_refreshes"`
@@ -256,7 +257,7 @@ func (s Counters) MarshalJSON() ([]byte, error) {
 		Requests      map[string]map[string]uint64 `json:"requests"`
 	}{
 		s.HitsL1, s.HitsL2, s.Misses, s.Errors, s.Corrupt, s.Loads, s.LoadErrors,
-		s.Invalidations, s.LinkResets, s.TagBumps, s.StaleServed, s.EagerRefresh,
+		s.Invalidations, s.LinkResets, s.LinkSuspects, s.TagBumps, s.StaleServed, s.EagerRefresh,
 		s.LockWaits, s.Breaker, s.QueueLength, s.QueueOverflow, s.Replayed,
 		s.ReplayFailed, s.L1Entries, s.L1Bytes, req,
 	})

@@ -9,9 +9,9 @@ import (
 // scraped holds the descriptions of the metrics read from the cache at
 // each scrape.
 type scraped struct {
-	requests, corrupt, invReceived, linkResets, stale, eager, lockWaits *prometheus.Desc
-	breaker, queueLen, queueOverflows, replayed, replayFailed           *prometheus.Desc
-	l1Entries, l1Bytes, l1MaxBytes                                      *prometheus.Desc
+	requests, corrupt, invReceived, linkResets, linkSuspects, stale, eager, lockWaits *prometheus.Desc
+	breaker, queueLen, queueOverflows, replayed, replayFailed                         *prometheus.Desc
+	l1Entries, l1Bytes, l1MaxBytes                                                    *prometheus.Desc
 
 	redisUp, redisInfo, redisPing, usedMem, maxMem, evicted, ksHits, ksMisses *prometheus.Desc
 	clients, replicas, opsPerSec, masterChanges                               *prometheus.Desc
@@ -26,6 +26,7 @@ func newScraped(cl prometheus.Labels) scraped {
 		corrupt:        d("corrupt_values_total", "Stored values that could not be decoded (each also a miss)."),
 		invReceived:    d("invalidations_received_total", "Keys Redis reported as changed elsewhere (L1 entries and cached versions dropped)."),
 		linkResets:     d("invalidation_link_resets_total", "Times the invalidation link was lost and every L1 entry stopped being fresh."),
+		linkSuspects:   d("invalidation_link_suspects_total", "Of the link resets, times a Redis node did not answer the liveness probe in time (a paused or partitioned node)."),
 		stale:          d("stale_served_total", "Fail-safe stale values served."),
 		eager:          d("eager_refreshes_total", "Background refreshes started by eager refresh."),
 		lockWaits:      d("lock_waits_total", "Fetches that waited for another instance's load (fleet lock)."),
@@ -55,7 +56,7 @@ func newScraped(cl prometheus.Labels) scraped {
 
 func (s *scraped) all() []*prometheus.Desc {
 	return []*prometheus.Desc{
-		s.requests, s.corrupt, s.invReceived, s.linkResets, s.stale, s.eager, s.lockWaits,
+		s.requests, s.corrupt, s.invReceived, s.linkResets, s.linkSuspects, s.stale, s.eager, s.lockWaits,
 		s.breaker, s.queueLen, s.queueOverflows, s.replayed, s.replayFailed,
 		s.l1Entries, s.l1Bytes, s.l1MaxBytes,
 		s.redisUp, s.redisInfo, s.redisPing, s.usedMem, s.maxMem, s.evicted, s.ksHits, s.ksMisses,
@@ -89,6 +90,7 @@ func (s *scraped) collect(ch chan<- prometheus.Metric, rep *tiercache.Stats) {
 	counter(s.corrupt, st.Corrupt)
 	counter(s.invReceived, st.Invalidations)
 	counter(s.linkResets, st.LinkResets)
+	counter(s.linkSuspects, st.LinkSuspects)
 	counter(s.stale, st.StaleServed)
 	counter(s.eager, st.EagerRefresh)
 	counter(s.lockWaits, st.LockWaits)
