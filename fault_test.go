@@ -76,6 +76,7 @@ func TestFault(t *testing.T) {
 				inject: srv.Pause, heal: srv.Resume, faultFor: 5 * time.Second}
 		}},
 		{"sentinel-failover", sentinelTarget},
+		{"cluster-pause", clusterPauseTarget},
 		{"cluster-failover", clusterFailoverTarget},
 		{"cluster-migration", clusterMigrationTarget},
 	} {
@@ -228,6 +229,39 @@ func clusterFailoverTarget(t *testing.T, _ string) *faultTarget {
 		prepare:  func() error { return cutReplication(victim) },
 		inject:   victim.Kill,
 		failover: true,
+	}
+}
+
+// clusterPauseTarget pauses a master that does not hold the namespace's
+// version key for one second, half of cluster-node-timeout: no failover, and the
+// connections stay open, so only the liveness probe's PING to every master
+// tells the instances that invalidations of its keys may be held back.
+func clusterPauseTarget(t *testing.T, ns string) *faultTarget {
+	cl := redistest.NewCluster(t)
+	owns := func(m *redistest.Server, key string) bool { _, err := m.Do("EXISTS", key); return err == nil }
+	var victim *redistest.Server
+	for _, m := range cl.Masters {
+		if !owns(m, ns+"#ns") {
+			victim = m
+			break
+		}
+	}
+	// The marker invalidations made during the fault wait for their
+	// timeouts, longer than the pause: the resume runs on its own timer.
+	resumed := make(chan error, 1)
+	return &faultTarget{
+		redis:    RedisOptions{Addrs: cl.Addrs(), Cluster: true},
+		raw:      cl.Do,
+		onVictim: func(key string) bool { return owns(victim, key) },
+		inject: func() error {
+			if err := victim.Pause(); err != nil {
+				return err
+			}
+			time.AfterFunc(time.Second, func() { resumed <- victim.Resume() })
+			return nil
+		},
+		heal:     func() error { return <-resumed },
+		faultFor: time.Second,
 	}
 }
 
