@@ -55,12 +55,7 @@ func (s *Store) Probe(ctx context.Context, key string) error {
 		})
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // clusterMasters returns the masters' addresses, read from CLUSTER SLOTS
