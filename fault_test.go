@@ -75,6 +75,7 @@ func TestFault(t *testing.T) {
 			return &faultTarget{redis: RedisOptions{Addrs: []string{srv.Addr}}, raw: srv.Do,
 				inject: srv.Pause, heal: srv.Resume, faultFor: 5 * time.Second}
 		}},
+		{"production-pause", productionPauseTarget},
 		{"sentinel-failover", sentinelTarget},
 		{"cluster-pause", clusterPauseTarget},
 		{"cluster-failover", clusterFailoverTarget},
@@ -82,7 +83,10 @@ func TestFault(t *testing.T) {
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			checkNoLeaks(t)
-			ns := testNamespace(t)
+			// A scenario named production-... runs on the production
+			// configuration, in a namespace its ACL user may touch.
+			topo, _, _ := strings.Cut(sc.name, "-")
+			ns := namespaceFor(t, topo)
 			runFault(t, ns, sc.setup(t, ns))
 		})
 	}
@@ -135,6 +139,25 @@ func resetTarget(t *testing.T, latency time.Duration) *faultTarget {
 		return err
 	})
 	return tg
+}
+
+// productionPauseTarget pauses, for 2 s, the master of a deployment started
+// from deploy/redis-production.conf, which the caches reach as the ACL
+// user tiercache: recovery (the breaker's probes, the liveness probe, the
+// replay of the queue) must need nothing the user is refused, and the
+// scenario fails on any ACL denial.
+func productionPauseTarget(t *testing.T, _ string) *faultTarget {
+	p := redistest.NewProduction(t)
+	t.Cleanup(func() {
+		if err := checkNoDenials(p); err != nil {
+			t.Error(err)
+		}
+	})
+	return &faultTarget{
+		redis:  RedisOptions{Addrs: []string{p.Addr}, Username: p.Username, Password: p.Password},
+		raw:    p.Master.Do,
+		inject: p.Master.Pause, heal: p.Master.Resume, faultFor: 2 * time.Second,
+	}
 }
 
 // sentinelTarget kills the master of a sentinel group. Its replication
