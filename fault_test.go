@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,16 +54,20 @@ func TestFault(t *testing.T) {
 		setup func(t *testing.T, ns string) *faultTarget
 	}{
 		{"latency", func(t *testing.T, _ string) *faultTarget {
-			return proxied(t, 3*time.Second,
+			return proxied(t, plainUpstream(t), 3*time.Second,
 				func(px *redistest.Proxy) error { return px.Latency(200 * time.Millisecond) },
 				func(px *redistest.Proxy) error { return px.Latency(0) })
 		}},
-		{"reset", func(t *testing.T, _ string) *faultTarget { return resetTarget(t, 0) }},
+		{"reset", func(t *testing.T, _ string) *faultTarget { return resetTarget(t, plainUpstream(t), 0) }},
 		// Two faults at once: every round trip slow, and connections
 		// reset while they are.
-		{"latency+reset", func(t *testing.T, _ string) *faultTarget { return resetTarget(t, 100*time.Millisecond) }},
+		{"latency+reset", func(t *testing.T, _ string) *faultTarget {
+			return resetTarget(t, plainUpstream(t), 100*time.Millisecond)
+		}},
+		// Every reset costs a TLS handshake on reconnect.
+		{"tls-reset", func(t *testing.T, _ string) *faultTarget { return resetTarget(t, tlsUpstream(t), 0) }},
 		{"blackhole", func(t *testing.T, _ string) *faultTarget {
-			return proxied(t, 3*time.Second, (*redistest.Proxy).Blackhole, (*redistest.Proxy).Heal)
+			return proxied(t, plainUpstream(t), 3*time.Second, (*redistest.Proxy).Blackhole, (*redistest.Proxy).Heal)
 		}},
 		{"kill-restart", func(t *testing.T, _ string) *faultTarget {
 			// fsync on every write: a restart keeps every acknowledged write.
@@ -92,22 +97,46 @@ func TestFault(t *testing.T) {
 	}
 }
 
-// proxied is a standalone server behind a proxy that inject and heal act on.
-func proxied(t *testing.T, d time.Duration, inject, heal func(*redistest.Proxy) error) *faultTarget {
+// upstream is the server behind a scenario's proxy.
+type upstream struct {
+	addr string
+	tls  *tls.Config // the client's configuration; nil for plain TCP
+	raw  func(args ...string) (any, error)
+}
+
+// plainUpstream is a standalone server.
+func plainUpstream(t *testing.T) upstream {
 	srv := redistest.NewStandalone(t)
-	px := redistest.NewProxy(t, srv.Addr)
-	return &faultTarget{redis: RedisOptions{Addrs: []string{px.Addr}}, raw: srv.Do, faultFor: d,
+	return upstream{addr: srv.Addr, raw: srv.Do}
+}
+
+// tlsUpstream is a standalone server that speaks TLS only. Its certificate
+// names 127.0.0.1, where the proxy listens too.
+func tlsUpstream(t *testing.T) upstream {
+	certs := redistest.NewTLSFiles(t)
+	srv := redistest.NewTLS(t, certs)
+	return upstream{addr: srv.Addr, tls: certs.ClientConfig(), raw: func(args ...string) (any, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.DoTLS(ctx, certs.ClientConfig(), args...)
+	}}
+}
+
+// proxied is up behind a proxy that inject and heal act on.
+func proxied(t *testing.T, up upstream, d time.Duration, inject, heal func(*redistest.Proxy) error) *faultTarget {
+	px := redistest.NewProxy(t, up.addr)
+	return &faultTarget{redis: RedisOptions{Addrs: []string{px.Addr}, TLS: up.tls}, raw: up.raw, faultFor: d,
 		inject: func() error { return inject(px) }, heal: func() error { return heal(px) }}
 }
 
-// resetTarget resets every connection every 150 ms for two seconds, with
-// latency added to every round trip meanwhile (none when zero).
-func resetTarget(t *testing.T, latency time.Duration) *faultTarget {
+// resetTarget resets every connection to up every 150 ms for two seconds,
+// with latency added to every round trip meanwhile (none when zero).
+func resetTarget(t *testing.T, up upstream, latency time.Duration) *faultTarget {
 	var (
 		stop = make(chan struct{})
 		done = make(chan error, 1)
 	)
-	tg := proxied(t, 2*time.Second, func(px *redistest.Proxy) error {
+	tg := proxied(t, up, 2*time.Second, func(px *redistest.Proxy) error {
 		if latency > 0 {
 			if err := px.Latency(latency); err != nil {
 				return err
