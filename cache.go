@@ -772,7 +772,7 @@ type Counters struct {
 	LoadErrors    uint64 // loader calls that failed (ErrNotFound excluded)
 	Invalidations uint64 // keys invalidated by Redis
 	LinkResets    uint64 // times every L1 entry lost freshness at once
-	LinkSuspects  uint64 // of those, times L2 did not answer a liveness read in time
+	LinkSuspects  uint64 // of those, times L2 did not answer the liveness probe in time
 	TagBumps      uint64 // tag and namespace versions this instance incremented
 	StaleServed   uint64 // fail-safe stale values served
 	EagerRefresh  uint64 // background refreshes started by eager refresh
