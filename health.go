@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -123,6 +124,31 @@ type SentinelCheck struct {
 	Quorum          int      `json:"quorum"`
 	Replicas        int      `json:"replicas"`
 	FailingReplicas []string `json:"failing_replicas,omitempty"`
+	// SentinelNodes has one entry per configured sentinel, in the
+	// configured order: what each one answered.
+	SentinelNodes []SentinelNode `json:"sentinel_nodes"`
+	// ReplicaNodes has one entry per replica any sentinel knows, sorted
+	// by address.
+	ReplicaNodes []ReplicaNode `json:"replica_nodes"`
+}
+
+// SentinelNode is what one sentinel answered.
+type SentinelNode struct {
+	Addr string `json:"address"`
+	// MasterAddr is where it says the master is; empty when it did not
+	// answer.
+	MasterAddr string `json:"master_address,omitempty"`
+	// MasterDown is true when it flags the master down (s_down or o_down).
+	MasterDown bool `json:"master_down"`
+	// Error is why it did not answer, without credentials.
+	Error string `json:"error,omitempty"`
+}
+
+// ReplicaNode is one replica of a Sentinel master set.
+type ReplicaNode struct {
+	Addr string `json:"address"`
+	// Failing is true when a sentinel flags it down or disconnected.
+	Failing bool `json:"failing"`
 }
 
 // ClusterCheck is the Cluster part of ReplicationCheck.
@@ -360,10 +386,19 @@ func (c *Cache) sentinelCheck(views []redisstore.SentinelView, master string, rc
 	rc.Sentinel = sc
 	var problems []string
 	failing := map[string]bool{}
+	replicas := map[string]bool{}
 	for _, v := range views {
+		node := SentinelNode{Addr: v.Addr, MasterAddr: v.MasterAddr, MasterDown: v.MasterDown}
+		if v.Err != nil {
+			node = SentinelNode{Addr: v.Addr, Error: redactErr(v.Err, c.opts.Redis)}
+		}
+		sc.SentinelNodes = append(sc.SentinelNodes, node)
+		for _, r := range v.ReplicaAddrs {
+			replicas[r] = true
+		}
 		switch {
 		case v.Err != nil:
-			problems = append(problems, redactErr(v.Err, c.opts.Redis))
+			problems = append(problems, node.Error)
 			continue
 		case v.MasterAddr != master:
 			problems = append(problems, fmt.Sprintf("sentinel %s names master %s", v.Addr, v.MasterAddr))
@@ -381,8 +416,12 @@ func (c *Cache) sentinelCheck(views []redisstore.SentinelView, master string, rc
 	}
 	for r := range failing {
 		sc.FailingReplicas = append(sc.FailingReplicas, r)
+		replicas[r] = true
 	}
 	slices.Sort(sc.FailingReplicas)
+	for _, r := range slices.Sorted(maps.Keys(replicas)) {
+		sc.ReplicaNodes = append(sc.ReplicaNodes, ReplicaNode{Addr: r, Failing: failing[r]})
+	}
 	if len(sc.FailingReplicas) > 0 {
 		problems = append(problems, "replicas down: "+strings.Join(sc.FailingReplicas, ", "))
 	}

@@ -180,6 +180,21 @@ func TestCache_Health_Sentinel(t *testing.T) {
 		sc.MasterAddr != st.Master.Addr || h.Checks.Replication.ConnectedReplicas != 2 {
 		t.Fatalf("replication check %+v, sentinel %+v", h.Checks.Replication, sc)
 	}
+	// One row per sentinel, in the configured order, and per replica.
+	for i, n := range sc.SentinelNodes {
+		if n.Addr != st.SentinelAddrs()[i] || n.MasterAddr != st.Master.Addr || n.MasterDown || n.Error != "" {
+			t.Errorf("sentinel %d: %+v", i, n)
+		}
+	}
+	var replicaAddrs []string
+	for _, r := range st.Replicas {
+		replicaAddrs = append(replicaAddrs, r.Addr)
+	}
+	slices.Sort(replicaAddrs)
+	if len(sc.SentinelNodes) != 3 || len(sc.ReplicaNodes) != 2 ||
+		sc.ReplicaNodes[0] != (ReplicaNode{Addr: replicaAddrs[0]}) || sc.ReplicaNodes[1] != (ReplicaNode{Addr: replicaAddrs[1]}) {
+		t.Fatalf("sentinel nodes %+v, replica nodes %+v, want 3 sentinels and replicas %v", sc.SentinelNodes, sc.ReplicaNodes, replicaAddrs)
+	}
 
 	// A failover: the cache follows the new master and counts the change.
 	if err := st.Failover(); err != nil {
@@ -206,8 +221,9 @@ func TestCache_Health_Sentinel(t *testing.T) {
 	}
 	waitHealth(t, c, "replica killed", status(Degraded, func(ch HealthChecks) error {
 		r := ch.Replication
-		if r.Status != CheckWarn || !slices.Contains(r.Sentinel.FailingReplicas, replica.Addr) {
-			return fmt.Errorf("replication %+v (failing %v)", r, r.Sentinel.FailingReplicas)
+		if r.Status != CheckWarn || !slices.Contains(r.Sentinel.FailingReplicas, replica.Addr) ||
+			!slices.Contains(r.Sentinel.ReplicaNodes, ReplicaNode{Addr: replica.Addr, Failing: true}) {
+			return fmt.Errorf("replication %+v (failing %v, replica nodes %+v)", r, r.Sentinel.FailingReplicas, r.Sentinel.ReplicaNodes)
 		}
 		return nil
 	}))
@@ -221,8 +237,12 @@ func TestCache_Health_Sentinel(t *testing.T) {
 		t.Fatal(err)
 	}
 	h = waitHealth(t, c, "sentinel killed", status(Degraded, func(ch HealthChecks) error {
-		if s := ch.Replication.Sentinel; s.Agreeing != 2 || s.Sentinels != 3 {
+		s := ch.Replication.Sentinel
+		if s.Agreeing != 2 || s.Sentinels != 3 {
 			return fmt.Errorf("sentinel check %+v", s)
+		}
+		if dead := s.SentinelNodes[2]; dead.Error == "" || dead.MasterAddr != "" || s.SentinelNodes[0].Error != "" {
+			return fmt.Errorf("sentinel nodes %+v, want the third one failing", s.SentinelNodes)
 		}
 		return nil
 	}))

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -226,9 +227,11 @@ type SentinelView struct {
 	// MasterDown is true when the sentinel flags the master s_down or
 	// o_down.
 	MasterDown bool
-	// Replicas counts the replicas the sentinel knows; FailingReplicas
-	// lists those it flags down or disconnected, as host:port.
+	// Replicas counts the replicas the sentinel knows; ReplicaAddrs lists
+	// them, and FailingReplicas those it flags down or disconnected, as
+	// host:port, sorted.
 	Replicas        int
+	ReplicaAddrs    []string
 	FailingReplicas []string
 	// Err is why the sentinel did not answer; nil when it did.
 	Err error
@@ -299,10 +302,13 @@ func probeSentinel(ctx context.Context, p SentinelProbe, addr string) SentinelVi
 			continue
 		}
 		v.Replicas++
+		ra := net.JoinHostPort(rm["ip"], rm["port"])
+		v.ReplicaAddrs = append(v.ReplicaAddrs, ra)
 		if hasDownFlag(rm["flags"]) || strings.Contains(rm["flags"], "disconnected") || rm["master-link-status"] == "err" {
-			v.FailingReplicas = append(v.FailingReplicas, rm["ip"]+":"+rm["port"])
+			v.FailingReplicas = append(v.FailingReplicas, ra)
 		}
 	}
+	slices.Sort(v.ReplicaAddrs)
 	slices.Sort(v.FailingReplicas)
 	return v
 }

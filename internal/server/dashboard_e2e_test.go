@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -258,8 +259,15 @@ func TestDashboard_BrowserTopologies(t *testing.T) {
 		b := openDashboard(t, ts)
 		b.waitFor("topology kind", `document.getElementById("topology-kind").textContent === "sentinel"`)
 		b.waitFor("sentinel summary", `document.getElementById("topology-summary").textContent.indexOf("3/3 sentinels agree") >= 0`)
-		if got := b.text("#topology-summary"); !strings.Contains(got, "master "+st.Master.Addr) || !strings.Contains(got, "2 replicas") {
+		got := b.text("#topology-summary")
+		if !strings.Contains(got, "master "+st.Master.Addr) || !strings.Contains(got, "2 replicas") {
 			t.Errorf("topology summary %q", got)
+		}
+		// One entry per sentinel and per replica.
+		for _, n := range append(slices.Clone(st.Sentinels), st.Replicas...) {
+			if !strings.Contains(got, n.Addr+" ok") {
+				t.Errorf("topology summary %q does not show %s as ok", got, n.Addr)
+			}
 		}
 		if got := b.text("#topology tbody"); !strings.Contains(got, st.Master.Addr) || !strings.Contains(got, "master") {
 			t.Errorf("topology table %q", got)

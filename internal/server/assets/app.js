@@ -205,6 +205,14 @@
       var s = c.replication.sentinel;
       sum = "Sentinel " + s.master_name + ": master " + s.master_address + ", " + s.agreeing + "/" + s.sentinels +
         " sentinels agree (quorum " + s.quorum + "), " + s.replicas + " replicas";
+      var sentinels = (s.sentinel_nodes || []).map(function (n) {
+        if (n.error) return n.address + " unreachable";
+        if (n.master_down) return n.address + " flags the master down";
+        return n.address + (n.master_address === s.master_address ? " ok" : " names " + n.master_address);
+      });
+      var replicas = (s.replica_nodes || []).map(function (r) { return r.address + (r.failing ? " failing" : " ok"); });
+      if (sentinels.length) sum += ". Sentinels: " + sentinels.join(", ");
+      if (replicas.length) sum += ". Replicas: " + replicas.join(", ");
     } else if (c.replication.cluster) {
       var cl = c.replication.cluster;
       sum = "Cluster " + cl.cluster_state + ": " + cl.masters + " masters, " + cl.replicas + " replicas" +
