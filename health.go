@@ -416,7 +416,6 @@ func (c *Cache) sentinelCheck(views []redisstore.SentinelView, master string, rc
 	}
 	for r := range failing {
 		sc.FailingReplicas = append(sc.FailingReplicas, r)
-		replicas[r] = true
 	}
 	slices.Sort(sc.FailingReplicas)
 	for _, r := range slices.Sorted(maps.Keys(replicas)) {
