@@ -175,6 +175,9 @@ type TrackingCheck struct {
 	Up     bool        `json:"up"`
 	// LinkResets counts lost links since New (Counters.LinkResets).
 	LinkResets uint64 `json:"link_resets"`
+	// LinkSuspects counts, of those, the times a Redis node did not answer
+	// the liveness probe in time (Counters.LinkSuspects).
+	LinkSuspects uint64 `json:"link_suspects"`
 	// LastReset is when the link was last lost; nil if never.
 	LastReset *time.Time `json:"last_reset,omitempty"`
 	Message   string     `json:"message,omitempty"`
@@ -335,7 +338,7 @@ func memoryCheck(nodes []redisstore.NodeInfo) MemoryCheck {
 }
 
 func (c *Cache) trackingCheck() TrackingCheck {
-	tc := TrackingCheck{Status: CheckPass, Up: true, LinkResets: c.counter.invalidationsAll.Load()}
+	tc := TrackingCheck{Status: CheckPass, Up: true, LinkResets: c.counter.invalidationsAll.Load(), LinkSuspects: c.counter.linkSuspects.Load()}
 	lost := c.obs.linkLostAt.Load()
 	if lost == 0 {
 		return tc

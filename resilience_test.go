@@ -315,6 +315,9 @@ func TestFault_LivenessEndsFreshness(t *testing.T) {
 	if err := px.Heal(); err != nil {
 		t.Fatal(err)
 	}
+	if h := c.Health(ctx); h.Checks.Tracking.LinkSuspects == 0 {
+		t.Fatalf("the tracking check does not count the missed probes: %+v", h.Checks.Tracking)
+	}
 }
 
 // TestFault_LivenessEveryClusterMaster: on Cluster, a master that stops

@@ -197,7 +197,8 @@
     add("memory", c.memory, c.memory.maxmemory ? fmtPct(c.memory.usage_ratio) + " of " + fmtBytes(c.memory.maxmemory) : fmtBytes(c.memory.used_bytes) + " used");
     add("circuit breaker", c.circuit_breaker, c.circuit_breaker.state);
     add("replication", c.replication, replicationDetail(c.replication));
-    add("tracking", c.tracking, (c.tracking.up ? "link up" : "link down") + ", " + c.tracking.link_resets + " resets");
+    add("tracking", c.tracking, (c.tracking.up ? "link up" : "link down") + ", " + c.tracking.link_resets + " resets" +
+      (c.tracking.link_suspects ? " (" + c.tracking.link_suspects + " missed liveness probes)" : ""));
     fillTable("checks", rows);
 
     var sum = "";
