@@ -65,7 +65,8 @@ func TestCache_SetGet(t *testing.T) {
 					var got user
 					res, err := c.Lookup(ctx, "user:42", &got)
 					if err != nil || res.Source != SourceL1 {
-						t.Fatalf("third read: source %v, err %v", res.Source, err)
+						ct := c.Counters()
+						t.Fatalf("third read: source %v, err %v (link resets %d, of which liveness probe misses %d)", res.Source, err, ct.LinkResets, ct.LinkSuspects)
 					}
 				}
 

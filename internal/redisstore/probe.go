@@ -35,6 +35,15 @@ func (s *Store) Probe(ctx context.Context, key string) error {
 	if _, err := s.Get(ctx, key); err != nil && !errors.Is(err, l2.ErrNotFound) {
 		return err
 	}
+	return s.pingMasters(ctx)
+}
+
+// pingMasters sends PING to every Cluster master at once; it does nothing
+// on other deployments. New calls it once, so that the connections exist
+// before the first probe: opening one (dial, HELLO, CLIENT TRACKING) may
+// take longer than a probe waits, and would read as a node that stopped
+// answering.
+func (s *Store) pingMasters(ctx context.Context) error {
 	cli := s.cli()
 	if cli.Mode() != rueidis.ClientModeCluster {
 		return nil

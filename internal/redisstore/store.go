@@ -80,6 +80,13 @@ func New(opts Options) (*Store, error) {
 	if copt.Sentinel.MasterSet != "" {
 		s.watchSentinels(copt)
 	}
+	if opts.OnInvalidation != nil {
+		// Open the connections the liveness probe will use (see Probe).
+		// A master that does not answer now is the probe's to report.
+		ctx, cancel := context.WithTimeout(context.Background(), copt.Dialer.Timeout+time.Second)
+		_ = s.pingMasters(ctx)
+		cancel()
+	}
 	return s, nil
 }
 
