@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/tiercache/tiercache/internal/redisproc"
 	"github.com/tiercache/tiercache/internal/redistest"
 )
 
@@ -216,6 +217,12 @@ func sentinelTarget(t *testing.T, _ string) *faultTarget {
 // sentinels', carry on. Both commands go on one connection, which the
 // limit accounts for: a second one would be refused.
 func cutReplication(m *redistest.Server) error {
+	// What m acknowledged before this call (the markers' tag versions
+	// among it) must reach the replicas first: the cut is to lose what
+	// comes after it, not what replication had not caught up with yet.
+	if err := waitReplicasCaughtUp(m, 5*time.Second); err != nil {
+		return err
+	}
 	info, err := m.Info("clients")
 	if err != nil {
 		return err
@@ -243,6 +250,40 @@ func cutReplication(m *redistest.Server) error {
 	}
 	time.Sleep(300 * time.Millisecond) // the load writes to m alone
 	return nil
+}
+
+// waitReplicasCaughtUp waits until every replica of m has acknowledged
+// m's replication offset as it is now.
+func waitReplicasCaughtUp(m *redistest.Server, timeout time.Duration) error {
+	info, err := m.Info("replication")
+	if err != nil {
+		return err
+	}
+	target, err := strconv.ParseInt(info["master_repl_offset"], 10, 64)
+	if err != nil {
+		return fmt.Errorf("master_repl_offset %q: %w", info["master_repl_offset"], err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return redisproc.Poll(ctx, 20*time.Millisecond, 0, func(context.Context) error {
+		info, err := m.Info("replication")
+		if err != nil {
+			return err
+		}
+		n, _ := strconv.Atoi(info["connected_slaves"])
+		for i := range n {
+			var offset int64 = -1
+			for f := range strings.SplitSeq(info["slave"+strconv.Itoa(i)], ",") {
+				if v, ok := strings.CutPrefix(f, "offset="); ok {
+					offset, _ = strconv.ParseInt(v, 10, 64)
+				}
+			}
+			if offset < target {
+				return fmt.Errorf("replica %d at offset %d, the master at %d", i, offset, target)
+			}
+		}
+		return nil
+	})
 }
 
 // sentinelMaster returns the server the sentinels name as master now.
