@@ -276,7 +276,13 @@ func TestCoherence_LinkLoss(t *testing.T) {
 		cl := redistest.NewCluster(t)
 		c, write := newOn(t, RedisOptions{Addrs: cl.Addrs(), Cluster: true})
 		linkLoss(t, c, write, func() {
-			// Kill the master that owns l0; its replica takes over.
+			// Kill the master that owns l0; its replica takes over. What
+			// the master acknowledged (the namespace's version among it)
+			// reaches the replica first: the test is about the lost link,
+			// not about writes a failover loses (TestFault covers those).
+			if err := waitReplicasCaughtUp(cl.Masters[0], 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
 			if err := cl.Masters[0].Kill(); err != nil {
 				t.Fatal(err)
 			}
