@@ -335,3 +335,44 @@ func TestFetch_AfterInvalidation(t *testing.T) {
 		}
 	})
 }
+
+// TestVersions_LostNamespaceVersion: the namespace's version key vanishes
+// from Redis (a failover that lost it, an operator's DEL). A reader that
+// looks while it is missing, before a writer recreates it, finds the
+// entries it reads invalid; once the writer has recreated the key and
+// written again, the reader serves the writer's value: recreating the key
+// invalidates the reader's copy of the missing version.
+func TestVersions_LostNamespaceVersion(t *testing.T) {
+	for _, topo := range topologies[1:] { // every topology on Redis
+		t.Run(topo, func(t *testing.T) {
+			ctx := context.Background()
+			reader := newCache(t, topo)
+			writer := peer(t, reader, func(o *Options) { o.L1.Disabled = true })
+			if err := writer.Set(ctx, "k", 1); err != nil {
+				t.Fatal(err)
+			}
+			if v, err := getInt(reader, "k"); err != nil || v != 1 {
+				t.Fatalf("first read: %d %v", v, err)
+			}
+			rawDo(t, topo, "DEL", reader.vers.nsKey)
+			// The reader learns of the deletion, then reads while the key
+			// is missing: the entry, stamped with the lost version, is
+			// not valid.
+			eventually(t, 5*time.Second, "reader sees the lost version", func() error {
+				if _, err := getInt(reader, "k"); !errors.Is(err, ErrNotFound) {
+					return fmt.Errorf("read %v, want not found", err)
+				}
+				return nil
+			})
+			if err := writer.Set(ctx, "k", 2); err != nil { // recreates the version key
+				t.Fatal(err)
+			}
+			eventually(t, 5*time.Second, "reader serves the new write", func() error {
+				if v, err := getInt(reader, "k"); err != nil || v != 2 {
+					return fmt.Errorf("read %d %v", v, err)
+				}
+				return nil
+			})
+		})
+	}
+}
