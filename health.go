@@ -19,18 +19,22 @@ type HealthStatus string
 // a degraded cache still serves every request.
 const (
 	Healthy   HealthStatus = "healthy"   // every check passes
-	Degraded  HealthStatus = "degraded"  // some check warns: serving, with reduced redundancy or headroom
+	Degraded  HealthStatus = "degraded"  // some check warns or could not run: serving, with reduced redundancy or headroom, or unverified
 	Unhealthy HealthStatus = "unhealthy" // some check fails: the L2 cannot be used
 )
 
 // CheckStatus is the verdict of one check.
 type CheckStatus string
 
-// Check statuses, as in the seed's health JSON.
+// Check statuses, as in the seed's health JSON, plus CheckUnknown.
 const (
 	CheckPass CheckStatus = "pass"
 	CheckWarn CheckStatus = "warn"
 	CheckFail CheckStatus = "fail"
+	// CheckUnknown: the check could not run, as when Redis did not
+	// answer the questions it asks; its figures are zero and mean
+	// nothing. It counts as a warning in the verdict.
+	CheckUnknown CheckStatus = "unknown"
 )
 
 // MemoryWarnRatio is the share of maxmemory from which the memory check
@@ -42,7 +46,7 @@ const MemoryWarnRatio = 0.8
 //	{"status": "healthy", "timestamp": "...", "checks": {"connectivity": {...}, ...}}
 //
 // Status is the worst of the checks: unhealthy if one fails, degraded if
-// one warns, healthy otherwise.
+// one warns or could not run, healthy otherwise.
 type Health struct {
 	Status    HealthStatus `json:"status"`
 	Timestamp time.Time    `json:"timestamp"`
@@ -73,8 +77,9 @@ type ConnectivityCheck struct {
 
 // MemoryCheck compares Redis's used_memory with its maxmemory, on the
 // fullest master. It warns from MemoryWarnRatio. Without a maxmemory,
-// UsageRatio is 0 and it passes. On the in-memory store it reports the L1
-// against its bound, and passes: L1 evicts by design.
+// UsageRatio is 0 and it passes. When no master answers it is unknown.
+// On the in-memory store it reports the L1 against its bound, and passes:
+// L1 evicts by design.
 type MemoryCheck struct {
 	Status     CheckStatus `json:"status"`
 	UsedBytes  int64       `json:"used_bytes"`
@@ -96,13 +101,14 @@ type BreakerCheck struct {
 // its connected replicas, plus what the sentinels or the Cluster say.
 //
 //   - Standalone: it warns when the server is a replica whose link to its
-//     master is down.
+//     master is down, and is unknown when the server does not answer.
 //   - Sentinel: every configured sentinel is asked where the master is.
 //     It warns when some sentinel does not answer or names another
 //     master than the one the cache uses, when a sentinel flags the
 //     master or a replica down, or when no sentinel answers.
 //   - Cluster: it fails when cluster_state is not ok (slots are not
-//     served) and warns when some node is flagged failing.
+//     served) and warns when some node is flagged failing. It is unknown
+//     when no node answers CLUSTER INFO.
 type ReplicationCheck struct {
 	Status            CheckStatus    `json:"status"`
 	Role              string         `json:"role"`
@@ -200,10 +206,11 @@ func (c *Cache) Health(ctx context.Context) Health {
 	}
 	switch rs := c.redisStore(); {
 	case c.closed.Load():
+		const closed = "not checked: the cache is closed"
 		h.Checks.Connectivity = ConnectivityCheck{Status: CheckFail, Message: "the cache is closed"}
-		h.Checks.Memory = MemoryCheck{Status: CheckPass}
-		h.Checks.Replication = ReplicationCheck{Status: CheckPass}
-		h.Checks.Tracking = TrackingCheck{Status: CheckPass}
+		h.Checks.Memory = MemoryCheck{Status: CheckUnknown, Message: closed}
+		h.Checks.Replication = ReplicationCheck{Status: CheckUnknown, Message: closed}
+		h.Checks.Tracking = TrackingCheck{Status: CheckUnknown, Message: closed}
 	case rs == nil:
 		c.memoryHealth(&h.Checks)
 	default:
@@ -221,7 +228,7 @@ func verdict(ch HealthChecks) HealthStatus {
 		switch s {
 		case CheckFail:
 			return Unhealthy
-		case CheckWarn:
+		case CheckWarn, CheckUnknown:
 			worst = Degraded
 		}
 	}
@@ -259,6 +266,10 @@ func (c *Cache) redisHealth(ctx context.Context, rs *redisstore.Store, ch *Healt
 	case "cluster":
 		c.clusterCheck(ctx, rs, &ch.Replication)
 	default:
+		if len(nodes) == 1 && nodes[0].Err != nil {
+			ch.Replication.Status = CheckUnknown
+			ch.Replication.Message = "not checked: the server did not answer"
+		}
 		if len(nodes) == 1 && nodes[0].Err == nil {
 			ch.Replication.Role = nodes[0].Role
 			ch.Replication.ConnectedReplicas = nodes[0].ConnectedReplicas
@@ -311,6 +322,9 @@ func (c *Cache) connectivity(nodes []redisstore.NodeInfo) ConnectivityCheck {
 func memoryCheck(nodes []redisstore.NodeInfo) MemoryCheck {
 	mc := MemoryCheck{Status: CheckPass}
 	found := false
+	if len(nodes) == 0 {
+		return MemoryCheck{Status: CheckUnknown, Message: "not checked: no Redis node known"}
+	}
 	for _, n := range nodes {
 		if n.Err != nil || n.Role != "master" {
 			continue
@@ -327,7 +341,8 @@ func memoryCheck(nodes []redisstore.NodeInfo) MemoryCheck {
 	}
 	switch {
 	case !found:
-		mc.Message = "no master answered"
+		mc.Status = CheckUnknown
+		mc.Message = "not checked: no master answered"
 	case mc.MaxMemory == 0:
 		mc.Message = "no maxmemory set"
 	case mc.UsageRatio >= MemoryWarnRatio:
@@ -355,8 +370,8 @@ func (c *Cache) trackingCheck() TrackingCheck {
 func (c *Cache) clusterCheck(ctx context.Context, rs *redisstore.Store, rc *ReplicationCheck) {
 	cs, err := rs.Cluster(ctx)
 	if err != nil {
-		rc.Status = CheckWarn
-		rc.Message = "no cluster node answered CLUSTER INFO: " + redactErr(err, c.opts.Redis)
+		rc.Status = CheckUnknown
+		rc.Message = "not checked: no cluster node answered CLUSTER INFO: " + redactErr(err, c.opts.Redis)
 		return
 	}
 	rc.Role = "cluster"

@@ -74,8 +74,15 @@ func TestCache_Health_Memory(t *testing.T) {
 		t.Errorf("checks %+v", ch)
 	}
 	_ = c.Close()
-	if h := c.Health(context.Background()); h.Status != Unhealthy {
+	h = c.Health(context.Background())
+	if h.Status != Unhealthy {
 		t.Fatalf("closed cache: %s", h.Status)
+	}
+	// What a closed cache cannot check is unknown, not passed.
+	for name, s := range map[string]CheckStatus{"memory": h.Checks.Memory.Status, "replication": h.Checks.Replication.Status, "tracking": h.Checks.Tracking.Status} {
+		if s != CheckUnknown {
+			t.Errorf("closed cache: %s check %s, want unknown", name, s)
+		}
 	}
 }
 
@@ -131,6 +138,13 @@ func TestCache_Health_Standalone(t *testing.T) {
 	h = waitHealth(t, c, "Redis stopped", status(Unhealthy, func(ch HealthChecks) error {
 		if ch.Connectivity.Status != CheckFail || ch.Connectivity.Reachable != 0 {
 			return fmt.Errorf("connectivity %+v", ch.Connectivity)
+		}
+		// The checks that ask Redis could not run: unknown, never pass.
+		if ch.Memory.Status != CheckUnknown || ch.Memory.UsedBytes != 0 || !strings.Contains(ch.Memory.Message, "not checked") {
+			return fmt.Errorf("memory check with Redis down %+v", ch.Memory)
+		}
+		if ch.Replication.Status != CheckUnknown || ch.Replication.Role != "" {
+			return fmt.Errorf("replication check with Redis down %+v", ch.Replication)
 		}
 		return nil
 	}))
