@@ -1,12 +1,11 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/url"
@@ -18,7 +17,9 @@ import (
 )
 
 // getValue answers GET /v1/cache/{key...} with the stored bytes as they
-// are, whatever the codec that wrote them.
+// are, whatever the codec that wrote them. A fail-safe stale value (Redis
+// unreachable, the value held in L1) answers 200 with X-Cache: stale and
+// the staleness headers of cacheHeaders.
 func (s *Server) getValue(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
@@ -28,16 +29,47 @@ func (s *Server) getValue(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, tiercache.ErrNotFound) {
 			w.Header().Set("X-Cache", tiercache.SourceNone.String())
 		}
-		s.writeCacheError(w, err)
+		s.writeCacheError(w, r, err)
 		return
 	}
 	h := w.Header()
 	h.Set("Content-Type", contentType(raw.Codec))
 	h.Set("Content-Length", strconv.Itoa(len(raw.Data)))
-	h.Set("X-Cache", res.Source.String())
 	h.Set("X-Content-Type-Options", "nosniff")
+	cacheHeaders(h, res, time.Now())
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(raw.Data)
+}
+
+// cacheHeaders describes where an answer came from and how old it is:
+//
+//   - X-Cache: hit-l1, hit-l2, loader or stale.
+//   - Age: whole seconds since the value was written (RFC 9111 section
+//     5.1), when the value records it.
+//   - Cache-Status (RFC 9211): "tiercache; hit", with ttl= the seconds of
+//     freshness left (negative once expired) when the value has a TTL.
+//     A stale answer adds detail=stale.
+//   - Warning: 110 - "Response is Stale" on a stale answer, for clients
+//     that look for the older signal (RFC 7234 section 5.5.1).
+func cacheHeaders(h http.Header, res tiercache.Result, now time.Time) {
+	h.Set("X-Cache", res.Source.String())
+	if !res.CreatedAt.IsZero() {
+		h.Set("Age", strconv.FormatInt(max(0, int64(now.Sub(res.CreatedAt)/time.Second)), 10))
+	}
+	status := "tiercache; hit"
+	if !res.ExpiresAt.IsZero() {
+		left := res.ExpiresAt.Sub(now)
+		secs := int64(left / time.Second)
+		if left < 0 && left%time.Second != 0 {
+			secs-- // an expired value is at least one second past
+		}
+		status += "; ttl=" + strconv.FormatInt(secs, 10)
+	}
+	if res.Stale {
+		status += "; detail=stale"
+		h.Set("Warning", `110 - "Response is Stale"`)
+	}
+	h.Set("Cache-Status", status)
 }
 
 // contentType maps a codec name to the media type of its payload.
@@ -56,22 +88,23 @@ func contentType(codec string) string {
 func (s *Server) putValue(w http.ResponseWriter, r *http.Request) {
 	opts, err := setOptions(r.URL.Query())
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		s.writeError(w, http.StatusBadRequest, codeInvalidParameter, err.Error())
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxValueSize))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", s.maxValueSize))
+			s.writeError(w, http.StatusRequestEntityTooLarge, codeValueTooLarge, fmt.Sprintf("the body is larger than %d bytes", s.maxValueSize))
 			return
 		}
-		writeError(w, http.StatusBadRequest, "reading the body: "+err.Error())
+		s.logCause(r, slog.LevelDebug, codeInvalidBody, err)
+		s.writeError(w, http.StatusBadRequest, codeInvalidBody, "the body could not be read")
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
 	if err := s.cache.Set(ctx, r.PathValue("key"), body, opts...); err != nil {
-		s.writeCacheError(w, err)
+		s.writeCacheError(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -135,67 +168,8 @@ func (s *Server) deleteValue(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
 	if err := s.cache.Delete(ctx, r.PathValue("key")); err != nil {
-		s.writeCacheError(w, err)
+		s.writeCacheError(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// writeCacheError maps an error from the cache to a status. What is left
-// once the caller's mistakes are sorted out is the L2 (or a closed cache)
-// failing, which a client may retry later.
-func (s *Server) writeCacheError(w http.ResponseWriter, err error) {
-	if errors.Is(err, tiercache.ErrQueued) {
-		// Redis is unreachable and the operation waits in the recovery
-		// queue: accepted, not yet applied.
-		writeJSON(w, http.StatusAccepted, queuedBody{Status: "queued", Detail: err.Error()})
-		return
-	}
-	status := http.StatusServiceUnavailable
-	switch {
-	case errors.Is(err, tiercache.ErrNotFound):
-		status = http.StatusNotFound
-	case errors.Is(err, tiercache.ErrInvalidKey), errors.Is(err, tiercache.ErrInvalidTag):
-		status = http.StatusBadRequest
-	case errors.Is(err, tiercache.ErrValueTooLarge):
-		status = http.StatusRequestEntityTooLarge
-	}
-	msg := err.Error()
-	if errors.Is(err, context.DeadlineExceeded) {
-		msg = fmt.Sprintf("the cache did not answer within %v: %s", s.timeout, msg)
-	}
-	writeError(w, status, msg)
-}
-
-// queuedBody answers an operation accepted into the recovery queue.
-type queuedBody struct {
-	Status string `json:"status"`
-	Detail string `json:"detail"`
-}
-
-// errorBody is the JSON body of every error answer.
-type errorBody struct {
-	Error string `json:"error"`
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, errorBody{Error: msg})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false) // messages are read by people and never embedded in HTML
-	if err := enc.Encode(v); err != nil {
-		// Unreachable for the package's own types; answer rather than panic.
-		status = http.StatusInternalServerError
-		buf.Reset()
-		buf.WriteString(`{"error":"internal error"}` + "\n")
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(buf.Len()))
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
 }

@@ -23,7 +23,7 @@ const dashboardCSP = "default-src 'none'; script-src 'self'; style-src 'self' 'u
 func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 	page, err := assets.ReadFile("assets/index.html")
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "dashboard missing from the build")
+		s.writeError(w, http.StatusInternalServerError, codeInternal, "the dashboard is missing from the build")
 		return
 	}
 	h := w.Header()
@@ -41,7 +41,7 @@ func (s *Server) assetsHandler() http.Handler {
 	files := http.FileServerFS(assets)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if st, err := fs.Stat(assets, strings.TrimPrefix(r.URL.Path, "/")); err != nil || st.IsDir() {
-			writeError(w, http.StatusNotFound, "no such asset")
+			s.writeError(w, http.StatusNotFound, codeNoSuchEndpoint, "no such asset")
 			return
 		}
 		h := w.Header()

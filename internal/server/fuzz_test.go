@@ -17,7 +17,7 @@ import (
 // body) through net/http's own request parser to the API handler, with
 // authentication on. Whatever the input, the answer is never a 5xx (the
 // store is in memory and always up), and every error answer is JSON with
-// an "error" message. Requests that net/http cannot parse never reach the
+// an error code, a message and the request id. Requests that net/http cannot parse never reach the
 // handler: the server answers them 400 itself.
 //
 //	go test -run '^$' -fuzz FuzzHandler -fuzztime 60s ./internal/server
@@ -88,11 +88,11 @@ func FuzzHandler(f *testing.F) {
 		if ct := res.Header.Get("Content-Type"); ct != "application/json" {
 			t.Fatalf("%s %q: %d with Content-Type %q, want application/json", method, target, res.StatusCode, ct)
 		}
-		var e struct {
-			Error string `json:"error"`
-		}
-		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error == "" {
-			t.Fatalf("%s %q: %d with body %q, want {\"error\": ...}: %v", method, target, res.StatusCode, rec.Body, err)
+		var e errorBody
+		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error.Code == "" || e.Error.Message == "" ||
+			e.RequestID == "" || e.RequestID != res.Header.Get("X-Request-Id") {
+			t.Fatalf("%s %q: %d with body %q, want {\"error\": {\"code\": ..., \"message\": ...}, \"request_id\": ...}: %v",
+				method, target, res.StatusCode, rec.Body, err)
 		}
 	})
 }

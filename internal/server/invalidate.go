@@ -27,21 +27,21 @@ func (s *Server) invalidate(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, io.EOF) {
 			err = errors.New("empty body")
 		}
-		writeError(w, http.StatusBadRequest, fmt.Sprintf(`the body must be {"tags":["a","b"]}: %v`, err))
+		s.writeError(w, http.StatusBadRequest, codeInvalidBody, fmt.Sprintf(`the body must be {"tags":["a","b"]}: %v`, err))
 		return
 	}
 	if dec.More() {
-		writeError(w, http.StatusBadRequest, "the body must hold one JSON object")
+		s.writeError(w, http.StatusBadRequest, codeInvalidBody, "the body must hold one JSON object")
 		return
 	}
 	if len(req.Tags) == 0 {
-		writeError(w, http.StatusBadRequest, `"tags" must list at least one tag`)
+		s.writeError(w, http.StatusBadRequest, codeInvalidBody, `"tags" must list at least one tag`)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
 	if err := s.cache.InvalidateTags(ctx, req.Tags...); err != nil {
-		s.writeCacheError(w, err)
+		s.writeCacheError(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -53,7 +53,7 @@ func (s *Server) clear(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
 	if err := s.cache.Clear(ctx); err != nil {
-		s.writeCacheError(w, err)
+		s.writeCacheError(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -21,19 +21,19 @@ func TestServer_InvalidateAndClear(t *testing.T) {
 			for _, k := range []string{"a", "ab", "b", "none"} {
 				tags := map[string]string{"a": "?tags=a", "ab": "?tags=a,b", "b": "?tags=b", "none": ""}[k]
 				wantStatus(t, do(t, ts, "PUT", "/v1/cache/"+k+tags, "v", auth...), http.StatusNoContent)
-				wantStatus(t, do(t, ts, "GET", "/v1/cache/"+k, ""), http.StatusOK)
+				wantStatus(t, do(t, ts, "GET", "/v1/cache/"+k, "", auth...), http.StatusOK)
 			}
 			wantStatus(t, do(t, ts, "POST", "/v1/invalidate", `{"tags":["a"]}`), http.StatusUnauthorized)
 			wantStatus(t, do(t, ts, "POST", "/v1/invalidate", `{"tags":["a"]}`, auth...), http.StatusNoContent)
 			for k, want := range map[string]int{"a": 404, "ab": 404, "b": 200, "none": 200} {
-				wantStatus(t, do(t, ts, "GET", "/v1/cache/"+k, ""), want)
+				wantStatus(t, do(t, ts, "GET", "/v1/cache/"+k, "", auth...), want)
 			}
 			for _, body := range []string{``, `{}`, `{"tags":[]}`, `{"tags":[""]}`, `{"tags":"a"}`, `{"tag":["a"]}`, `{"tags":["a"]}{}`, `not json`} {
 				wantStatus(t, do(t, ts, "POST", "/v1/invalidate", body, auth...), http.StatusBadRequest)
 			}
 			wantStatus(t, do(t, ts, "POST", "/v1/clear", "", auth...), http.StatusNoContent)
 			for _, k := range []string{"b", "none"} {
-				wantStatus(t, do(t, ts, "GET", "/v1/cache/"+k, ""), http.StatusNotFound)
+				wantStatus(t, do(t, ts, "GET", "/v1/cache/"+k, "", auth...), http.StatusNotFound)
 			}
 			wantStatus(t, do(t, ts, "POST", "/v1/clear", ""), http.StatusUnauthorized)
 			wantStatus(t, do(t, ts, "GET", "/v1/clear", "", auth...), http.StatusMethodNotAllowed)

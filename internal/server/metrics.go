@@ -19,7 +19,7 @@ import (
 func (s *Server) metricsHandler() http.Handler {
 	if s.metrics == nil {
 		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			writeError(w, http.StatusNotFound, "metrics are not enabled on this server")
+			s.writeError(w, http.StatusNotFound, codeMetricsDisabled, "metrics are not enabled on this server")
 		})
 	}
 	return promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
@@ -12,21 +14,48 @@ import (
 	"time"
 )
 
-// authenticate requires the bearer token on every method but GET and HEAD.
-// Reads stay open: the token guards the cache's contents, not their
-// confidentiality.
+// openPaths never need the token: probes must work without secrets. What
+// /readyz shows an unauthenticated client is only its verdict (readyz).
+var openPaths = map[string]bool{"/healthz": true, "/readyz": true}
+
+// authenticate requires the bearer token on every request but the probes
+// (openPaths) and the dashboard's page and static files, which hold no
+// data: the page asks for the token and sends it with every call it makes.
+// With OpenReads, GET and HEAD need no token either.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	if !s.auth {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet || r.Method == http.MethodHead || s.validToken(r.Header.Get("Authorization")) {
+		if s.readAllowed(r) || openPaths[r.URL.Path] || isDashboardFile(r) || s.validToken(r.Header.Get("Authorization")) {
 			next.ServeHTTP(w, r)
 			return
 		}
 		w.Header().Set("WWW-Authenticate", "Bearer")
-		writeError(w, http.StatusUnauthorized, "this request needs the header Authorization: Bearer <token>, with the server's token")
+		s.writeError(w, http.StatusUnauthorized, codeUnauthorized,
+			"this request needs the header Authorization: Bearer <token>, with the server's token")
 	})
+}
+
+// readAllowed reports whether r may read without the token: with no token
+// configured, or with OpenReads for GET and HEAD.
+func (s *Server) readAllowed(r *http.Request) bool {
+	return !s.auth || (s.openReads && (r.Method == http.MethodGet || r.Method == http.MethodHead))
+}
+
+// authorizedRead reports whether r may see what a read shows: reads are
+// open, or r carries the token.
+func (s *Server) authorizedRead(r *http.Request) bool {
+	return s.readAllowed(r) || s.validToken(r.Header.Get("Authorization"))
+}
+
+// isDashboardFile reports whether r asks for the dashboard's page or one
+// of its static files: the same bytes for everyone, compiled in.
+func isDashboardFile(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	return r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/assets/")
 }
 
 // validToken reports whether an Authorization header carries the token.
@@ -37,6 +66,48 @@ func (s *Server) validToken(header string) bool {
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
 	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1
+}
+
+// requestIDHeader carries the request id in both directions.
+const requestIDHeader = "X-Request-Id"
+
+// maxRequestID bounds an incoming request id.
+const maxRequestID = 128
+
+type requestIDKey struct{}
+
+// requestIDs gives every request an id, returned in X-Request-Id and
+// written in the log lines about the request. An incoming X-Request-Id is
+// kept when it is 1 to 128 letters, digits and "-._:"; any other value is
+// replaced, so that a client cannot forge log lines.
+func requestIDs(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get(requestIDHeader)
+		if !saneRequestID(id) {
+			id = rand.Text()
+		}
+		w.Header().Set(requestIDHeader, id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+	})
+}
+
+func saneRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestID {
+		return false
+	}
+	for _, c := range []byte(id) {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == ':'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// requestID returns the id requestIDs gave the request of ctx.
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
 }
 
 // maxLoggedPath bounds the path in a log line, since keys can be long.
@@ -53,16 +124,22 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
-		p := r.URL.Path
-		if len(p) > maxLoggedPath {
-			p = p[:maxLoggedPath] + "..."
-		}
 		s.logger.LogAttrs(r.Context(), slog.LevelDebug, "http request",
+			slog.String("request_id", requestID(r.Context())),
 			slog.String("method", r.Method),
-			slog.String("path", p),
+			slog.String("path", loggedPath(r)),
 			slog.Int("status", rec.status()),
 			slog.Duration("duration", time.Since(start)))
 	})
+}
+
+// loggedPath is the path of r for a log line, shortened.
+func loggedPath(r *http.Request) string {
+	p := r.URL.Path
+	if len(p) > maxLoggedPath {
+		p = p[:maxLoggedPath] + "..."
+	}
+	return p
 }
 
 // recoverPanics turns a panic into a 500 answer and an Error log line. A
@@ -79,12 +156,12 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 			if v == http.ErrAbortHandler { // net/http's own way to abort: pass it on
 				panic(v)
 			}
-			s.logger.Error("tiercache: HTTP handler panicked",
+			s.logger.Error("tiercache: HTTP handler panicked", "request_id", requestID(r.Context()),
 				"method", r.Method, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			if rec.code != 0 {
 				panic(http.ErrAbortHandler)
 			}
-			writeError(w, http.StatusInternalServerError, "internal error")
+			s.writeError(w, http.StatusInternalServerError, codeInternal, "internal error")
 		}()
 		next.ServeHTTP(rec, r)
 	})
@@ -125,10 +202,10 @@ const cachePrefix = "/v1/cache/"
 // canonicalCachePaths refuses cache paths that ServeMux would redirect to
 // a cleaned path: the redirect would silently address another key
 // ("a//b" would become "a/b").
-func canonicalCachePaths(next http.Handler) http.Handler {
+func (s *Server) canonicalCachePaths(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p := r.URL.EscapedPath(); strings.HasPrefix(p, cachePrefix) && cleanPath(p) != p {
-			writeError(w, http.StatusBadRequest,
+			s.writeError(w, http.StatusBadRequest, codeInvalidKey,
 				`the key has an empty, "." or ".." path segment; percent-encode such a key's "/" as %2F`)
 			return
 		}
@@ -149,10 +226,10 @@ func cleanPath(p string) string {
 // jsonMuxErrors makes the answers ServeMux writes itself (404 for an
 // unknown path, 405 for a known path with another method) JSON, like
 // every other error.
-func jsonMuxErrors(mux *http.ServeMux) http.Handler {
+func (s *Server) jsonMuxErrors(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern == "" {
-			w = &muxErrorWriter{ResponseWriter: w, method: r.Method}
+			w = &muxErrorWriter{ResponseWriter: w, s: s, method: r.Method}
 		}
 		mux.ServeHTTP(w, r)
 	})
@@ -162,6 +239,7 @@ func jsonMuxErrors(mux *http.ServeMux) http.Handler {
 // drops the plain text. Headers set before, such as Allow, are kept.
 type muxErrorWriter struct {
 	http.ResponseWriter
+	s        *Server
 	method   string
 	replaced bool
 }
@@ -169,15 +247,15 @@ type muxErrorWriter struct {
 func (w *muxErrorWriter) WriteHeader(code int) {
 	switch code {
 	case http.StatusNotFound:
-		writeError(w.ResponseWriter, code, "no such endpoint")
+		w.s.writeError(w.ResponseWriter, code, codeNoSuchEndpoint, "no such endpoint")
 	case http.StatusMethodNotAllowed:
-		writeError(w.ResponseWriter, code, fmt.Sprintf("method %s is not allowed here; allowed: %s", w.method, w.Header().Get("Allow")))
+		w.s.writeError(w.ResponseWriter, code, codeMethodNotAllowed, fmt.Sprintf("method %s is not allowed here; allowed: %s", w.method, w.Header().Get("Allow")))
 	default:
 		if code < 400 {
 			w.ResponseWriter.WriteHeader(code)
 			return
 		}
-		writeError(w.ResponseWriter, code, strings.ToLower(http.StatusText(code)))
+		w.s.writeError(w.ResponseWriter, code, codeInvalidKey, strings.ToLower(http.StatusText(code)))
 	}
 	w.replaced = true
 }

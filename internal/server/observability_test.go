@@ -151,7 +151,8 @@ func TestServer_Dashboard(t *testing.T) {
 	wantStatus(t, do(t, ts, "GET", "/assets/vendor/uplot/LICENSE", ""), http.StatusOK)
 	wantStatus(t, do(t, ts, "GET", "/assets/", ""), http.StatusNotFound)
 	wantStatus(t, do(t, ts, "GET", "/assets/nothing.js", ""), http.StatusNotFound)
-	wantStatus(t, do(t, ts, "GET", "/no-such-page", ""), http.StatusNotFound)
+	wantStatus(t, do(t, ts, "GET", "/no-such-page", ""), http.StatusUnauthorized)
+	wantStatus(t, do(t, ts, "GET", "/no-such-page", "", "Authorization", "Bearer "+testToken), http.StatusNotFound)
 
 	// No script of ours fetches from another origin.
 	err := fs.WalkDir(assets, "assets", func(path string, d fs.DirEntry, err error) error {

@@ -23,10 +23,22 @@ type Config struct {
 	// not close it.
 	Cache *tiercache.Cache
 
-	// Token, when not empty, is the bearer token that mutating requests
-	// (every method but GET and HEAD) must present in their Authorization
-	// header. Empty means no authentication.
+	// Token, when not empty, is the bearer token that every request must
+	// present in its Authorization header, but GET /healthz, GET /readyz
+	// and the dashboard's page and static files (the page asks for the
+	// token and sends it with its calls). Empty means no authentication.
 	Token string
+
+	// OpenReads lets GET and HEAD requests through without the token
+	// (cache reads, /v1/stats, /v1/warm, /metrics and /readyz's details):
+	// the token then guards only changes. It has no effect without a
+	// Token.
+	OpenReads bool
+
+	// RetryAfter is what the Retry-After header of every 503 answer says,
+	// rounded up to whole seconds: how long before Redis may answer again,
+	// such as the breaker's open timeout. Zero means DefaultRetryAfter.
+	RetryAfter time.Duration
 
 	// Logger receives one Debug line per request and an Error line per
 	// recovered panic. Nil means slog.Default().
@@ -54,6 +66,9 @@ type Config struct {
 // DefaultTimeout is the Config.Timeout used when it is zero.
 const DefaultTimeout = 5 * time.Second
 
+// DefaultRetryAfter is the Config.RetryAfter used when it is zero.
+const DefaultRetryAfter = time.Second
+
 // Server answers the HTTP API. Create it with New; it is safe for
 // concurrent use.
 type Server struct {
@@ -63,11 +78,13 @@ type Server struct {
 	timeout      time.Duration
 	// tokenSum is the SHA-256 of Config.Token. Comparing digests keeps the
 	// comparison constant-time whatever the presented token's length.
-	tokenSum [sha256.Size]byte
-	auth     bool
-	handler  http.Handler
-	metrics  prometheus.Gatherer
-	warmer   Warmer
+	tokenSum   [sha256.Size]byte
+	auth       bool
+	openReads  bool
+	retryAfter time.Duration
+	handler    http.Handler
+	metrics    prometheus.Gatherer
+	warmer     Warmer
 }
 
 // New checks cfg and builds a Server.
@@ -81,6 +98,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Timeout < 0 {
 		return nil, fmt.Errorf("server: Timeout %v is negative", cfg.Timeout)
 	}
+	if cfg.RetryAfter < 0 {
+		return nil, fmt.Errorf("server: RetryAfter %v is negative", cfg.RetryAfter)
+	}
 	// A token with spaces or control characters can never arrive intact
 	// in a header, so it is a configuration mistake (often a trailing
 	// newline from a file). The message never includes the token.
@@ -93,6 +113,8 @@ func New(cfg Config) (*Server, error) {
 		maxValueSize: int64(cfg.MaxValueSize),
 		timeout:      cfg.Timeout,
 		auth:         cfg.Token != "",
+		openReads:    cfg.OpenReads,
+		retryAfter:   cfg.RetryAfter,
 		metrics:      cfg.Metrics,
 		warmer:       cfg.Warmer,
 	}
@@ -105,6 +127,9 @@ func New(cfg Config) (*Server, error) {
 	if s.timeout == 0 {
 		s.timeout = DefaultTimeout
 	}
+	if s.retryAfter == 0 {
+		s.retryAfter = DefaultRetryAfter
+	}
 	if s.auth {
 		s.tokenSum = sha256.Sum256([]byte(cfg.Token))
 	}
@@ -115,9 +140,10 @@ func New(cfg Config) (*Server, error) {
 // Handler returns the HTTP handler of the API.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// routes builds the handler chain: logging outermost so that it sees the
-// status a recovered panic produced, then recovery, then authentication,
-// so that no handler runs for an unauthenticated mutation.
+// routes builds the handler chain: the request id outermost so that every
+// answer and log line carries it, then logging so that it sees the status
+// a recovered panic produced, then recovery, then authentication, so that
+// no handler runs for an unauthenticated request.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/cache/{key...}", s.getValue)
@@ -133,7 +159,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /metrics", s.metricsHandler())
 	mux.HandleFunc("GET /{$}", s.dashboard)
 	mux.Handle("GET /assets/", s.assetsHandler())
-	return s.logRequests(s.recoverPanics(s.authenticate(canonicalCachePaths(jsonMuxErrors(mux)))))
+	return requestIDs(s.logRequests(s.recoverPanics(s.authenticate(s.canonicalCachePaths(s.jsonMuxErrors(mux))))))
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {

@@ -53,6 +53,7 @@ func newTestServer(t *testing.T, cfg Config) *httptest.Server {
 }
 
 type response struct {
+	method string
 	status int
 	header http.Header
 	body   string
@@ -81,26 +82,52 @@ func do(t *testing.T, ts *httptest.Server, method, path, body string, header ...
 	if err != nil {
 		t.Fatalf("%s %s: read body: %v", method, path, err)
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	return response{method: method, status: resp.StatusCode, header: resp.Header, body: string(b)}
 }
 
-// wantStatus fails the test when r does not have status want; an error
-// status must come with a JSON error body.
+// wantStatus fails the test when r does not have status want. Every
+// answer carries an X-Request-Id; an error answer has a JSON body with a
+// documented code, a message that shows nothing internal, and the request
+// id; a 503 says when to retry.
 func wantStatus(t *testing.T, r response, want int) {
 	t.Helper()
 	if r.status != want {
 		t.Fatalf("status %d, want %d (body %q)", r.status, want, r.body)
 	}
-	if want < 400 {
+	id := r.header.Get("X-Request-Id")
+	if id == "" {
+		t.Errorf("no X-Request-Id in the answer")
+	}
+	if want == http.StatusServiceUnavailable {
+		if n, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || n < 1 {
+			t.Errorf("503 with Retry-After %q, want a number of seconds >= 1", r.header.Get("Retry-After"))
+		}
+	}
+	if want < 400 || r.method == http.MethodHead {
 		return
 	}
 	if ct := r.header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("error Content-Type %q, want application/json", ct)
 	}
-	var e errorBody
-	if err := json.Unmarshal([]byte(r.body), &e); err != nil || e.Error == "" {
-		t.Errorf("error body %q is not {\"error\": \"...\"}", r.body)
+	e := decodeError(t, r)
+	if !documentedCodes(t)[e.Error.Code] || e.Error.Message == "" || e.RequestID != id {
+		t.Errorf("error body %q: want a documented code, a message and the request id %q", r.body, id)
 	}
+	for _, internal := range []string{"tiercache:", "redisstore", "dial tcp", "127.0.0.1", "rueidis", "i/o timeout"} {
+		if strings.Contains(e.Error.Message, internal) {
+			t.Errorf("error message %q shows %q", e.Error.Message, internal)
+		}
+	}
+}
+
+// decodeError decodes the JSON body of an error answer.
+func decodeError(t *testing.T, r response) errorBody {
+	t.Helper()
+	var e errorBody
+	if err := json.Unmarshal([]byte(r.body), &e); err != nil {
+		t.Errorf("error body %q is not JSON: %v", r.body, err)
+	}
+	return e
 }
 
 func TestNew_Invalid(t *testing.T) {
@@ -463,8 +490,19 @@ func TestServer_Auth(t *testing.T) {
 		{"delete with token", "DELETE", "/v1/cache/gone", []string{auth, "Bearer " + testToken}, http.StatusNoContent},
 		{"post without token", "POST", "/v1/invalidate", nil, http.StatusUnauthorized},
 		{"post with token", "POST", "/v1/invalidate", []string{auth, "Bearer " + testToken}, http.StatusBadRequest},
-		{"get without token", "GET", "/v1/cache/missing", nil, http.StatusNotFound},
+		{"get without token", "GET", "/v1/cache/missing", nil, http.StatusUnauthorized},
+		{"head without token", "HEAD", "/v1/cache/missing", nil, http.StatusUnauthorized},
+		{"get with token", "GET", "/v1/cache/missing", []string{auth, "Bearer " + testToken}, http.StatusNotFound},
+		{"get with wrong token", "GET", "/v1/cache/missing", []string{auth, "Bearer wrong"}, http.StatusUnauthorized},
+		{"stats without token", "GET", "/v1/stats", nil, http.StatusUnauthorized},
+		{"stats with token", "GET", "/v1/stats", []string{auth, "Bearer " + testToken}, http.StatusOK},
+		{"warm list without token", "GET", "/v1/warm", nil, http.StatusUnauthorized},
+		{"metrics without token", "GET", "/metrics", nil, http.StatusUnauthorized},
+		{"unknown path without token", "GET", "/v1/nothing", nil, http.StatusUnauthorized},
 		{"healthz without token", "GET", "/healthz", nil, http.StatusOK},
+		{"readyz without token", "GET", "/readyz", nil, http.StatusOK},
+		{"dashboard page without token", "GET", "/", nil, http.StatusOK},
+		{"dashboard script without token", "GET", "/assets/app.js", nil, http.StatusOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -546,7 +584,7 @@ func TestServer_RecoverPanics(t *testing.T) {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil))
 	})
 	t.Run("over HTTP", func(t *testing.T) {
-		ts := httptest.NewServer(s.recoverPanics(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic(errors.New("boom")) })))
+		ts := httptest.NewServer(requestIDs(s.recoverPanics(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic(errors.New("boom")) }))))
 		defer ts.Close()
 		wantStatus(t, do(t, ts, "GET", "/", ""), http.StatusInternalServerError)
 	})

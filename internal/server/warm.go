@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -41,30 +42,31 @@ const warmingDisabled = "warming is disabled: start tiercache serve with --confi
 // the background, with the strategies in the order they run.
 func (s *Server) startWarm(w http.ResponseWriter, r *http.Request) {
 	if s.warmer == nil {
-		writeError(w, http.StatusServiceUnavailable, warmingDisabled)
+		s.writeError(w, http.StatusServiceUnavailable, codeWarmingDisabled, warmingDisabled)
 		return
 	}
 	var req warmRequest
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxWarmBody+1))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf(`the body must be empty or {"strategies":["name", ...]}: %v`, err))
+		s.writeError(w, http.StatusBadRequest, codeInvalidBody, fmt.Sprintf(`the body must be empty or {"strategies":["name", ...]}: %v`, err))
 		return
 	}
 	if dec.More() {
-		writeError(w, http.StatusBadRequest, "the body must hold one JSON object")
+		s.writeError(w, http.StatusBadRequest, codeInvalidBody, "the body must hold one JSON object")
 		return
 	}
 	names, err := s.warmer.WarmAsync(req.Strategies...)
 	switch {
 	case errors.Is(err, warm.ErrUnknownStrategy):
-		writeError(w, http.StatusNotFound, err.Error())
+		s.writeError(w, http.StatusNotFound, codeUnknownStrategy, err.Error())
 		return
 	case errors.Is(err, warm.ErrNotOnDemand):
-		writeError(w, http.StatusConflict, err.Error())
+		s.writeError(w, http.StatusConflict, codeNotOnDemand, err.Error())
 		return
 	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		s.logCause(r, slog.LevelWarn, codeWarmingUnavailable, err)
+		s.writeError(w, http.StatusServiceUnavailable, codeWarmingUnavailable, "the warming runner cannot start runs now (it is stopping)")
 		return
 	}
 	if names == nil {

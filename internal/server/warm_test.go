@@ -19,7 +19,7 @@ import (
 func TestServer_WarmDisabled(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, Config{Token: testToken})
-	r := do(t, ts, "GET", "/v1/warm", "")
+	r := do(t, ts, "GET", "/v1/warm", "", "Authorization", "Bearer "+testToken)
 	wantStatus(t, r, http.StatusOK)
 	if r.body != `{"enabled":false,"strategies":[]}`+"\n" {
 		t.Fatalf("GET: %s", r.body)
@@ -64,7 +64,7 @@ func TestServer_Warm(t *testing.T) {
 			var list warmList
 			deadline := time.Now().Add(30 * time.Second)
 			for {
-				resp = do(t, ts, "GET", "/v1/warm", "")
+				resp = do(t, ts, "GET", "/v1/warm", "", auth...)
 				wantStatus(t, resp, http.StatusOK)
 				if err := json.Unmarshal([]byte(resp.body), &list); err != nil {
 					t.Fatal(err)
@@ -102,7 +102,7 @@ func TestServer_Warm(t *testing.T) {
 			if n := list.Strategies[3]; n.Schedule != "0 3 * * *" || n.LastRun != nil || n.WarmOnDemand {
 				t.Errorf("nightly: %+v", n)
 			}
-			if g := do(t, ts, "GET", "/v1/cache/product:2", ""); g.status != http.StatusOK || g.body != `{"id":2}` {
+			if g := do(t, ts, "GET", "/v1/cache/product:2", "", auth...); g.status != http.StatusOK || g.body != `{"id":2}` {
 				t.Fatalf("product:2 after warming: %d %s", g.status, g.body)
 			}
 
