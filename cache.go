@@ -94,10 +94,16 @@ func New(opts Options) (*Cache, error) {
 		// Before the store: its invalidations, which may arrive before
 		// New returns, replay recent operations into the queue.
 		c.rec = newRecovery(opts.RecoveryQueueSize, max(opts.RecoveryReplayWindow, 0))
+		if err := c.startJournal(); err != nil {
+			c.closeL1()
+			c.cancel()
+			return nil, err
+		}
 	}
 	if opts.Redis.enabled() {
 		c.store, err = newRedisStore(opts.Redis, c.onInvalidation)
 		if err != nil {
+			c.closeJournal()
 			c.closeL1()
 			c.cancel()
 			return nil, err
@@ -146,7 +152,7 @@ func (c *Cache) Close() error {
 	c.bg.Wait()
 	err := c.store.Close()
 	c.closeL1()
-	return err
+	return errors.Join(err, c.closeJournal())
 }
 
 func (c *Cache) closeL1() {
@@ -318,6 +324,10 @@ func (c *Cache) result(e *l1.Entry, src Source) Result {
 // when one exists: an expired (or, after a lost link, unconfirmed) entry
 // that no known invalidation removed.
 func (c *Cache) entry(ctx context.Context, key string) (e *l1.Entry, src Source, stale *l1.Entry, err error) {
+	if c.queued(key) {
+		c.counter.miss.Add(1)
+		return nil, SourceNone, nil, ErrNotFound
+	}
 	if c.l1 != nil {
 		if e, ok := c.l1.Get(key); ok && !e.Unconfirmed {
 			valid, known := c.vers.quick(e)

@@ -18,9 +18,22 @@ func (c *Cache) entries(ctx context.Context, op Op, keys []string) (map[string]*
 	var (
 		miss []string
 		toks []l1.Token
+		skip map[string]struct{} // keys with a queued operation
 	)
 	for _, k := range keys {
 		if _, dup := out[k]; dup {
+			continue
+		}
+		if c.queued(k) {
+			// Its queued operation is not applied yet: a miss.
+			if _, dup := skip[k]; !dup {
+				if skip == nil {
+					skip = map[string]struct{}{}
+				}
+				skip[k] = struct{}{}
+				c.counter.miss.Add(1)
+				c.obs.reqs.add(op, ResultMiss, 1)
+			}
 			continue
 		}
 		if c.l1 != nil {

@@ -144,6 +144,17 @@ type Options struct {
 	// Zero means DefaultRecoveryReplayWindow; negative disables it.
 	RecoveryReplayWindow time.Duration
 
+	// RecoveryJournalDir, when set, keeps the recovery queue on disk: each
+	// operation it accepts is appended to "<dir>/<Namespace>.journal" and
+	// fsynced before the call returns ErrQueued, and the next New with
+	// the same directory queues again what was not applied (Sets as
+	// Deletes of their keys), serving none of their keys as fresh until
+	// then. One process per directory and namespace (a lock file enforces
+	// it: ErrJournalLocked). A journal that cannot be trusted is moved
+	// aside and the namespace cleared. Empty means an in-memory queue
+	// only. See docs/durability.md.
+	RecoveryJournalDir string
+
 	// OnAccess, when set, is called with the key of every read (Get,
 	// Lookup, GetMany, Fetch, FetchMany), hit or miss, on the caller's
 	// goroutine: keep it short and concurrency-safe. Warming's hot-key
@@ -393,6 +404,8 @@ func (o Options) validate() error {
 		return optErr("LoaderSoftTimeout %v exceeds LoaderHardTimeout %v", o.LoaderSoftTimeout, o.LoaderHardTimeout)
 	case o.Breaker.OpenTimeout < 0 || o.Lock.TTL < 0 || o.Lock.MaxWait < 0:
 		return optErr("Breaker and Lock durations may not be negative")
+	case o.RecoveryJournalDir != "" && o.RecoveryQueueSize < 0:
+		return optErr("RecoveryJournalDir needs the recovery queue (RecoveryQueueSize is negative)")
 	}
 	return o.Redis.validate()
 }

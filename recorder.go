@@ -65,6 +65,20 @@ type Recorder interface {
 	// keys that failed, its wall time, and why it ended early (nil when it
 	// ran to the end). Cache.RecordWarm forwards to it.
 	RecordWarm(strategy string, keys, failed int, d time.Duration, err error)
+
+	// RecordJournalSync reports one fsync of the recovery journal (see
+	// Options.RecoveryJournalDir): an append of queued operations, or a
+	// compaction (rewrite, fsync, rename, directory fsync).
+	RecordJournalSync(d time.Duration)
+
+	// RecordJournalQuarantine reports a recovery journal that New moved
+	// aside: reason "corrupt", "truncated" or "namespace" (another
+	// namespace's journal).
+	RecordJournalQuarantine(reason string)
+
+	// RecordJournalRestored reports n operations New read back from the
+	// recovery journal and queued again.
+	RecordJournalRestored(n int)
 }
 
 // NopRecorder is a Recorder that does nothing: the default when
@@ -88,6 +102,15 @@ func (NopRecorder) RecordBreaker(BreakerState) {}
 
 // RecordWarm does nothing.
 func (NopRecorder) RecordWarm(string, int, int, time.Duration, error) {}
+
+// RecordJournalSync does nothing.
+func (NopRecorder) RecordJournalSync(time.Duration) {}
+
+// RecordJournalQuarantine does nothing.
+func (NopRecorder) RecordJournalQuarantine(string) {}
+
+// RecordJournalRestored does nothing.
+func (NopRecorder) RecordJournalRestored(int) {}
 
 var _ Recorder = NopRecorder{}
 

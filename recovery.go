@@ -37,6 +37,7 @@ type recOp struct {
 	key   string // full L2 key
 	value []byte
 	ttl   time.Duration
+	seq   uint64 // its record in the journal; 0 when not journaled
 }
 
 type recentInv struct {
@@ -57,6 +58,9 @@ type recovery struct {
 	stalled  atomic.Uint64 // replay attempts that found L2 unreachable
 	wake     chan struct{}
 
+	jnl      *journal   // nil without Options.RecoveryJournalDir
+	replayMu sync.Mutex // one replay at a time: the loop's or Drain's
+
 	window time.Duration
 	recent []recentInv // acknowledged invalidations, oldest first
 }
@@ -67,22 +71,25 @@ func newRecovery(max int, window time.Duration) *recovery {
 
 // add queues op, replacing an older op on the same key. replace false
 // keeps an existing op (used for failover replays, which are older than
-// anything the caller queued since).
-func (r *recovery) add(op recOp, replace bool) error {
+// anything the caller queued since). It returns the journal record of the
+// op it replaced, or 0.
+func (r *recovery) add(op recOp, replace bool) (replaced uint64, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if el, ok := r.byKey[op.key]; ok {
 		if replace {
-			r.countSet(el.Value.(*recOp), -1)
+			old := el.Value.(*recOp)
+			r.countSet(old, -1)
 			r.order.Remove(el)
 			r.byKey[op.key] = r.order.PushBack(&op)
 			r.countSet(&op, 1)
+			return old.seq, nil
 		}
-		return nil
+		return op.seq, nil
 	}
 	if r.order.Len() >= r.max {
 		r.overflow.Add(1)
-		return fmt.Errorf("%w (%d operations waiting)", ErrQueueFull, r.order.Len())
+		return 0, fmt.Errorf("%w (%d operations waiting)", ErrQueueFull, r.order.Len())
 	}
 	r.byKey[op.key] = r.order.PushBack(&op)
 	r.countSet(&op, 1)
@@ -91,7 +98,7 @@ func (r *recovery) add(op recOp, replace bool) error {
 	case r.wake <- struct{}{}:
 	default:
 	}
-	return nil
+	return 0, nil
 }
 
 // front returns the oldest op without removing it.
@@ -104,16 +111,20 @@ func (r *recovery) front() *recOp {
 	return nil
 }
 
-// done removes op if it is still the queued op for its key.
+// done removes op if it is still the queued op for its key, and marks
+// it done in the journal.
 func (r *recovery) done(op *recOp) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if el, ok := r.byKey[op.key]; ok && el.Value.(*recOp) == op {
 		r.order.Remove(el)
 		delete(r.byKey, op.key)
 		r.countSet(op, -1)
 	}
 	r.length.Store(int64(r.order.Len()))
+	r.mu.Unlock()
+	if r.jnl != nil && op.seq != 0 {
+		r.jnl.done(op.seq)
+	}
 }
 
 // pending reports whether key has a queued operation.
@@ -163,15 +174,37 @@ func unavailable(err error) bool { return errors.Is(err, l2.ErrUnavailable) }
 // queueOps queues ops after an L2 failure; it returns an error matching
 // ErrQueued, or ErrQueueFull (with cause) when the queue is disabled or
 // full. Version keys among the ops stay locally invalid until replayed.
+// With a journal, the ops are on disk before it returns ErrQueued; when
+// the journal cannot be written, the error matches ErrJournal and the ops
+// are not queued.
 func (c *Cache) queueOps(cause error, ops []recOp) error {
 	if c.rec == nil {
 		return cause
 	}
-	for _, op := range ops {
+	if c.rec.jnl != nil {
+		seqs, err := c.rec.jnl.add(ops)
+		if err != nil {
+			c.logger.Error("tiercache: recovery journal write failed; operation not queued", "err", err)
+			return fmt.Errorf("%w; %w", err, cause)
+		}
+		for i := range ops {
+			ops[i].seq = seqs[i]
+		}
+	}
+	for i, op := range ops {
 		if op.kind == opIncr {
 			c.vers.markPending(op.key)
 		}
-		if err := c.rec.add(op, true); err != nil {
+		replaced, err := c.rec.add(op, true)
+		if replaced != 0 && c.rec.jnl != nil {
+			c.rec.jnl.done(replaced)
+		}
+		if err != nil {
+			if c.rec.jnl != nil {
+				for _, o := range ops[i:] {
+					c.rec.jnl.done(o.seq)
+				}
+			}
 			c.logger.Error("tiercache: recovery queue full; operation not queued", "err", err)
 			return fmt.Errorf("%w; %w", err, cause)
 		}
@@ -216,7 +249,7 @@ func (c *Cache) replayLoop() {
 			continue
 		}
 		last = time.Now()
-		if c.replay() {
+		if _, ok := c.replay(c.ctx); ok {
 			backoff = replayMinGap
 		} else {
 			c.rec.stalled.Add(1)
@@ -226,36 +259,37 @@ func (c *Cache) replayLoop() {
 	}
 }
 
-// replay applies queued ops in order until the queue is empty (true) or L2
-// fails (false).
-func (c *Cache) replay() bool {
+// replay applies queued ops in order until the queue is empty (ok) or L2
+// fails or ctx ends (not ok). It returns how many it applied, and logs
+// one line for a run that applied or dropped any.
+func (c *Cache) replay(ctx context.Context) (applied int, ok bool) {
+	c.rec.replayMu.Lock()
+	defer c.rec.replayMu.Unlock()
+	start := time.Now()
+	dropped := 0
+	defer func() {
+		if applied+dropped > 0 {
+			c.logger.Info("tiercache: recovery queue replayed", "namespace", c.opts.Namespace,
+				"applied", applied, "dropped", dropped, "remaining", int(c.rec.length.Load()),
+				"took", time.Since(start).Round(time.Microsecond))
+		}
+	}()
 	for {
 		op := c.rec.front()
 		if op == nil {
-			return true
+			return applied, true
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, max(c.opts.OperationTimeout, time.Second))
-		var err error
-		switch op.kind {
-		case opSet:
-			var value []byte
-			if value, err = c.restamp(ctx, op.value); err == nil {
-				err = c.store.Set(ctx, op.key, value, op.ttl)
-			}
-		case opDel:
-			err = c.store.Del(ctx, op.key)
-		case opIncr:
-			_, err = c.store.Incr(ctx, []string{op.key})
-		}
-		cancel()
-		if err != nil && (unavailable(err) || c.ctx.Err() != nil) {
-			return false
+		err := c.applyOp(ctx, op)
+		if err != nil && (unavailable(err) || ctx.Err() != nil) {
+			return applied, false
 		}
 		if err != nil {
 			// L2 answered and refused: retrying cannot help. Say so loudly.
+			dropped++
 			c.counter.replayFailed.Add(1)
 			c.logger.Error("tiercache: a queued operation was refused by L2 and dropped", "key", truncKey(op.key), "err", err)
 		} else {
+			applied++
 			c.rec.replayed.Add(1)
 			c.replayedInvalidation(op)
 			if op.kind != opSet {
@@ -271,6 +305,25 @@ func (c *Cache) replay() bool {
 				c.l1.Invalidate(op.key[len(c.prefix):])
 			}
 		}
+	}
+}
+
+// applyOp sends one queued op to L2.
+func (c *Cache) applyOp(ctx context.Context, op *recOp) error {
+	ctx, cancel := context.WithTimeout(ctx, max(c.opts.OperationTimeout, time.Second))
+	defer cancel()
+	switch op.kind {
+	case opSet:
+		value, err := c.restamp(ctx, op.value)
+		if err != nil {
+			return err
+		}
+		return c.store.Set(ctx, op.key, value, op.ttl)
+	case opDel:
+		return c.store.Del(ctx, op.key)
+	default:
+		_, err := c.store.Incr(ctx, []string{op.key})
+		return err
 	}
 }
 
@@ -318,7 +371,7 @@ func (c *Cache) replayRecent() {
 		if op.kind == opIncr {
 			c.vers.markPending(op.key)
 		}
-		if err := c.rec.add(op, false); err != nil {
+		if _, err := c.rec.add(op, false); err != nil {
 			c.logger.Error("tiercache: recovery queue full; invalidation not replayed after a lost link", "key", truncKey(op.key), "err", err)
 		}
 	}

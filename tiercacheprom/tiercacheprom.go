@@ -37,6 +37,9 @@ var (
 	DefaultL2Buckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
 	// DefaultLoaderBuckets span a cached query to a slow backend.
 	DefaultLoaderBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	// DefaultJournalBuckets span an fsync on fast local storage to a slow
+	// network volume.
+	DefaultJournalBuckets = []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}
 	// DefaultWarmBuckets span a small warming run to a long one.
 	DefaultWarmBuckets = []float64{.1, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
 )
@@ -77,6 +80,9 @@ type Recorder struct {
 	warmKeys       *prometheus.CounterVec
 	warmDuration   *prometheus.HistogramVec
 	warmLast       *prometheus.GaugeVec
+	journalSync    prometheus.Histogram
+	journalQuar    *prometheus.CounterVec
+	journalRestore prometheus.Counter
 
 	// Children for the fixed label values, resolved once in New, so that
 	// recording does not hash labels; an unexpected value falls back to
@@ -162,6 +168,19 @@ func New(reg prometheus.Registerer, opts Options) (*Recorder, error) {
 			Name: "tiercache_warm_last_run_timestamp_seconds", ConstLabels: cl,
 			Help: "When the last warming run of a strategy finished, as a Unix time.",
 		}, []string{"strategy"}),
+		journalSync: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "tiercache_recovery_journal_sync_duration_seconds", ConstLabels: cl,
+			Help:    "Duration of recovery journal fsyncs (appends of queued operations, and compactions).",
+			Buckets: DefaultJournalBuckets,
+		}),
+		journalQuar: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tiercache_recovery_journal_quarantined_total", ConstLabels: cl,
+			Help: "Recovery journals moved aside at start, by reason (corrupt, truncated, namespace).",
+		}, []string{"reason"}),
+		journalRestore: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tiercache_recovery_journal_restored_total", ConstLabels: cl,
+			Help: "Operations read back from the recovery journal at start and queued again.",
+		}),
 		l2Obs:      map[string]prometheus.Observer{},
 		l2Count:    map[[2]string]prometheus.Counter{},
 		loadCount:  map[string]prometheus.Counter{},
@@ -180,6 +199,9 @@ func New(reg prometheus.Registerer, opts Options) (*Recorder, error) {
 	}
 	for _, k := range []string{"tag", "clear", "delete"} {
 		r.invCount[k] = r.invSent.WithLabelValues(k)
+	}
+	for _, reason := range []string{"corrupt", "truncated", "namespace"} {
+		r.journalQuar.WithLabelValues(reason)
 	}
 	for _, s := range []tiercache.BreakerState{tiercache.BreakerClosed, tiercache.BreakerOpen, tiercache.BreakerHalfOpen} {
 		r.breakCount[s] = r.breakerChanges.WithLabelValues(string(s))
@@ -263,10 +285,22 @@ func (r *Recorder) RecordWarm(strategy string, keys, failed int, d time.Duration
 	r.warmLast.WithLabelValues(strategy).Set(float64(time.Now().UnixNano()) / 1e9)
 }
 
+// RecordJournalSync implements tiercache.Recorder.
+func (r *Recorder) RecordJournalSync(d time.Duration) { r.journalSync.Observe(d.Seconds()) }
+
+// RecordJournalQuarantine implements tiercache.Recorder.
+func (r *Recorder) RecordJournalQuarantine(reason string) {
+	r.journalQuar.WithLabelValues(reason).Inc()
+}
+
+// RecordJournalRestored implements tiercache.Recorder.
+func (r *Recorder) RecordJournalRestored(n int) { r.journalRestore.Add(float64(n)) }
+
 func (r *Recorder) vecs() []prometheus.Collector {
 	return []prometheus.Collector{
 		r.l2Duration, r.l2Ops, r.loaderDuration, r.loaderCalls, r.invSent,
 		r.breakerChanges, r.warmRuns, r.warmKeys, r.warmDuration, r.warmLast,
+		r.journalSync, r.journalQuar, r.journalRestore,
 	}
 }
 

@@ -1,0 +1,117 @@
+package tiercache
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// DrainReport is what Drain did: operations it applied, and operations
+// still queued when it returned (kept in the journal, when there is one,
+// for the next start).
+type DrainReport struct {
+	Applied int
+	Kept    int
+}
+
+// Drain applies the recovery queue until it is empty or ctx ends, retrying
+// while L2 is unreachable. Call it before Close when stopping: what it
+// cannot apply stays queued and, with Options.RecoveryJournalDir, in the
+// journal, which the next New with the same directory replays. It returns
+// ctx's error when ctx ended with operations kept, and ErrClosed after
+// Close.
+func (c *Cache) Drain(ctx context.Context) (DrainReport, error) {
+	if c.closed.Load() {
+		return DrainReport{Kept: c.QueueLength()}, ErrClosed
+	}
+	if c.rec == nil {
+		return DrainReport{}, nil
+	}
+	var rep DrainReport
+	backoff := replayMinGap
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for c.rec.length.Load() > 0 {
+		n, ok := c.replay(ctx)
+		rep.Applied += n
+		if ok {
+			backoff = replayMinGap
+			continue
+		}
+		if ctx.Err() == nil {
+			t.Reset(backoff)
+			backoff = min(backoff*2, time.Second)
+			select {
+			case <-t.C:
+				continue
+			case <-ctx.Done():
+			}
+		}
+		rep.Kept = c.QueueLength()
+		return rep, fmt.Errorf("tiercache: drain: %d operations kept: %w", rep.Kept, ctx.Err())
+	}
+	return rep, nil
+}
+
+// startJournal opens the recovery journal and queues what it holds, before
+// any read or write: their keys are not served as fresh until applied.
+func (c *Cache) startJournal() error {
+	if c.opts.RecoveryJournalDir == "" || c.rec == nil {
+		return nil
+	}
+	j, ops, err := openJournal(journalConfig{
+		dir:       c.opts.RecoveryJournalDir,
+		namespace: c.opts.Namespace,
+		maxOps:    c.rec.max,
+		logger:    c.logger,
+		recorder:  c.obs.rec,
+		now:       c.opts.Now,
+	})
+	if err != nil {
+		return err
+	}
+	c.rec.jnl = j
+	for _, op := range ops {
+		if op.kind == opIncr {
+			c.vers.markPending(op.key)
+		}
+		if _, err := c.rec.add(recOp{kind: op.kind, key: op.key, seq: op.seq}, true); err != nil {
+			j.close()
+			c.rec.jnl = nil
+			return err // cannot happen: openJournal keeps ops within the queue's size
+		}
+	}
+	if len(ops) > 0 {
+		c.logger.Info("tiercache: recovery journal restored; its keys are not served until applied",
+			"namespace", c.opts.Namespace, "operations", len(ops), "path", j.path)
+		c.obs.rec.RecordJournalRestored(len(ops))
+	}
+	return nil
+}
+
+// closeJournal releases the journal after the replay loop stopped. The
+// operations still queued stay in it.
+func (c *Cache) closeJournal() error {
+	if c.rec == nil {
+		return nil
+	}
+	if c.rec.jnl == nil {
+		if n := c.rec.length.Load(); n > 0 {
+			c.logger.Warn("tiercache: closing with queued operations; without a recovery journal they are lost",
+				"namespace", c.opts.Namespace, "operations", n)
+		}
+		return nil
+	}
+	if n := c.rec.jnl.pending(); n > 0 {
+		c.logger.Warn("tiercache: closing with queued operations; the recovery journal keeps them for the next start",
+			"namespace", c.opts.Namespace, "operations", n, "path", c.rec.jnl.path)
+	}
+	return c.rec.jnl.close()
+}
+
+// queued reports whether key (without the namespace) has an operation in
+// the recovery queue: until it is applied, reads treat the key as a miss,
+// whatever L1 or L2 hold.
+func (c *Cache) queued(key string) bool {
+	return c.rec != nil && c.rec.length.Load() > 0 && c.rec.pending(c.prefix+key)
+}

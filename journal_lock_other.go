@@ -1,0 +1,18 @@
+//go:build !unix
+
+package tiercache
+
+import (
+	"fmt"
+	"os"
+)
+
+// lockJournal opens the lock file. Outside Unix there is no flock: two
+// processes must not share a RecoveryJournalDir and namespace.
+func lockJournal(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("tiercache: recovery journal lock: %w", err)
+	}
+	return f, nil
+}
