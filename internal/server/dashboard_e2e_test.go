@@ -127,6 +127,19 @@ func (b *browser) waitFor(what, js string) {
 	}
 }
 
+// login types the token into the page's form, once the page asks for it.
+func (b *browser) login(token string) {
+	b.t.Helper()
+	b.waitFor("the token form", `!document.getElementById("login").hidden`)
+	if err := chromedp.Do(b.ctx,
+		chromedp.SendKeys(chromedp.CSS("#token"), token),
+		chromedp.Click(chromedp.CSS("#login button")),
+	); err != nil {
+		b.t.Fatalf("type the token: %v", err)
+	}
+	b.waitFor("the token form hidden", `document.getElementById("login").hidden`)
+}
+
 // screenshot saves the page as artifactsDir/name.
 func (b *browser) screenshot(name string) {
 	b.t.Helper()
@@ -145,11 +158,14 @@ func (b *browser) screenshot(name string) {
 }
 
 // TestDashboard_Browser loads the dashboard in headless Chromium against
-// a cache on real Redis: the page loads; its figures and charts move with
-// traffic (hit ratio, operations per second, latency, L1 size, the
-// topology table); a warming run is listed; a Redis short of memory shows
-// as degraded, with its memory against maxmemory; a stopped Redis shows as
-// unhealthy with the breaker open. Screenshots go to artifactsDir.
+// a cache on real Redis, behind a token: the page asks for the token and
+// shows nothing before; its figures and charts move with traffic (hit
+// ratio, operations per second, latency, L1 size, the topology table);
+// warming runs are listed, one with failed keys shown failed, in red, with
+// the count; a Redis short of memory shows as degraded, with its memory
+// against maxmemory; a stopped Redis shows as unhealthy with the breaker
+// open, and the checks that could not run as unknown, Redis memory as
+// unknown rather than 0 B. Screenshots go to artifactsDir.
 func TestDashboard_Browser(t *testing.T) {
 	requireChromium(t)
 	srv := redistest.NewStandalone(t)
@@ -163,12 +179,34 @@ func TestDashboard_Browser(t *testing.T) {
 		Retries:  -1,
 		Breaker:  tiercache.BreakerOptions{Threshold: 3, OpenTimeout: time.Hour},
 	})
-	ts := newTestServer(t, Config{Cache: cache, Metrics: gatherer})
+	ts := newTestServer(t, Config{Cache: cache, Metrics: gatherer, Token: testToken})
+	auth := []string{"Authorization", "Bearer " + testToken}
 	b := openDashboard(t, ts)
 	text, waitFor, screenshot := b.text, b.waitFor, b.screenshot
 
+	// Without the token the page asks for it, and shows no figures; the
+	// status badge has /readyz's verdict, which needs no token.
+	waitFor("token asked", `!document.getElementById("login").hidden`)
+	waitFor("token needed", `document.getElementById("updated").textContent === "the server needs its token"`)
+	if got := text("#namespace"); got != "…" {
+		t.Errorf("namespace %q shown without the token", got)
+	}
+	if got := text("#checks tbody"); got != "" {
+		t.Errorf("health checks %q shown without the token", got)
+	}
+	screenshot("dashboard-token.png")
+	// A wrong token is refused and asked again; the right one shows all.
+	b.login("wrong-token")
+	waitFor("wrong token refused", `!document.getElementById("login").hidden &&
+		document.getElementById("login-message").textContent === "The token was refused."`)
+	if err := chromedp.Do(b.ctx, chromedp.Evaluate[chromedp.Void](`document.getElementById("login").hidden = true`)); err != nil {
+		t.Fatal(err)
+	}
+	b.login(testToken)
+
 	// The page loads, with its charts and a healthy status.
 	waitFor("healthy", `document.getElementById("status").textContent === "healthy"`)
+	waitFor("health checks", `document.querySelector("#checks tbody").textContent.indexOf("connectivity") >= 0`)
 	waitFor("first figures", `document.getElementById("requests-total").textContent === "0"`)
 	if got := text("#hit-ratio"); got != "–" {
 		t.Errorf("hit ratio %q before any read", got)
@@ -182,12 +220,12 @@ func TestDashboard_Browser(t *testing.T) {
 
 	// Traffic: the figures move.
 	for i := range 20 {
-		if r := do(t, ts, "PUT", fmt.Sprintf("/v1/cache/k%d", i), "value"); r.status != http.StatusNoContent {
+		if r := do(t, ts, "PUT", fmt.Sprintf("/v1/cache/k%d", i), "value", auth...); r.status != http.StatusNoContent {
 			t.Fatalf("PUT: %d %s", r.status, r.body)
 		}
 	}
 	for i := range 400 {
-		do(t, ts, "GET", fmt.Sprintf("/v1/cache/k%d", i%25), "")
+		do(t, ts, "GET", fmt.Sprintf("/v1/cache/k%d", i%25), "", auth...)
 	}
 	waitFor("figures after traffic", `document.getElementById("requests-total").textContent === "400"`)
 	// 20 of the 25 keys exist: 320 of the 400 reads hit.
@@ -213,13 +251,26 @@ func TestDashboard_Browser(t *testing.T) {
 		t.Errorf("topology table %q", got)
 	}
 
-	// A warming run shows in the list of recent runs.
-	cache.RecordWarm("nightly", 120, 1, 1500*time.Millisecond, nil)
-	waitFor("warming run", `document.getElementById("warming-empty").hidden &&
-		document.querySelector("#warming tbody").textContent.indexOf("nightly") >= 0`)
-	if got := text("#warming tbody"); !strings.Contains(got, "120") || !strings.Contains(got, "1.50 s") || !strings.Contains(got, "ok") {
-		t.Errorf("warming row %q", got)
+	// Warming runs show in the list of recent runs, newest first: a clean
+	// one as ok, in green; one with failed keys as failed, in red, with
+	// the count (tiercache warm exits 1 for it).
+	cache.RecordWarm("nightly", 120, 0, 1500*time.Millisecond, nil)
+	cache.RecordWarm("hourly", 118, 2, 900*time.Millisecond, nil)
+	waitFor("warming runs", `document.getElementById("warming-empty").hidden &&
+		document.querySelectorAll("#warming tbody tr").length === 2`)
+	row := func(i int) string { return text(fmt.Sprintf("#warming tbody tr:nth-child(%d)", i)) }
+	if got := row(2); !strings.Contains(got, "nightly") || !strings.Contains(got, "120") || !strings.Contains(got, "1.50 s") || !strings.Contains(got, "ok") {
+		t.Errorf("clean warming row %q", got)
 	}
+	if got := row(1); !strings.Contains(got, "hourly") || !strings.Contains(got, "failed: 2 keys") || strings.Contains(got, "ok") {
+		t.Errorf("failed warming row %q", got)
+	}
+	const red, green = "rgb(198, 40, 40)", "rgb(31, 136, 61)"
+	resultColor := func(i int) string {
+		return fmt.Sprintf(`getComputedStyle(document.querySelector("#warming tbody tr:nth-child(%d) td:last-child")).color`, i)
+	}
+	waitFor("failed run in red", resultColor(1)+` === "`+red+`"`)
+	waitFor("clean run in green", resultColor(2)+` === "`+green+`"`)
 	screenshot("dashboard-healthy.png")
 
 	// Redis short of memory: maxmemory just above what it uses.
@@ -237,13 +288,29 @@ func TestDashboard_Browser(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		if r := do(t, ts, "GET", fmt.Sprintf("/v1/cache/absent%d", i), ""); r.status != http.StatusServiceUnavailable {
+		if r := do(t, ts, "GET", fmt.Sprintf("/v1/cache/absent%d", i), "", auth...); r.status != http.StatusServiceUnavailable {
 			t.Fatalf("GET with Redis stopped: %d %s", r.status, r.body)
 		}
 	}
 	waitFor("unhealthy", `document.getElementById("status").textContent === "unhealthy"`)
 	waitFor("breaker open", `document.getElementById("breaker").textContent === "open"`)
 	waitFor("node down", `document.querySelector("#topology tbody").textContent.indexOf("down") >= 0`)
+	// The checks that ask Redis could not run: unknown, never pass; and
+	// Redis's memory is unknown, not 0 B.
+	checkStatus := func(name string) string {
+		return `Array.prototype.filter.call(document.querySelectorAll("#checks tbody tr"), function (tr) {
+			return tr.cells[0].textContent === "` + name + `"; })[0].cells[1]`
+	}
+	for _, name := range []string{"memory", "replication"} {
+		waitFor(name+" check unknown", checkStatus(name)+`.textContent === "unknown" && `+checkStatus(name)+`.className === "unknown"`)
+	}
+	waitFor("Redis memory unknown", `document.getElementById("redis-memory").textContent === "unknown"`)
+	if got := text("#checks tbody"); strings.Contains(got, "0 B") || strings.Contains(got, "pass") {
+		t.Errorf("health checks with Redis stopped: %q", got)
+	}
+	if got := text("#redis-memory-sub"); got != "no Redis master answered" {
+		t.Errorf("Redis memory with Redis stopped: %q", got)
+	}
 	screenshot("dashboard-unhealthy.png")
 }
 

@@ -1,6 +1,10 @@
 // The tiercache dashboard: polls GET /v1/stats and GET /readyz and draws
 // the figures with uPlot. The page
 // URL may carry ?refresh=<seconds> (default 2) for the polling period.
+//
+// When the server has a token, the page asks for it once and keeps it in
+// sessionStorage (this tab only, gone when it closes), and sends it as
+// the bearer header with every call.
 (function () {
   "use strict";
 
@@ -110,15 +114,22 @@
     setText("l1-entries", fmtNum(st.l1_entries) + " entries of " + (rep.l1_max_bytes ? fmtBytes(rep.l1_max_bytes) : "no L1"));
     $("l1-bar").style.width = rep.l1_max_bytes ? Math.min(100, 100 * st.l1_bytes / rep.l1_max_bytes) + "%" : "0";
 
-    var used = 0, max = 0, anyMax = false;
+    var used = 0, max = 0, anyMax = false, masters = 0;
     rep.nodes.forEach(function (n) {
       if (!n.up || n.role !== "master") return;
+      masters++;
       used += n.used_memory;
       if (n.maxmemory > 0) { max += n.maxmemory; anyMax = true; }
     });
+    // No master answered: the figure is unknown, not zero.
+    var memKnown = rep.topology !== "memory" && masters > 0;
     if (rep.topology === "memory") {
       setText("redis-memory", "in-process");
       setText("redis-memory-sub", "no Redis: the L2 is in this process");
+      $("redis-bar").style.width = "0";
+    } else if (!memKnown) {
+      setText("redis-memory", "unknown");
+      setText("redis-memory-sub", "no Redis master answered");
       $("redis-bar").style.width = "0";
     } else {
       setText("redis-memory", fmtBytes(used));
@@ -141,7 +152,7 @@
     pushPoint("chart-ops", now, [ops]);
     pushPoint("chart-latency", now, [ms(lat.l1.p50_ns), ms(lat.l1.p99_ns), ms(lat.l2.p50_ns), ms(lat.l2.p99_ns)]);
     var mib = 1024 * 1024;
-    pushPoint("chart-memory", now, [st.l1_bytes / mib, rep.topology === "memory" ? null : used / mib, anyMax ? max / mib : null]);
+    pushPoint("chart-memory", now, [st.l1_bytes / mib, memKnown ? used / mib : null, memKnown && anyMax ? max / mib : null]);
 
     prev = { t: now, req: req };
     setText("updated", "updated " + new Date().toLocaleTimeString());
@@ -185,6 +196,7 @@
     var badge = $("status");
     badge.dataset.status = h.status;
     setText("status", h.status);
+    if (!h.checks) return; // the verdict alone: sent without the token
     var c = h.checks, rows = [];
     var add = function (name, chk, detail) {
       var tr = document.createElement("tr");
@@ -194,10 +206,12 @@
       rows.push(tr);
     };
     add("connectivity", c.connectivity, c.connectivity.reachable + "/" + c.connectivity.nodes + " nodes, " + c.connectivity.response_time_ms.toFixed(2) + " ms");
-    add("memory", c.memory, c.memory.maxmemory ? fmtPct(c.memory.usage_ratio) + " of " + fmtBytes(c.memory.maxmemory) : fmtBytes(c.memory.used_bytes) + " used");
+    // A check that could not run has no figures to show.
+    var known = function (chk) { return chk.status !== "unknown"; };
+    add("memory", c.memory, !known(c.memory) ? "" : c.memory.maxmemory ? fmtPct(c.memory.usage_ratio) + " of " + fmtBytes(c.memory.maxmemory) : fmtBytes(c.memory.used_bytes) + " used");
     add("circuit breaker", c.circuit_breaker, c.circuit_breaker.state);
-    add("replication", c.replication, replicationDetail(c.replication));
-    add("tracking", c.tracking, (c.tracking.up ? "link up" : "link down") + ", " + c.tracking.link_resets + " resets" +
+    add("replication", c.replication, known(c.replication) ? replicationDetail(c.replication) : "");
+    add("tracking", c.tracking, !known(c.tracking) ? "" : (c.tracking.up ? "link up" : "link down") + ", " + c.tracking.link_resets + " resets" +
       (c.tracking.link_suspects ? " (" + c.tracking.link_suspects + " missed liveness probes)" : ""));
     fillTable("checks", rows);
 
@@ -233,32 +247,69 @@
 
   // Warming runs: the last ones the cache recorded (Report.warming,
   // oldest first), whatever ran them: tiercache serve's scheduler, POST
-  // /v1/warm, or a program calling Cache.RecordWarm.
+  // /v1/warm, or a program calling Cache.RecordWarm. A run with failed
+  // keys failed, as `tiercache warm` says with its exit code.
   function renderWarming(runs) {
     var rows = runs.map(function (r) {
       var tr = document.createElement("tr");
       cell(tr, r.strategy);
       cell(tr, r.finished ? new Date(r.finished).toLocaleTimeString() : "–");
       cell(tr, fmtNum(r.keys));
-      cell(tr, fmtNum(r.failed));
+      cell(tr, fmtNum(r.failed), r.failed > 0 ? "fail" : "");
       cell(tr, fmtDur(r.duration_ns));
-      cell(tr, r.error ? "error" : "ok", r.error ? "fail" : "pass").title = r.error || "";
+      var result = "ok";
+      if (r.error) result = "error";
+      else if (r.failed > 0) result = "failed: " + fmtNum(r.failed) + (r.failed === 1 ? " key" : " keys");
+      cell(tr, result, result === "ok" ? "pass" : "fail").title = r.error || "";
       return tr;
     });
     fillTable("warming", rows);
     $("warming-empty").hidden = rows.length > 0;
   }
 
+  // The token, for a server that has one.
+  var tokenKey = "tiercache-token";
+  var memoryToken = ""; // when sessionStorage is not available
+  function storedToken() {
+    try { return sessionStorage.getItem(tokenKey) || ""; } catch (e) { return ""; }
+  }
+  // askToken shows the token form; refused tells that the stored token
+  // was refused.
+  function askToken(refused) {
+    var form = $("login");
+    if (!form.hidden) return;
+    setText("login-message", refused ? "The token was refused." : "");
+    form.hidden = false;
+    $("token").focus();
+  }
+  function initLogin() {
+    $("login").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var tok = $("token").value.trim();
+      if (!tok) return;
+      try { sessionStorage.setItem(tokenKey, tok); } catch (e) { memoryToken = tok; }
+      $("token").value = "";
+      $("login").hidden = true;
+      setText("updated", "connecting…");
+    });
+  }
   function getJSON(path) {
-    return fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" }).then(function (r) {
+    var headers = { Accept: "application/json" }, tok = storedToken() || memoryToken;
+    if (tok) headers.Authorization = "Bearer " + tok;
+    return fetch(path, { headers: headers, cache: "no-store" }).then(function (r) {
+      if (r.status === 401) askToken(tok !== "");
       return r.json().then(function (body) { return { status: r.status, body: body }; });
     });
+  }
+  function errorText(r) {
+    return r.body && r.body.error && r.body.error.message ? r.body.error.message : String(r.status);
   }
 
   function pollStats() {
     getJSON("/v1/stats").then(function (r) {
       if (r.status === 200) renderStats(r.body);
-      else setText("updated", "stats: " + (r.body.error || r.status));
+      else if (r.status === 401) setText("updated", "the server needs its token");
+      else setText("updated", "stats: " + errorText(r));
     }).catch(function (e) { setText("updated", "stats unavailable: " + e); })
       .finally(function () { setTimeout(pollStats, refresh); });
   }
@@ -268,6 +319,7 @@
       .finally(function () { setTimeout(pollHealth, refresh * 2.5); });
   }
 
+  initLogin();
   initCharts();
   // Each chart's columns (x first), for the end-to-end test and for a look
   // from the browser's console.
