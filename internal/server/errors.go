@@ -22,6 +22,7 @@ const (
 	codeInvalidParameter   = "invalid_parameter"   // 400: a query parameter (ttl, tags, unknown)
 	codeInvalidTag         = "invalid_tag"         // 400: a tag the cache refuses
 	codeInvalidBody        = "invalid_body"        // 400: a body that is not the expected JSON, or unreadable
+	codeBadRequest         = "bad_request"         // 400: a request HTTP cannot parse (Listener), or another the router refuses
 	codeUnauthorized       = "unauthorized"        // 401: the bearer token is missing or wrong
 	codeNotFound           = "not_found"           // 404: no such key
 	codeNoSuchEndpoint     = "no_such_endpoint"    // 404: no such path (or asset)

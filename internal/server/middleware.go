@@ -84,12 +84,15 @@ func requestIDs(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get(requestIDHeader)
 		if !saneRequestID(id) {
-			id = rand.Text()
+			id = newRequestID()
 		}
 		w.Header().Set(requestIDHeader, id)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
 	})
 }
+
+// newRequestID returns 26 random base32 characters (130 bits).
+func newRequestID() string { return rand.Text() }
 
 func saneRequestID(id string) bool {
 	if id == "" || len(id) > maxRequestID {
@@ -255,7 +258,7 @@ func (w *muxErrorWriter) WriteHeader(code int) {
 			w.ResponseWriter.WriteHeader(code)
 			return
 		}
-		w.s.writeError(w.ResponseWriter, code, codeInvalidKey, strings.ToLower(http.StatusText(code)))
+		w.s.writeError(w.ResponseWriter, code, codeBadRequest, strings.ToLower(http.StatusText(code)))
 	}
 	w.replaced = true
 }
