@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/tiercache/tiercache"
 	"github.com/tiercache/tiercache/internal/lab"
@@ -46,12 +44,7 @@ func startDeployment(t *testing.T, topology string) *lab.Lab {
 		}
 	})
 	for _, n := range l.Notes {
-		// Debian's redis-server has no active defragmentation; the lab
-		// then turns activedefrag off, and says so.
-		if !strings.HasPrefix(n, "activedefrag turned off") {
-			t.Errorf("the lab changed the deploy files: %s", n)
-		}
-		t.Log("note: " + n)
+		t.Errorf("the lab changed the deploy files: %s", n)
 	}
 	return l
 }
@@ -78,7 +71,7 @@ func TestDeployment(t *testing.T) {
 	for _, topology := range []string{lab.Sentinel, lab.Cluster} {
 		t.Run(topology, func(t *testing.T) {
 			l := startDeployment(t, topology)
-			t.Run("settings", func(t *testing.T) { testSettings(t, l.Data[0].Addr, l.Password(lab.UserAdmin), defragOff(l)) })
+			t.Run("settings", func(t *testing.T) { testSettings(t, l.Data[0].Addr, l.Password(lab.UserAdmin)) })
 			if topology == lab.Sentinel {
 				t.Run("sentinel_settings", func(t *testing.T) { testSentinelSettings(t, l) })
 			}
@@ -88,12 +81,6 @@ func TestDeployment(t *testing.T) {
 			t.Run("wrong_credentials", func(t *testing.T) { testWrongCredentials(t, l) })
 		})
 	}
-}
-
-// defragOff reports whether the lab turned active defragmentation off
-// because this redis-server cannot do it.
-func defragOff(l *lab.Lab) bool {
-	return slices.ContainsFunc(l.Notes, func(n string) bool { return strings.HasPrefix(n, "activedefrag") })
 }
 
 // nodeAddrs returns the addresses of the lab's data nodes, master first.
@@ -106,8 +93,8 @@ func nodeAddrs(l *lab.Lab) []string {
 }
 
 // testSettings checks that the file's settings are in force on the data
-// node at addr. noDefrag says that activedefrag had to be turned off.
-func testSettings(t *testing.T, addr, adminPassword string, noDefrag bool) {
+// node at addr.
+func testSettings(t *testing.T, addr, adminPassword string) {
 	admin := client(t, addr, lab.UserAdmin, adminPassword)
 	want := map[string]string{
 		"maxmemory":                   strconv.Itoa(2 << 30),
@@ -132,9 +119,9 @@ func testSettings(t *testing.T, addr, adminPassword string, noDefrag bool) {
 		"timeout":                     "0",
 		"replica-read-only":           "yes",
 		"stop-writes-on-bgsave-error": "yes",
-	}
-	if !noDefrag {
-		want["activedefrag"] = "yes"
+		// On in the official image through redis-defrag.conf
+		// (TestDefragInclude).
+		"activedefrag": "no",
 	}
 	for name, v := range want {
 		got, err := admin.Do(t.Context(), admin.B().ConfigGet().Parameter(name).Build()).AsStrMap()
@@ -426,177 +413,6 @@ func eventuallyMissing(t *testing.T, c *tiercache.Cache, key string) {
 func eventually(t *testing.T, what string, cond func() error) {
 	t.Helper()
 	redistest.Eventually(t, waitFor, what, cond)
-}
-
-// TestComposeFile validates docker-compose.redis.yml with docker-compose,
-// which scripts/install-redis.sh installs, and checks what the
-// deployment must contain in the configuration docker-compose resolves.
-// Without a Docker engine nothing more can be checked here.
-func TestComposeFile(t *testing.T) {
-	t.Parallel()
-	bin, err := exec.LookPath("docker-compose")
-	if err != nil {
-		msg := "docker-compose not found; install the Debian package docker-compose (make test does)"
-		if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	run := func(args ...string) string {
-		t.Helper()
-		cmd := exec.CommandContext(t.Context(), bin, append([]string{"-f", "docker-compose.redis.yml"}, args...)...)
-		cmd.Env = append(os.Environ(), "COMPOSE_PROJECT_NAME=tiercache-test")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("docker-compose %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
-	if out := run("config", "-q"); out != "" {
-		t.Errorf("docker-compose config -q printed:\n%s", out)
-	}
-	services := strings.Fields(run("config", "--services"))
-	slices.Sort(services)
-	want := []string{"redis-commander", "redis-exporter", "redis-master", "redis-replica-1", "redis-replica-2",
-		"redis-sentinel-1", "redis-sentinel-2", "redis-sentinel-3", "tiercache"}
-	if !slices.Equal(services, want) {
-		t.Errorf("services = %v, want %v", services, want)
-	}
-	var cfg composeConfig
-	if err := yaml.Unmarshal([]byte(run("config")), &cfg); err != nil {
-		t.Fatalf("parse docker-compose config: %v", err)
-	}
-	checkCompose(t, cfg)
-}
-
-// composeConfig is the part of a resolved compose file the test checks.
-type composeConfig struct {
-	Services map[string]struct {
-		Image       string            `yaml:"image"`
-		Command     []string          `yaml:"command"`
-		Environment map[string]string `yaml:"environment"`
-		Ports       []any             `yaml:"ports"`
-		Volumes     []string          `yaml:"volumes"`
-		Secrets     []struct {
-			Source string `yaml:"source"`
-		} `yaml:"secrets"`
-		Healthcheck struct {
-			Test []string `yaml:"test"`
-		} `yaml:"healthcheck"`
-	} `yaml:"services"`
-	Secrets map[string]struct {
-		File string `yaml:"file"`
-	} `yaml:"secrets"`
-}
-
-// ports returns the published ports of a resolved service as
-// "[ip:]published:target", whether docker-compose wrote them in the short
-// syntax ("127.0.0.1:9121:9121/tcp") or the long one (a map).
-func ports(list []any) []string {
-	var out []string
-	for _, p := range list {
-		switch p := p.(type) {
-		case string:
-			out = append(out, strings.TrimSuffix(p, "/tcp"))
-		case map[string]any:
-			s := fmt.Sprintf("%v:%v", p["published"], p["target"])
-			if ip, ok := p["host_ip"]; ok {
-				s = fmt.Sprintf("%v:%s", ip, s)
-			}
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// checkCompose checks the resolved compose file: the data nodes and
-// sentinels run from the deploy files, the replicas follow the master,
-// the exporter and the web UI are there, tiercache publishes its API,
-// dashboard, /metrics and /readyz and gets its secrets from files, and
-// every secret is a file under deploy/secrets/.
-func checkCompose(t *testing.T, cfg composeConfig) {
-	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	mounts := func(name, file string) {
-		t.Helper()
-		svc := cfg.Services[name]
-		if !slices.ContainsFunc(svc.Volumes, func(v string) bool {
-			return strings.HasPrefix(v, filepath.Join(wd, file)+":") && strings.HasSuffix(v, ":ro")
-		}) {
-			t.Errorf("%s does not mount %s read-only: %v", name, file, svc.Volumes)
-		}
-	}
-	for _, name := range []string{"redis-master", "redis-replica-1", "redis-replica-2"} {
-		svc := cfg.Services[name]
-		mounts(name, "redis-production.conf")
-		if !strings.HasPrefix(svc.Image, "redis:7") || !strings.Contains(strings.Join(svc.Command, " "), "redis-server /usr/local/etc/redis/redis.conf") {
-			t.Errorf("%s: image %q, command %q: want redis-server 7 from redis-production.conf", name, svc.Image, svc.Command)
-		}
-		wantReplicaOf := "--replicaof redis-master 6379"
-		if name == "redis-master" {
-			wantReplicaOf = ""
-		}
-		if got := svc.Environment["REPLICAOF"]; got != wantReplicaOf {
-			t.Errorf("%s: REPLICAOF = %q, want %q", name, got, wantReplicaOf)
-		}
-	}
-	for i := 1; i <= 3; i++ {
-		name := fmt.Sprintf("redis-sentinel-%d", i)
-		mounts(name, "sentinel.conf")
-		if !strings.Contains(strings.Join(cfg.Services[name].Command, " "), "exec redis-sentinel") {
-			t.Errorf("%s does not run redis-sentinel: %q", name, cfg.Services[name].Command)
-		}
-	}
-	if svc := cfg.Services["redis-exporter"]; !strings.Contains(svc.Image, "redis_exporter") || !slices.Contains(ports(svc.Ports), "127.0.0.1:9121:9121") {
-		t.Errorf("redis-exporter: image %q, ports %v", svc.Image, svc.Ports)
-	}
-	if svc := cfg.Services["redis-commander"]; !strings.Contains(svc.Image, "redis-commander") || len(svc.Ports) == 0 {
-		t.Errorf("redis-commander (web UI): image %q, ports %v", svc.Image, svc.Ports)
-	}
-
-	tc := cfg.Services["tiercache"]
-	if !slices.Contains(ports(tc.Ports), "8080:8080") || tc.Environment["TIERCACHE_ADDR"] != ":8080" {
-		t.Errorf("tiercache does not publish its API, dashboard and /metrics on 8080: ports %v, TIERCACHE_ADDR %q", tc.Ports, tc.Environment["TIERCACHE_ADDR"])
-	}
-	if !strings.Contains(strings.Join(tc.Healthcheck.Test, " "), "http://127.0.0.1:8080/readyz") {
-		t.Errorf("tiercache's health check does not ask /readyz: %q", tc.Healthcheck.Test)
-	}
-	for k, v := range map[string]string{
-		"REDIS_SENTINEL_HOSTS": "redis-sentinel-1:26379,redis-sentinel-2:26379,redis-sentinel-3:26379",
-		"REDIS_SERVICE_NAME":   lab.MasterName,
-		"REDIS_USERNAME":       lab.UserTiercache,
-		"CACHE_NAMESPACE":      "tiercache", // the only keys its ACL user may touch
-	} {
-		if tc.Environment[k] != v {
-			t.Errorf("tiercache: %s = %q, want %q", k, tc.Environment[k], v)
-		}
-	}
-	for name, svc := range cfg.Services {
-		for k, v := range svc.Environment {
-			if strings.HasSuffix(k, "_FILE") {
-				if !strings.HasPrefix(v, "/run/secrets/") {
-					t.Errorf("%s: %s = %q, want a Docker secret", name, k, v)
-				}
-				continue
-			}
-			if strings.Contains(k, "PASSWORD") || strings.Contains(k, "TOKEN") {
-				t.Errorf("%s: %s holds a secret in the compose file; use %s_FILE", name, k, k)
-			}
-		}
-		for _, sec := range svc.Secrets {
-			if _, ok := cfg.Secrets[sec.Source]; !ok {
-				t.Errorf("%s uses the undeclared secret %s", name, sec.Source)
-			}
-		}
-	}
-	for name, sec := range cfg.Secrets {
-		if filepath.Dir(sec.File) != filepath.Join(wd, "secrets") {
-			t.Errorf("secret %s is %s, want a file under deploy/secrets/ (which .gitignore keeps out of the repository)", name, sec.File)
-		}
-	}
 }
 
 // testWrongCredentials connects with the lab's settings but a wrong

@@ -1,7 +1,10 @@
 package deploy_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
+
+	"github.com/tiercache/tiercache/deploy"
 	"github.com/tiercache/tiercache/internal/lab"
 	"github.com/tiercache/tiercache/internal/redisproc"
 	"github.com/tiercache/tiercache/internal/redistest"
@@ -30,12 +36,9 @@ import (
 // (redistest.StartProduction).
 func TestProductionConf(t *testing.T) {
 	p := redistest.NewProduction(t)
-	if p.NoDefrag {
-		t.Log("this redis-server has no active defragmentation (the official builds have it): activedefrag turned off")
-	}
 	addrs := []string{p.Master.Addr, p.Replica.Addr}
 
-	t.Run("settings", func(t *testing.T) { testSettings(t, p.Addr, p.AdminPassword, p.NoDefrag) })
+	t.Run("settings", func(t *testing.T) { testSettings(t, p.Addr, p.AdminPassword) })
 	t.Run("acl_grants_every_store_command", func(t *testing.T) { testACLGrantsStoreCommands(t, p.Addr, p.AdminPassword) })
 	t.Run("acl", func(t *testing.T) { testACL(t, addrs, p.PasswordOf) })
 	t.Run("behaviour", func(t *testing.T) {
@@ -247,4 +250,132 @@ func testACLGrantsStoreCommands(t *testing.T, addr, adminPassword string) {
 	if got, _ := admin.Do(ctx, admin.B().Arbitrary("ACL", "DRYRUN", lab.UserTiercache, "GET", "other:k").Build()).ToString(); got == "OK" {
 		t.Error("ACL DRYRUN tiercache GET other:k: OK, want a refusal")
 	}
+}
+
+// TestRedisConfFiles starts redis-server from the deploy files themselves,
+// as docs/operations.md shows, with only the port, the data directory
+// and the ACL's passwords chosen for a test machine: redis-production.conf
+// alone must start on every build (Debian's redis-server 7.0.15, which
+// cannot defragment, included); with redis-defrag.conf included, as the
+// compose file does for the official image, activedefrag is on, or the
+// server refuses that one line for want of defragmentation, naming it.
+func TestRedisConfFiles(t *testing.T) {
+	t.Parallel()
+	redistest.Require(t)
+	conf, err := filepath.Abs("redis-production.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("redis-production.conf", func(t *testing.T) {
+		t.Parallel()
+		s := startConf(t, conf)
+		if s.err != nil {
+			t.Fatalf("redis-server %s did not start: %v", conf, s.err)
+		}
+		if got := s.config(t, "activedefrag"); got != "no" {
+			t.Errorf("activedefrag = %q, want no", got)
+		}
+		if got := s.config(t, "maxmemory-policy"); got != "allkeys-lru" {
+			t.Errorf("maxmemory-policy = %q: not the file's", got)
+		}
+	})
+	t.Run("with redis-defrag.conf", func(t *testing.T) {
+		t.Parallel()
+		defrag, err := filepath.Abs("redis-defrag.conf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := startConf(t, conf, "--include", defrag)
+		if s.err == nil {
+			if got := s.config(t, "activedefrag"); got != "yes" {
+				t.Errorf("activedefrag = %q with redis-defrag.conf, want yes", got)
+			}
+			return
+		}
+		log := s.err.Error()
+		if !errors.Is(s.err, redisproc.ErrExited) || !strings.Contains(log, "Active defragmentation cannot be enabled") ||
+			!strings.Contains(log, ">>> 'activedefrag yes'") {
+			t.Fatalf("redis-server refused redis-defrag.conf for another reason: %v", s.err)
+		}
+		t.Log("this redis-server cannot defragment (Debian's build): it refuses redis-defrag.conf, as documented")
+	})
+}
+
+// confServer is a redis-server started by startConf.
+type confServer struct {
+	addr, adminPassword string
+	err                 error // why it did not start
+}
+
+// startConf runs redis-server with the configuration file conf, then
+// --port, --dir and args, in a directory holding users.acl (acl.conf with
+// a password for admin), and waits until it answers as admin or exits.
+func startConf(t *testing.T, conf string, args ...string) confServer {
+	t.Helper()
+	dir := t.TempDir()
+	s := confServer{adminPassword: "admin-" + strconv.FormatInt(time.Now().UnixNano(), 36)}
+	acl, err := lab.RenderACL(deploy.ACL, map[string]string{lab.UserAdmin: s.adminPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users.acl"), []byte(acl), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port, err := redisproc.FreePort(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addr = "127.0.0.1:" + strconv.Itoa(port)
+	argv := append([]string{conf, "--port", strconv.Itoa(port), "--dir", dir}, args...)
+	p, err := redisproc.Start("redis-server", argv, dir, filepath.Join(dir, "redis.log"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Kill(10 * time.Second) })
+	deadline := time.Now().Add(waitFor)
+	for {
+		if s.err = p.Exited(); s.err != nil {
+			return s
+		}
+		ping := rawCommand(s.addr, lab.UserAdmin, s.adminPassword, "PING")
+		if ping == nil {
+			return s
+		}
+		if time.Now().After(deadline) {
+			s.err = fmt.Errorf("no answer after %v: %w", waitFor, ping)
+			return s
+		}
+		select {
+		case <-p.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// config returns a setting of the running server, asked as admin.
+func (s confServer) config(t *testing.T, name string) string {
+	t.Helper()
+	c := client(t, s.addr, lab.UserAdmin, s.adminPassword)
+	m, err := c.Do(t.Context(), c.B().ConfigGet().Parameter(name).Build()).AsStrMap()
+	if err != nil {
+		t.Fatalf("CONFIG GET %s: %v", name, err)
+	}
+	return m[name]
+}
+
+// rawCommand connects once, as user, and runs one command, for a server
+// that may not be up yet.
+func rawCommand(addr, user, password string, args ...string) error {
+	c, err := rueidis.NewClient(rueidis.ClientOption{
+		InitAddress: []string{addr}, Username: user, Password: password,
+		DisableCache: true, ForceSingleClient: true, ClientSetInfo: rueidis.DisableClientSetInfo,
+		DisableRetry: true, Dialer: net.Dialer{Timeout: time.Second},
+	})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return c.Do(ctx, c.B().Arbitrary(args...).Build()).Error()
 }

@@ -72,6 +72,13 @@ type Options struct {
 	// interface, so that a test runs the files with the fewest changes.
 	// False binds every node to loopback only.
 	KeepBind bool
+	// Secrets is a directory made by deploy/make-secrets.sh. When set,
+	// the lab uses its passwords and its users.acl, as the compose file
+	// does, instead of random passwords and the ACL of Files.
+	Secrets string
+	// Namespace is the CACHE_NAMESPACE of Settings. Empty means
+	// "tiercache", the namespace of deploy/acl.conf.
+	Namespace string
 }
 
 // Topologies a lab can start.
@@ -96,7 +103,8 @@ type Lab struct {
 	// Topology is Sentinel or Cluster.
 	Topology string
 	// Dir holds one directory per node, the ACL file and, under secrets/,
-	// one file per password.
+	// one file per password (unless Options.Secrets names another
+	// directory).
 	Dir string
 	// Data are the data nodes in start order: for Sentinel the first
 	// master and then its replicas, for Cluster all six nodes.
@@ -111,7 +119,8 @@ type Lab struct {
 	keep      bool
 	keepBind  bool
 	passwords map[string]string // ACL user (or "sentinels") -> password
-	noDefrag  bool              // redis-server lacks active defragmentation
+	secrets   string            // directory of the password files
+	namespace string            // CACHE_NAMESPACE of Settings
 
 	closeOnce sync.Once
 	closeErr  error
@@ -135,14 +144,24 @@ func Start(ctx context.Context, topology string, opts Options) (*Lab, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
-	l := &Lab{Topology: topology, Dir: dir, files: files, keep: opts.KeepDir, keepBind: opts.KeepBind, passwords: map[string]string{}}
+	l := &Lab{Topology: topology, Dir: dir, files: files, keep: opts.KeepDir, keepBind: opts.KeepBind, passwords: map[string]string{},
+		secrets: filepath.Join(dir, "secrets"), namespace: opts.Namespace}
+	if l.namespace == "" {
+		l.namespace = defaultNamespace
+	}
 	ok := false
 	defer func() {
 		if !ok {
 			l.Close()
 		}
 	}()
-	if err := l.writeSecrets(); err != nil {
+	if opts.Secrets != "" {
+		l.secrets = opts.Secrets
+		err = l.readSecrets()
+	} else {
+		err = l.writeSecrets()
+	}
+	if err != nil {
 		return nil, err
 	}
 	if topology == Sentinel {
@@ -157,19 +176,48 @@ func Start(ctx context.Context, topology string, opts Options) (*Lab, error) {
 	return l, nil
 }
 
-// writeSecrets picks the passwords, writes them under secrets/ and
-// renders the ACL file.
-func (l *Lab) writeSecrets() error {
+// defaultNamespace is the namespace that deploy/acl.conf lets the
+// tiercache user touch.
+const defaultNamespace = "tiercache"
+
+// secretUsers returns the users (and "sentinels") a lab of this topology
+// needs passwords for.
+func (l *Lab) secretUsers() []string {
 	users := []string{UserTiercache, UserAdmin, userReplica}
 	if l.Topology == Sentinel {
 		users = append(users, userSentinel, secretSentinels)
 	}
-	secrets := filepath.Join(l.Dir, "secrets")
-	if err := os.MkdirAll(secrets, 0o700); err != nil {
+	return users
+}
+
+// readSecrets reads the passwords and users.acl of a directory made by
+// deploy/make-secrets.sh, and installs the ACL file as it is.
+func (l *Lab) readSecrets() error {
+	for _, u := range l.secretUsers() {
+		b, err := os.ReadFile(l.PasswordFile(u))
+		if err != nil {
+			return fmt.Errorf("lab: %w", err)
+		}
+		l.passwords[u] = strings.TrimRight(string(b), "\r\n")
+	}
+	acl, err := os.ReadFile(filepath.Join(l.secrets, "users.acl"))
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	if err := os.WriteFile(l.aclPath(), acl, 0o600); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	return nil
+}
+
+// writeSecrets picks the passwords, writes them under secrets/ and
+// renders the ACL file.
+func (l *Lab) writeSecrets() error {
+	if err := os.MkdirAll(l.secrets, 0o700); err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}
 	acl := make(map[string]string)
-	for _, u := range users {
+	for _, u := range l.secretUsers() {
 		pw := newPassword()
 		l.passwords[u] = pw
 		if u != secretSentinels {
@@ -195,7 +243,7 @@ func (l *Lab) aclPath() string { return filepath.Join(l.Dir, "users.acl") }
 // ("tiercache", "admin") or, for "sentinels", the password the sentinels
 // require. The password is followed by a newline.
 func (l *Lab) PasswordFile(user string) string {
-	return filepath.Join(l.Dir, "secrets", user+".password")
+	return filepath.Join(l.secrets, user+".password")
 }
 
 // Password returns the password of an ACL user, or "sentinels".
@@ -209,9 +257,6 @@ func (l *Lab) dataConfig(dir string, port int, extra ...directive) string {
 		set("aclfile", l.aclPath()),
 		set("masteruser", userReplica),
 		set("masterauth", l.passwords[userReplica]))
-	if l.noDefrag {
-		d = append(d, set("activedefrag", "no"))
-	}
 	return renderConfig(l.files.RedisConf, append(d, extra...))
 }
 
@@ -225,24 +270,10 @@ func (l *Lab) common(dir string, port int) []directive {
 	return d
 }
 
-// defragMissing is how redis-server refuses "activedefrag yes" when it was
-// built against a jemalloc without defragmentation (Debian's package).
-const defragMissing = "Active defragmentation cannot be enabled"
-
-// startData starts a data node, turning active defragmentation off when
-// this redis-server cannot do it.
+// startData starts a data node.
 func (l *Lab) startData(ctx context.Context, name string, bus bool, extra ...directive) (*Node, error) {
-	for {
-		n, err := startNode(ctx, l.Dir, name, "redis-server", bus, UserAdmin, l.passwords[UserAdmin],
-			func(dir string, port int) string { return l.dataConfig(dir, port, extra...) })
-		if err != nil && !l.noDefrag && strings.Contains(err.Error(), defragMissing) {
-			l.noDefrag = true
-			l.Notes = append(l.Notes, "activedefrag turned off: this redis-server was built without active defragmentation support (the official Redis builds have it)")
-			os.RemoveAll(filepath.Join(l.Dir, name))
-			continue
-		}
-		return n, err
-	}
+	return startNode(ctx, l.Dir, name, "redis-server", bus, UserAdmin, l.passwords[UserAdmin],
+		func(dir string, port int) string { return l.dataConfig(dir, port, extra...) })
 }
 
 // Setting is one variable of the environment that connects tiercache to
@@ -270,7 +301,7 @@ func (l *Lab) Settings() []Setting {
 	return append(s,
 		Setting{"REDIS_USERNAME", UserTiercache},
 		Setting{"REDIS_PASSWORD_FILE", l.PasswordFile(UserTiercache)},
-		Setting{"CACHE_NAMESPACE", "tiercache"})
+		Setting{"CACHE_NAMESPACE", l.namespace})
 }
 
 func addrs(nodes []*Node) []string {

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"testing"
 
 	"github.com/tiercache/tiercache/deploy"
-	"github.com/tiercache/tiercache/internal/redisproc"
 )
 
 // The ACL users of deploy/acl.conf that a Production gives a password.
@@ -36,14 +34,6 @@ const (
 // aclPlaceholder is the password hash deploy/acl.conf ships for every
 // user. No password hashes to it.
 const aclPlaceholder = "#0000000000000000000000000000000000000000000000000000000000000000"
-
-const (
-	// defragLine is the one line of redis-production.conf that a
-	// redis-server built without active defragmentation (Debian's)
-	// refuses, with defragMissing in its log.
-	defragLine    = "activedefrag yes"
-	defragMissing = "Active defragmentation cannot be enabled"
-)
 
 // Production is a master and one replica, each a redis-server started from
 // deploy/redis-production.conf as an operator would start it: the file
@@ -66,13 +56,7 @@ type Production struct {
 	Username, Password string
 	// AdminPassword is the password of ProductionAdmin.
 	AdminPassword string
-	// NoDefrag reports that this redis-server cannot do active
-	// defragmentation, so the nodes run a copy of the file in which the
-	// one line "activedefrag yes" says no. Official builds have it;
-	// Debian's has not.
-	NoDefrag bool
-
-	passwords map[string]string
+	passwords     map[string]string
 }
 
 // StartProduction starts the master and the replica and returns once the
@@ -120,66 +104,23 @@ func NewProduction(t testing.TB) *Production {
 	return p
 }
 
-// startNode starts one node from the configuration file. When the server
-// refuses "activedefrag yes" for want of defragmentation, and for no other
-// reason, it starts again from the copy in which that line says no, and
-// the replica then starts from that copy at once.
+// startNode starts one node from the configuration file, as it is.
 func (p *Production) startNode(acl string, extra ...string) (*Server, error) {
-	for {
-		conf := deploy.RedisConf
-		if p.NoDefrag {
-			var err error
-			if conf, err = withoutDefrag(conf); err != nil {
+	return start(launch{
+		bin:      "redis-server",
+		username: ProductionAdmin,
+		password: p.AdminPassword,
+		args: func(dir string, port int) ([]string, error) {
+			if err := os.WriteFile(filepath.Join(dir, "users.acl"), []byte(acl), 0o600); err != nil {
 				return nil, err
 			}
-		}
-		s, err := start(launch{
-			bin:      "redis-server",
-			username: ProductionAdmin,
-			password: p.AdminPassword,
-			args: func(dir string, port int) ([]string, error) {
-				if err := os.WriteFile(filepath.Join(dir, "users.acl"), []byte(acl), 0o600); err != nil {
-					return nil, err
-				}
-				path := filepath.Join(dir, "redis-production.conf")
-				if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-					return nil, err
-				}
-				return append([]string{path, "--port", strconv.Itoa(port), "--dir", dir}, extra...), nil
-			},
-		})
-		if err != nil && !p.NoDefrag && refusesDefrag(err) {
-			p.NoDefrag = true
-			continue
-		}
-		return s, err
-	}
-}
-
-// refusesDefrag reports whether a failed start's error (which carries the
-// log) is redis-server refusing the line "activedefrag yes" because it
-// cannot defragment.
-func refusesDefrag(err error) bool {
-	msg := err.Error()
-	return errors.Is(err, redisproc.ErrExited) && strings.Contains(msg, defragMissing) && strings.Contains(msg, ">>> '"+defragLine+"'")
-}
-
-// withoutDefrag returns conf with its one "activedefrag yes" line turned
-// to no.
-func withoutDefrag(conf string) (string, error) {
-	var b strings.Builder
-	n := 0
-	for line := range strings.Lines(conf) {
-		if strings.TrimSpace(line) == defragLine {
-			line = "activedefrag no\n"
-			n++
-		}
-		b.WriteString(line)
-	}
-	if n != 1 {
-		return "", fmt.Errorf("redistest: redis-production.conf: %d %q lines, want exactly one", n, defragLine)
-	}
-	return b.String(), nil
+			path := filepath.Join(dir, "redis-production.conf")
+			if err := os.WriteFile(path, []byte(deploy.RedisConf), 0o600); err != nil {
+				return nil, err
+			}
+			return append([]string{path, "--port", strconv.Itoa(port), "--dir", dir}, extra...), nil
+		},
+	})
 }
 
 // renderACL returns the ACL file tmpl with the placeholder hash of each

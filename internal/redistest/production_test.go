@@ -24,19 +24,6 @@ func TestRenderACL(t *testing.T) {
 	}
 }
 
-func TestWithoutDefrag(t *testing.T) {
-	t.Parallel()
-	got, err := withoutDefrag("a 1\nactivedefrag yes\nb 2\n")
-	if err != nil || got != "a 1\nactivedefrag no\nb 2\n" {
-		t.Errorf("withoutDefrag = %q, %v", got, err)
-	}
-	for _, conf := range []string{"a 1\n", "activedefrag yes\nactivedefrag yes\n", "\nactivedefrag yes\n\nactivedefrag yes\n"} {
-		if _, err := withoutDefrag(conf); err == nil {
-			t.Errorf("withoutDefrag(%q): no error", conf)
-		}
-	}
-}
-
 // TestProduction checks what the tests that use a Production rely on:
 // the tiercache user writes in its namespace and nothing else, the write
 // reaches the replica, the helpers' Do is the administrator, and
@@ -67,8 +54,8 @@ func TestProduction(t *testing.T) {
 	// Do is the administrator, who may read any key and the settings.
 	if v, err := p.Master.Do("CONFIG", "GET", "activedefrag"); err != nil {
 		t.Fatal(err)
-	} else if got, want := v.([]any)[1], map[bool]string{true: "no", false: "yes"}[p.NoDefrag]; got != want {
-		t.Errorf("activedefrag %v with NoDefrag=%v", got, p.NoDefrag)
+	} else if got := v.([]any)[1]; got != "no" {
+		t.Errorf("activedefrag %v, want redis-production.conf's no", got)
 	}
 	if v, err := p.Master.Do("CONFIG", "GET", "maxmemory"); err != nil || v.([]any)[1] != "2147483648" {
 		t.Errorf("maxmemory %v, %v: not redis-production.conf's", v, err)
