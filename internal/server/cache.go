@@ -29,7 +29,7 @@ func (s *Server) getValue(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, tiercache.ErrNotFound) {
 			w.Header().Set("X-Cache", tiercache.SourceNone.String())
 		}
-		s.writeCacheError(w, r, err)
+		s.writeCacheError(ctx, w, r, err)
 		return
 	}
 	h := w.Header()
@@ -104,7 +104,7 @@ func (s *Server) putValue(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
 	if err := s.cache.Set(ctx, r.PathValue("key"), body, opts...); err != nil {
-		s.writeCacheError(w, r, err)
+		s.writeCacheError(ctx, w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -168,7 +168,7 @@ func (s *Server) deleteValue(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
 	if err := s.cache.Delete(ctx, r.PathValue("key")); err != nil {
-		s.writeCacheError(w, r, err)
+		s.writeCacheError(ctx, w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -71,14 +71,16 @@ func (s *Server) retryAfterSeconds() int {
 	return max(1, secs)
 }
 
-// writeCacheError answers an error from the cache. The message says what
-// happened in terms of the API only: the cause (Redis's address and
-// errors, the namespaced key) goes to the log with the request id.
-func (s *Server) writeCacheError(w http.ResponseWriter, r *http.Request, err error) {
+// writeCacheError answers an error from the cache operation that ran
+// under ctx (the request's context bounded by Config.Timeout). The
+// message says what happened in terms of the API only: the cause (Redis's
+// address and errors, the namespaced key) goes to the log with the
+// request id.
+func (s *Server) writeCacheError(ctx context.Context, w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, tiercache.ErrQueued) {
 		// Redis is unreachable and the operation waits in the recovery
 		// queue: accepted, not yet applied.
-		s.logCause(r, slog.LevelInfo, "queued", err)
+		s.logCause(r, slog.LevelDebug, "queued", err)
 		writeJSON(w, http.StatusAccepted, queuedBody{
 			Status:    "queued",
 			Detail:    "Redis is unreachable: the operation is queued and will be applied as soon as Redis answers",
@@ -87,6 +89,10 @@ func (s *Server) writeCacheError(w http.ResponseWriter, r *http.Request, err err
 		return
 	}
 	status, code, msg, level := s.classify(err)
+	if status == http.StatusServiceUnavailable && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		// The server's own bound ran out, whatever the cache said.
+		code, msg, level = codeTimeout, fmt.Sprintf("the cache did not answer within %v; retry later", s.timeout), slog.LevelWarn
+	}
 	if status >= 500 {
 		s.logCause(r, level, code, err)
 	}
@@ -111,9 +117,6 @@ func (s *Server) classify(err error) (status int, code, msg string, level slog.L
 			"Redis is unreachable and the recovery queue is full: the operation was not applied; retry later", slog.LevelWarn
 	case errors.Is(err, tiercache.ErrClosed):
 		return http.StatusServiceUnavailable, codeUnavailable, "the cache is shutting down", slog.LevelInfo
-	case errors.Is(err, context.DeadlineExceeded):
-		return http.StatusServiceUnavailable, codeTimeout,
-			fmt.Sprintf("the cache did not answer within %v; retry later", s.timeout), slog.LevelWarn
 	case errors.Is(err, tiercache.ErrCircuitOpen):
 		// The breaker logged when it opened: one line per request
 		// would flood the log during an outage.
@@ -121,7 +124,7 @@ func (s *Server) classify(err error) (status int, code, msg string, level slog.L
 			"Redis is unreachable (the circuit breaker is open); retry later", slog.LevelDebug
 	}
 	return http.StatusServiceUnavailable, codeUnavailable,
-		"Redis is unreachable or failed; retry later", slog.LevelWarn
+		"Redis is unreachable, failed or did not answer in time; retry later", slog.LevelWarn
 }
 
 // causeText is the innermost message of a validation error, without the

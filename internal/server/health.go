@@ -10,10 +10,11 @@ import (
 
 // readyz answers GET /readyz with the cache's health: 200 when healthy or
 // degraded (a degraded cache still serves every request), 503 when
-// unhealthy, as while Redis has not been reached yet. The body is the
-// whole health report for a client that may read (no token configured,
-// OpenReads, or the token presented); others, such as a load balancer's
-// probe, get only {"status": "..."}: the report names Redis's addresses.
+// unhealthy or while the cache has not reached Redis yet
+// (Cache.Connected). The body is the whole health report for a client
+// that may read (no token configured, OpenReads, or the token presented);
+// others, such as a load balancer's probe, get only {"status": "..."}:
+// the report names Redis's addresses.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
@@ -43,7 +44,7 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	rep, err := s.cache.Stats(ctx)
 	if err != nil {
-		s.writeCacheError(w, r, err)
+		s.writeCacheError(ctx, w, r, err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")

@@ -41,7 +41,7 @@ func (s *Server) invalidate(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
 	if err := s.cache.InvalidateTags(ctx, req.Tags...); err != nil {
-		s.writeCacheError(w, r, err)
+		s.writeCacheError(ctx, w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -53,7 +53,7 @@ func (s *Server) clear(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
 	if err := s.cache.Clear(ctx); err != nil {
-		s.writeCacheError(w, r, err)
+		s.writeCacheError(ctx, w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
