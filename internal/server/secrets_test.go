@@ -81,14 +81,17 @@ func testSecretsNeverShown(t *testing.T, password string, args []string, redisOp
 			seen = append(seen, what+": "+string(b))
 		}
 	}
+	auth := []string{"Authorization", "Bearer " + token}
 	get := func(path string) {
-		r := do(t, ts, "GET", path, "")
-		show("GET "+path, r.body)
-		for k, vs := range r.header {
-			show("header "+k, strings.Join(vs, ","))
+		// With the token (the whole answers) and without.
+		for _, h := range [][]string{auth, nil} {
+			r := do(t, ts, "GET", path, "", h...)
+			show("GET "+path, r.body)
+			for k, vs := range r.header {
+				show("header "+k, strings.Join(vs, ","))
+			}
 		}
 	}
-	auth := []string{"Authorization", "Bearer " + token}
 	round := func(phase string) {
 		show(phase+" PUT", do(t, ts, "PUT", "/v1/cache/user:1?ttl=1m&tags=users", "hello", auth...).body)
 		show(phase+" PUT bad token", do(t, ts, "PUT", "/v1/cache/user:1", "x", "Authorization", "Bearer "+token+"x").body)
