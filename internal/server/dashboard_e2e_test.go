@@ -137,7 +137,6 @@ func (b *browser) login(token string) {
 	); err != nil {
 		b.t.Fatalf("type the token: %v", err)
 	}
-	b.waitFor("the token form hidden", `document.getElementById("login").hidden`)
 }
 
 // screenshot saves the page as artifactsDir/name.
@@ -194,15 +193,14 @@ func TestDashboard_Browser(t *testing.T) {
 	if got := text("#checks tbody"); got != "" {
 		t.Errorf("health checks %q shown without the token", got)
 	}
+	waitFor("no warming claim without the token", `document.getElementById("warming-empty").hidden`)
 	screenshot("dashboard-token.png")
 	// A wrong token is refused and asked again; the right one shows all.
 	b.login("wrong-token")
 	waitFor("wrong token refused", `!document.getElementById("login").hidden &&
 		document.getElementById("login-message").textContent === "The token was refused."`)
-	if err := chromedp.Do(b.ctx, chromedp.Evaluate[chromedp.Void](`document.getElementById("login").hidden = true`)); err != nil {
-		t.Fatal(err)
-	}
 	b.login(testToken)
+	waitFor("the token form hidden", `document.getElementById("login").hidden`)
 
 	// The page loads, with its charts and a healthy status.
 	waitFor("healthy", `document.getElementById("status").textContent === "healthy"`)
@@ -214,6 +212,7 @@ func TestDashboard_Browser(t *testing.T) {
 	if got := text("#topology-kind"); got != "standalone" {
 		t.Errorf("topology %q", got)
 	}
+	waitFor("warming empty state", `!document.getElementById("warming-empty").hidden`)
 	if got := text("#warming-empty"); !strings.Contains(got, "No warming runs") {
 		t.Errorf("warming empty state %q", got)
 	}

@@ -293,11 +293,14 @@
       setText("updated", "connecting…");
     });
   }
+  function currentToken() { return storedToken() || memoryToken; }
   function getJSON(path) {
-    var headers = { Accept: "application/json" }, tok = storedToken() || memoryToken;
+    var headers = { Accept: "application/json" }, tok = currentToken();
     if (tok) headers.Authorization = "Bearer " + tok;
     return fetch(path, { headers: headers, cache: "no-store" }).then(function (r) {
-      if (r.status === 401) askToken(tok !== "");
+      // Ask only if the token sent is still the current one: a call made
+      // before the token was typed says nothing about it.
+      if (r.status === 401 && tok === currentToken()) askToken(tok !== "");
       return r.json().then(function (body) { return { status: r.status, body: body }; });
     });
   }
