@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tiercache/tiercache"
+	"github.com/tiercache/tiercache/config"
 )
 
 // getValue answers GET /v1/cache/{key...} with the stored bytes as they
@@ -144,20 +144,12 @@ func setOptions(q url.Values) ([]tiercache.SetOption, error) {
 	return opts, nil
 }
 
-// parseTTL accepts a positive Go duration ("90s", "1h30m") or a positive
-// number of seconds ("90", "1.5").
+// parseTTL accepts a positive duration as config.ParseDuration reads it:
+// a Go duration ("90s", "1h30m") or a number of seconds ("90", "1.5").
 func parseTTL(v string) (time.Duration, error) {
-	bad := fmt.Errorf("ttl=%q is not a positive duration such as 30s or 1h, or a number of seconds", v)
-	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		ns := secs * float64(time.Second)
-		if !(ns >= 1) || ns > math.MaxInt64 { // also rejects NaN
-			return 0, bad
-		}
-		return time.Duration(ns), nil
-	}
-	d, err := time.ParseDuration(v)
+	d, err := config.ParseDuration(v)
 	if err != nil || d <= 0 {
-		return 0, bad
+		return 0, fmt.Errorf("ttl=%q is not a positive duration such as 30s or 1h, or a number of seconds", v)
 	}
 	return d, nil
 }
