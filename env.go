@@ -2,108 +2,98 @@ package tiercache
 
 import (
 	"os"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/tiercache/tiercache/codec"
+	"github.com/tiercache/tiercache/config"
 )
 
-// OptionsFromEnv builds Options from the environment:
+// OptionsFromEnv builds Options from the environment variables of
+// package config (docs/configuration.md lists them all), for example:
 //
 //	REDIS_URL              redis:// or rediss:// URL; unset = in-memory L2
 //	REDIS_USERNAME         ACL user name (overrides one in REDIS_URL)
-//	REDIS_PASSWORD         password (overrides one in REDIS_URL)
-//	REDIS_PASSWORD_FILE    file holding the password instead (a Docker or
-//	                       Kubernetes secret); one trailing newline is dropped
-//	REDIS_CLUSTER_ENABLED  "true" for Redis Cluster (REDIS_URL then names a seed;
-//	                       more seeds in REDIS_CLUSTER_NODES, comma separated)
+//	REDIS_PASSWORD         password (overrides one in REDIS_URL), or
+//	REDIS_PASSWORD_FILE    a file holding it (a Docker or Kubernetes secret)
+//	REDIS_CLUSTER_ENABLED  "true" for Redis Cluster (more seeds in
+//	                       REDIS_CLUSTER_NODES, comma separated)
 //	REDIS_SENTINEL_HOSTS   comma-separated sentinel host:port list
-//	REDIS_SERVICE_NAME     Sentinel master name (default "mymaster" when
-//	                       REDIS_SENTINEL_HOSTS is set); with Sentinel, REDIS_URL
-//	                       only supplies credentials and the DB
-//	REDIS_SENTINEL_PASSWORD      password the sentinels require (their
-//	                             requirepass), or REDIS_SENTINEL_PASSWORD_FILE
-//	REDIS_TLS_CA_FILE      CA certificates (PEM) that verify the servers
-//	REDIS_TLS_CERT_FILE    client certificate and key (PEM), for servers
-//	REDIS_TLS_KEY_FILE     that require one (tls-auth-clients yes)
-//	REDIS_TLS_SERVER_NAME  name the servers' certificates must carry
-//	                       (any REDIS_TLS_* variable enables TLS)
+//	REDIS_SERVICE_NAME     Sentinel master name (default "mymaster")
+//	REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE,
+//	REDIS_TLS_SERVER_NAME  TLS to Redis (any of them enables it)
 //	CACHE_NAMESPACE        key namespace
-//	CACHE_DEFAULT_TTL      default TTL: seconds ("3600") or a Go duration ("1h")
-//	CIRCUIT_BREAKER_ENABLED    "false" turns the L2 circuit breaker off
-//	CIRCUIT_BREAKER_THRESHOLD  consecutive L2 failures that open it
-//	CIRCUIT_BREAKER_TIMEOUT    how long it stays open: seconds or a duration
+//	CACHE_DEFAULT_TTL      default TTL: seconds ("3600") or a duration ("1h")
+//	CIRCUIT_BREAKER_ENABLED, CIRCUIT_BREAKER_THRESHOLD, CIRCUIT_BREAKER_TIMEOUT
 //
-// Unset variables leave the Options zero (their documented defaults). A
+// Unset variables leave the Options zero, which means the library's
+// defaults (not the service's: see config.Sources.NoDefaults). A
 // malformed value is an error matching ErrInvalidOptions.
 func OptionsFromEnv() (Options, error) {
 	return optionsFromLookup(os.LookupEnv)
 }
 
 func optionsFromLookup(lookup func(string) (string, bool)) (Options, error) {
+	c, err := config.FromEnv(lookup)
+	if err != nil {
+		return Options{}, optErr("%v", err)
+	}
+	return OptionsFromConfig(c)
+}
+
+// OptionsFromConfig turns a configuration (package config: a YAML file,
+// the environment and serve's flags) into Options. Settings that c does
+// not give (config.Config.Given) stay zero: the library's defaults. It
+// reads the TLS files the configuration names; a file that cannot be read
+// is an error matching ErrInvalidOptions.
+func OptionsFromConfig(c *config.Config) (Options, error) {
 	var o Options
-	get := func(k string) string {
-		v, _ := lookup(k)
-		return strings.TrimSpace(v)
+	cc, given := c.Cache, c.Given
+	o.Namespace = cc.Namespace
+	o.DefaultTTL = cc.DefaultTTL
+	o.NegativeTTL = offDuration(cc.NegativeTTL)
+	o.TTLJitter = cc.TTLJitter
+	o.Codec = cc.Codec
+	if cc.CodecRules != nil {
+		o.CodecRules = make([]codec.Rule, len(cc.CodecRules))
+		for i, r := range cc.CodecRules {
+			o.CodecRules[i] = codec.Rule{Pattern: r.Pattern, Codec: r.Codec}
+		}
 	}
-	o.Redis.URL = get("REDIS_URL")
-	o.Redis.Username = get("REDIS_USERNAME")
+	o.CompressAbove = int(cc.CompressAbove)
+	o.MaxKeyLength = cc.MaxKeyLength
+	o.MaxValueSize = int(cc.MaxValueSize)
+	o.OperationTimeout = cc.OperationTimeout
+	o.ReadTimeout = cc.ReadTimeout
+	o.Retries = cc.Retries
+	o.RetryBackoff = cc.RetryBackoff
+	o.LoaderSoftTimeout = cc.LoaderSoftTimeout
+	o.LoaderHardTimeout = cc.LoaderHardTimeout
+	o.EagerRefreshThreshold = cc.EagerRefreshThreshold
+
+	o.L1 = L1Options{Disabled: given("cache.l1.enabled") && !cc.L1.Enabled, MaxBytes: int64(cc.L1.MaxBytes), MaxTTL: cc.L1.MaxTTL}
+	o.Breaker = BreakerOptions{
+		Disabled: given("cache.breaker.enabled") && !cc.Breaker.Enabled, Threshold: uint32(cc.Breaker.Threshold),
+		OpenTimeout: cc.Breaker.OpenTimeout, HalfOpenProbes: uint32(cc.Breaker.HalfOpenProbes),
+	}
+	o.FailSafe = FailSafeOptions{MaxDuration: cc.FailSafe.MaxDuration, Throttle: cc.FailSafe.Throttle}
+	o.Lock = LockOptions{Enabled: cc.Lock.Enabled, TTL: cc.Lock.TTL, MaxWait: cc.Lock.MaxWait}
+	o.RecoveryQueueSize = cc.Recovery.QueueSize
+	o.RecoveryReplayWindow = offDuration(cc.Recovery.ReplayWindow)
+	o.RecoveryJournalDir = cc.Recovery.JournalDir
+
+	r := c.Redis
+	o.Redis = RedisOptions{
+		URL: r.URL, Addrs: r.Addrs, Username: r.Username, Password: r.Password, DB: r.DB,
+		SentinelMaster: r.Sentinel.Master, SentinelAddrs: r.Sentinel.Hosts,
+		SentinelUsername: r.Sentinel.Username, SentinelPassword: r.Sentinel.Password,
+		Cluster: r.Cluster, DialTimeout: r.DialTimeout, WriteTimeout: r.WriteTimeout,
+		LazyConnect: given("redis.fail_fast_start") && !r.FailFastStart,
+	}
 	var err error
-	if o.Redis.Password, err = secretFromEnv(lookup, "REDIS_PASSWORD"); err != nil {
+	if o.Redis.TLS, err = tlsFromConfig(r.TLS); err != nil {
 		return o, err
 	}
-	if o.Redis.TLS, err = tlsFromEnv(get); err != nil {
-		return o, err
-	}
-	if v := get("REDIS_CLUSTER_ENABLED"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return o, optErr("REDIS_CLUSTER_ENABLED=%q is not a boolean", v)
-		}
-		o.Redis.Cluster = b
-	}
-	if v := get("REDIS_CLUSTER_NODES"); v != "" {
-		o.Redis.Addrs = splitList(v)
-	}
-	if v := get("REDIS_SENTINEL_HOSTS"); v != "" {
-		o.Redis.SentinelAddrs = splitList(v)
-		o.Redis.SentinelMaster = get("REDIS_SERVICE_NAME")
-		if o.Redis.SentinelMaster == "" {
-			o.Redis.SentinelMaster = "mymaster"
-		}
-		if o.Redis.SentinelPassword, err = secretFromEnv(lookup, "REDIS_SENTINEL_PASSWORD"); err != nil {
-			return o, err
-		}
-	}
-	o.Namespace = get("CACHE_NAMESPACE")
-	if v := get("CACHE_DEFAULT_TTL"); v != "" {
-		d, err := parseSecondsOrDuration(v)
-		if err != nil || d <= 0 {
-			return o, optErr("CACHE_DEFAULT_TTL=%q is not a positive number of seconds or a duration", v)
-		}
-		o.DefaultTTL = d
-	}
-	if v := get("CIRCUIT_BREAKER_ENABLED"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return o, optErr("CIRCUIT_BREAKER_ENABLED=%q is not a boolean", v)
-		}
-		o.Breaker.Disabled = !b
-	}
-	if v := get("CIRCUIT_BREAKER_THRESHOLD"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 32)
-		if err != nil || n == 0 {
-			return o, optErr("CIRCUIT_BREAKER_THRESHOLD=%q is not a positive integer", v)
-		}
-		o.Breaker.Threshold = uint32(n)
-	}
-	if v := get("CIRCUIT_BREAKER_TIMEOUT"); v != "" {
-		d, err := parseSecondsOrDuration(v)
-		if err != nil || d <= 0 {
-			return o, optErr("CIRCUIT_BREAKER_TIMEOUT=%q is not a positive number of seconds or a duration", v)
-		}
-		o.Breaker.OpenTimeout = d
-	}
-	if o.Redis.URL != "" {
+	if o.Redis.enabled() {
 		if err := o.Redis.validate(); err != nil {
 			return o, err
 		}
@@ -111,45 +101,11 @@ func optionsFromLookup(lookup func(string) (string, bool)) (Options, error) {
 	return o, nil
 }
 
-// secretFromEnv returns the value of the variable name, or the content of
-// the file that name+"_FILE" names, less one trailing newline. Setting both
-// is an error. Errors name the variables and the file, never the content.
-func secretFromEnv(lookup func(string) (string, bool), name string) (string, error) {
-	v, _ := lookup(name)
-	path, _ := lookup(name + "_FILE")
-	v, path = strings.TrimSpace(v), strings.TrimSpace(path)
-	if path == "" {
-		return v, nil
+// offDuration maps the configuration's "negative turns it off" to the
+// Options' negative values.
+func offDuration(d time.Duration) time.Duration {
+	if d < 0 {
+		return -1
 	}
-	if v != "" {
-		return "", optErr("%s and %s_FILE are both set; set only one", name, name)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		// The error of ReadFile holds the path and the reason only.
-		return "", optErr("%s_FILE: %v", name, err)
-	}
-	secret := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-	if secret == "" {
-		return "", optErr("%s_FILE: %s is empty", name, path)
-	}
-	return secret, nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// parseSecondsOrDuration accepts "3600" (seconds) or "1h30m".
-func parseSecondsOrDuration(v string) (time.Duration, error) {
-	if n, err := strconv.ParseFloat(v, 64); err == nil {
-		return time.Duration(n * float64(time.Second)), nil
-	}
-	return time.ParseDuration(v)
+	return d
 }

@@ -151,20 +151,20 @@ func TestOptionsFromEnv_PasswordFile(t *testing.T) {
 		{name: "file", env: map[string]string{"REDIS_PASSWORD_FILE": plain}, password: secret},
 		{name: "one trailing newline dropped", env: map[string]string{"REDIS_PASSWORD_FILE": newline}, password: secret},
 		{name: "crlf dropped", env: map[string]string{"REDIS_PASSWORD_FILE": crlf}, password: secret},
-		{name: "only one newline dropped", env: map[string]string{"REDIS_PASSWORD_FILE": twoNewlines}, password: secret + "\n"},
+		{name: "all surrounding white space dropped", env: map[string]string{"REDIS_PASSWORD_FILE": twoNewlines}, password: secret},
 		{name: "variable", env: map[string]string{"REDIS_PASSWORD": secret}, password: secret},
 		{name: "username", env: map[string]string{"REDIS_USERNAME": "app", "REDIS_PASSWORD_FILE": plain}, password: secret},
 		{name: "sentinel file", env: map[string]string{
 			"REDIS_SENTINEL_HOSTS": "s1:26379", "REDIS_SENTINEL_PASSWORD_FILE": newline, "REDIS_PASSWORD_FILE": plain,
 		}, password: secret, sentinel: secret},
 		{name: "both set", env: map[string]string{"REDIS_PASSWORD": "other-" + secret, "REDIS_PASSWORD_FILE": plain},
-			errHas: "REDIS_PASSWORD and REDIS_PASSWORD_FILE are both set"},
+			errHas: "REDIS_PASSWORD_FILE: redis.password_file: redis.password is set too (env REDIS_PASSWORD); set only one"},
 		{name: "sentinel both set", env: map[string]string{
 			"REDIS_SENTINEL_HOSTS": "s1:26379", "REDIS_SENTINEL_PASSWORD": secret, "REDIS_SENTINEL_PASSWORD_FILE": plain,
-		}, errHas: "REDIS_SENTINEL_PASSWORD and REDIS_SENTINEL_PASSWORD_FILE are both set"},
+		}, errHas: "redis.sentinel.password is set too (env REDIS_SENTINEL_PASSWORD); set only one"},
 		{name: "missing file", env: map[string]string{"REDIS_PASSWORD_FILE": filepath.Join(dir, "nope")},
-			errHas: "REDIS_PASSWORD_FILE: open " + filepath.Join(dir, "nope")},
-		{name: "directory", env: map[string]string{"REDIS_PASSWORD_FILE": dir}, errHas: "REDIS_PASSWORD_FILE: read " + dir},
+			errHas: "REDIS_PASSWORD_FILE: redis.password_file: open " + filepath.Join(dir, "nope")},
+		{name: "directory", env: map[string]string{"REDIS_PASSWORD_FILE": dir}, errHas: "REDIS_PASSWORD_FILE: redis.password_file: read " + dir},
 		{name: "empty file", env: map[string]string{"REDIS_PASSWORD_FILE": empty}, errHas: "is empty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -36,7 +36,8 @@ type Config struct {
 	// Path is the file the configuration was read from; empty when none.
 	Path string `yaml:"-" env:"-"`
 
-	origins map[string]Origin // by key; absent means default
+	origins    map[string]Origin // by key; absent means default
+	noDefaults bool              // loaded with Sources.NoDefaults
 }
 
 // Cache holds the settings of tiercache.Options that are not about Redis.

@@ -37,7 +37,7 @@ func Load(src Sources) (*Config, error) {
 	if src.LookupEnv == nil {
 		src.LookupEnv = os.LookupEnv
 	}
-	l := &loader{cfg: &Config{Path: src.File, origins: map[string]Origin{}}, src: src}
+	l := &loader{cfg: &Config{Path: src.File, origins: map[string]Origin{}, noDefaults: src.NoDefaults}, src: src}
 	if !src.NoDefaults {
 		l.defaults()
 	}
@@ -96,6 +96,12 @@ func (o Origin) String() string {
 // Origin returns where the setting at key got its value; the zero Origin
 // (default) when no source set it.
 func (c *Config) Origin(key string) Origin { return c.origins[key] }
+
+// Given reports whether the setting at key has a value: one a source
+// set, or its default unless the configuration was loaded with
+// Sources.NoDefaults. A setting not given leaves its tiercache.Options
+// field zero, which means the library's default.
+func (c *Config) Given(key string) bool { return !c.noDefaults || c.Set(key) }
 
 // Set reports whether a source other than the defaults set key.
 func (c *Config) Set(key string) bool { return c.origins[key].Kind != FromDefault }

@@ -18,7 +18,7 @@ var namespacePattern = regexp.MustCompile(`^[^\s{}#]+$`)
 // rules that tie settings together.
 func (l *loader) validate() {
 	for _, f := range Fields() {
-		if f.check == "" {
+		if f.check == "" || !l.cfg.Given(f.Key) {
 			continue
 		}
 		v := f.value(l.cfg)
