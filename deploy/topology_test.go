@@ -200,6 +200,9 @@ func testServeFailover(t *testing.T, l *lab.Lab, s secretsRun) {
 		old.Addr, outage.Round(time.Millisecond), failures, last)
 	if outage > failoverTarget {
 		t.Errorf("the service answered reads and writes again after %v, over the %v target\n%s", outage, failoverTarget, srv.out)
+		for _, sn := range l.Sentinels {
+			t.Logf("%s's log:\n%s", sn.Name, sn.LogTail())
+		}
 	}
 	newMaster, err := l.WaitNewMaster(ctx, old.Addr)
 	if err != nil {
