@@ -1,8 +1,11 @@
 // Package deploy holds the production configuration files of a tiercache
-// deployment: redis-production.conf, sentinel.conf, the ACL users of
-// acl.conf and docker-compose.redis.yml. The files are embedded so that
-// `tiercache lab` and `tiercache conf check` carry them; docs/operations.md
-// explains them.
+// deployment: redis-production.conf (and redis-defrag.conf, which turns
+// on active defragmentation where the build supports it), sentinel.conf,
+// the ACL users of acl.conf, docker-compose.redis.yml with the Prometheus
+// and Grafana files it mounts, and make-secrets.sh, which creates the
+// deployment's secrets. The Redis files are embedded so that `tiercache
+// lab` and `tiercache conf check` carry them; docs/operations.md explains
+// them all.
 package deploy
 
 import _ "embed"
