@@ -101,9 +101,9 @@ put() {
 }
 
 # secret FILE BYTES: a random secret of BYTES bytes, in hex, unless FILE
-# exists (and --force is not given).
+# exists and is not empty (and --force is not given).
 secret() {
-	if [ -f "$1" ] && [ "$force" = no ]; then
+	if [ -s "$1" ] && [ "$force" = no ]; then
 		chmod 0644 "$1"
 		echo "kept     $1"
 		return
