@@ -1,12 +1,15 @@
 package tiercache
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -26,15 +29,19 @@ type journalConfig struct {
 // operations to queue again, which it returns. Only a directory or lock
 // problem is an error: a bad journal never stops the start.
 func openJournal(cfg journalConfig) (*journal, []journalOp, error) {
+	if len(cfg.namespace) > 1<<10 {
+		return nil, nil, fmt.Errorf("%w: a namespace of %d bytes is too long for a recovery journal (at most 1024)", ErrInvalidOptions, len(cfg.namespace))
+	}
 	if err := os.MkdirAll(cfg.dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("%w: recovery journal directory: %w", ErrInvalidOptions, err)
 	}
-	lock, err := lockJournal(filepath.Join(cfg.dir, cfg.namespace+".lock"))
+	base := journalBase(cfg.namespace)
+	lock, err := lockJournal(filepath.Join(cfg.dir, base+".lock"))
 	if err != nil {
 		return nil, nil, err
 	}
 	j := &journal{
-		path:      filepath.Join(cfg.dir, cfg.namespace+".journal"),
+		path:      filepath.Join(cfg.dir, base+".journal"),
 		dir:       cfg.dir,
 		namespace: cfg.namespace,
 		lock:      lock,
@@ -59,6 +66,19 @@ func openJournal(cfg journalConfig) (*journal, []journalOp, error) {
 		ops[i] = j.live[uint64(i+1)]
 	}
 	return j, ops, nil
+}
+
+var safeBase = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$`)
+
+// journalBase is the file name, without extension, of namespace's
+// journal: the namespace itself when it is a short, plain file name, else
+// "ns-" and a hash of it. The header names the namespace either way.
+func journalBase(namespace string) string {
+	if safeBase.MatchString(namespace) {
+		return namespace
+	}
+	sum := sha256.Sum256([]byte(namespace))
+	return "ns-" + hex.EncodeToString(sum[:8])
 }
 
 // load returns the operations of the journal at j.path that must be
