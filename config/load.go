@@ -113,14 +113,22 @@ type loader struct {
 }
 
 func (l *loader) errorf(o Origin, key, format string, args ...any) {
-	where := o.String()
-	switch o.Kind {
-	case FromEnvironment, FromFlag:
-		where = o.Where
-	case FromDefault:
-		where = "default of " + key
+	l.errs = append(l.errs, &Error{Origin: o, Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Error is a setting that Load refused.
+type Error struct {
+	Origin Origin // where the value came from
+	Key    string // the setting ("cache.breaker.threshold")
+	Msg    string // what is wrong, with the values allowed
+}
+
+func (e *Error) Error() string {
+	where := e.Origin.Where
+	if e.Origin.Kind == FromDefault {
+		where = "default"
 	}
-	l.errs = append(l.errs, fmt.Errorf("%s: %s: %s", where, key, fmt.Sprintf(format, args...)))
+	return where + ": " + e.Key + ": " + e.Msg
 }
 
 // defaults sets every field from its default tag.

@@ -1,15 +1,22 @@
 // Package cli is the tiercache command line. cmd/tiercache only wires it to
 // the process's signals, arguments and exit code, so tests run it in
 // process.
+//
+// The command line is parsed by github.com/alecthomas/kong: flags may come
+// before or after positional arguments, and every command has --help.
+// serve's settings are not read here: package config layers the flags
+// given over the environment, the file and the defaults.
 package cli
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+
+	"github.com/alecthomas/kong"
 )
 
 // Exit codes of Run.
@@ -24,145 +31,159 @@ type streams struct {
 	out, err io.Writer
 }
 
-// command is one subcommand. run receives the arguments after the
-// subcommand's name.
-type command struct {
-	name    string
-	summary string
-	run     func(ctx context.Context, s streams, args []string) int
+// grammar is the command line: one field per command.
+type grammar struct {
+	Version kong.VersionFlag `help:"Print the version and exit."`
+
+	Serve      serveCmd   `cmd:"" help:"Run the HTTP cache service until interrupted."`
+	Warm       warmCmd    `cmd:"" help:"Run warming strategies from a configuration file once."`
+	Lab        labCmd     `cmd:"" help:"Run a local Redis Sentinel or Cluster from the deploy files."`
+	Conf       confCmd    `cmd:"" help:"Check a redis.conf or sentinel.conf against the production checklist."`
+	Config     configCmd  `cmd:"" help:"Print or check tiercache's own configuration."`
+	VersionCmd versionCmd `cmd:"" name:"version" help:"Print the version."`
+	Help       helpCmd    `cmd:"" help:"Show help for tiercache or one of its commands."`
 }
 
-// commands lists the subcommands in the order help shows them. It is a
-// function, not a variable, because help refers back to the list.
-func commands() []command {
-	return []command{
-		{"serve", "run the HTTP cache service", runServe},
-		{"warm", "run warming strategies from a configuration file", runWarm},
-		{"lab", "run a local Redis Sentinel or Cluster from the deploy files", runLab},
-		{"conf", "check a redis.conf or sentinel.conf against the production checklist", runConf},
-		{"version", "print the version", runVersion},
-		{"help", "show help for tiercache or one of its commands", runHelp},
-	}
+// commandNames lists the commands, for the "unknown command" check.
+var commandNames = []string{"serve", "warm", "lab", "conf", "config", "version", "help"}
+
+// exitPanic carries an exit code out of kong, whose --help and --version
+// end with Exit.
+type exitPanic int
+
+// exitErr is a command's result: its exit code, with a message for
+// stderr unless the command printed its own.
+type exitErr struct {
+	code int
+	msg  string
 }
 
-func lookup(name string) (command, bool) {
-	for _, c := range commands() {
-		if c.name == name {
-			return c, true
-		}
+func (e *exitErr) Error() string { return e.msg }
+
+// fail returns the error of a failed command: code 1 and the message.
+func fail(format string, args ...any) error {
+	return &exitErr{code: exitError, msg: fmt.Sprintf(format, args...)}
+}
+
+// usage returns the error of a wrong command line: code 2.
+func usage(format string, args ...any) error {
+	return &exitErr{code: exitUsage, msg: fmt.Sprintf(format, args...)}
+}
+
+// code returns a command's exit code without a message: the command has
+// said what there was to say.
+func code(c int) error {
+	if c == exitOK {
+		return nil
 	}
-	return command{}, false
+	return &exitErr{code: c}
+}
+
+const description = "tiercache is a two-tier cache: an in-process L1 in front of Redis."
+
+// newParser builds the parser; stdout receives help.
+func newParser(g *grammar, stdout, stderr io.Writer) (*kong.Kong, error) {
+	return kong.New(g,
+		kong.Name("tiercache"),
+		kong.Description(description),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { panic(exitPanic(code)) }),
+		kong.Vars(flagHelp()),
+		kong.Vars{"version": "tiercache " + version()},
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true, NoExpandSubcommands: false, WrapUpperBound: 100}),
+	)
 }
 
 // Run runs the tiercache command line with args, the arguments after the
 // program name, and returns the process exit code: 0 on success, 1 when
 // the command fails and 2 when the command line is wrong. Commands that
 // run until stopped, such as serve, return when ctx is cancelled.
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	s := streams{out: stdout, err: stderr}
-	if len(args) == 0 {
-		printUsage(stderr)
-		return exitUsage
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) (exit int) {
+	defer func() {
+		if r := recover(); r != nil {
+			c, ok := r.(exitPanic)
+			if !ok {
+				panic(r)
+			}
+			exit = int(c)
+		}
+	}()
+	var g grammar
+	parser, err := newParser(&g, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "tiercache: %v\n", err)
+		return exitError
 	}
-	switch args[0] {
-	case "-h", "-help", "--help":
-		printUsage(stdout)
-		return exitOK
-	}
-	c, ok := lookup(args[0])
-	if !ok {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") && !slices.Contains(commandNames, args[0]) {
 		fmt.Fprintf(stderr, "tiercache: unknown command %q\n\n", args[0])
-		printUsage(stderr)
+		printUsage(stderr, nil)
 		return exitUsage
 	}
-	return c.run(ctx, s, args[1:])
-}
-
-func printUsage(w io.Writer) {
-	var b strings.Builder
-	b.WriteString("tiercache is a two-tier cache: an in-process L1 in front of Redis.\n\n")
-	b.WriteString("Usage:\n  tiercache <command> [flags]\n\nCommands:\n")
-	for _, c := range commands() {
-		fmt.Fprintf(&b, "  %-9s %s\n", c.name, c.summary)
-	}
-	b.WriteString("\nRun \"tiercache help <command>\" for a command's flags.\n")
-	io.WriteString(w, b.String())
-}
-
-// runHelp prints the general usage, or a command's own help by running it
-// with -h.
-func runHelp(ctx context.Context, s streams, args []string) int {
-	switch len(args) {
-	case 0:
-		printUsage(s.out)
-		return exitOK
-	case 1:
-		if args[0] == "help" {
-			printUsage(s.out)
-			return exitOK
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "tiercache: %v\n\n", err)
+		var pe *kong.ParseError
+		if errors.As(err, &pe) {
+			pe.Context.Stdout = stderr
+			_ = pe.Context.PrintUsage(false)
 		}
-		if c, ok := lookup(args[0]); ok {
-			return c.run(ctx, s, []string{"-h"})
-		}
-		fmt.Fprintf(s.err, "tiercache help: unknown command %q\n\n", args[0])
-	default:
-		fmt.Fprintln(s.err, "tiercache help: takes at most one command name")
+		return exitUsage
 	}
-	printUsage(s.err)
-	return exitUsage
+	s := streams{out: stdout, err: stderr}
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	if err := kctx.Run(s); err != nil {
+		var e *exitErr
+		if !errors.As(err, &e) {
+			fmt.Fprintf(stderr, "tiercache %s: %v\n", kctx.Command(), err)
+			return exitError
+		}
+		if e.msg != "" {
+			fmt.Fprintf(stderr, "tiercache %s: %s\n", commandPath(kctx), e.msg)
+		}
+		return e.code
+	}
+	return exitOK
 }
 
-// newFlagSet returns a FlagSet for a command whose own usage line is
-// synopsis ("tiercache serve [flags]"). Parse it with parseFlags.
-func newFlagSet(name, synopsis, summary string) *flag.FlagSet {
-	fs := flag.NewFlagSet("tiercache "+name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // parseFlags prints, to the right stream
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage:\n  %s\n\n%s.\n", synopsis, upperFirst(summary))
-		var hasFlags bool
-		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
-		if hasFlags {
-			fmt.Fprintf(fs.Output(), "\nFlags:\n")
-			fs.PrintDefaults()
+// commandPath is the selected command without its arguments ("conf check").
+func commandPath(kctx *kong.Context) string {
+	var names []string
+	for _, p := range kctx.Path {
+		if p.Command != nil {
+			names = append(names, p.Command.Name)
 		}
 	}
-	return fs
+	return strings.Join(names, " ")
 }
 
-// parseFlags parses args into fs. When done is true the command must
-// return code at once: -h printed the usage on stdout (0), or the command
-// line was wrong and the error and usage went to stderr (2). Positional
-// arguments are refused: no command takes any yet.
-func parseFlags(fs *flag.FlagSet, args []string, s streams) (code int, done bool) {
-	return parse(fs, args, s, false)
-}
-
-// parse parses args into fs; positional says whether arguments may follow
-// the flags. done means the command must stop with code: help was asked
-// for, or the arguments are wrong (then the usage went to s.err).
-func parse(fs *flag.FlagSet, args []string, s streams, positional bool) (code int, done bool) {
-	err := fs.Parse(args)
-	if err == nil && !positional && fs.NArg() > 0 {
-		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+// printUsage writes the help of the command at path (nil: tiercache's).
+func printUsage(w io.Writer, path []string) {
+	defer func() { _ = recover() }() // help ends with Exit
+	var g grammar
+	parser, err := newParser(&g, w, w)
+	if err != nil {
+		return
 	}
+	_, _ = parser.Parse(append(slices.Clone(path), "--help"))
+}
+
+// helpCmd is "tiercache help [command]".
+type helpCmd struct {
+	Command []string `arg:"" optional:"" help:"Command to show the help of."`
+}
+
+func (h *helpCmd) Run(s streams) error {
 	switch {
-	case err == nil:
-		return exitOK, false
-	case errors.Is(err, flag.ErrHelp):
-		fs.SetOutput(s.out)
-		fs.Usage()
-		return exitOK, true
+	case len(h.Command) > 1:
+		printUsage(s.err, nil)
+		return usage("takes at most one command name")
+	case len(h.Command) == 1 && !slices.Contains(commandNames, h.Command[0]):
+		printUsage(s.err, nil)
+		return usage("unknown command %q", h.Command[0])
+	case len(h.Command) == 1 && h.Command[0] != "help":
+		printUsage(s.out, h.Command)
 	default:
-		fs.SetOutput(s.err)
-		fmt.Fprintf(s.err, "%s: %v\n\n", fs.Name(), err)
-		fs.Usage()
-		return exitUsage, true
+		printUsage(s.out, nil)
 	}
-}
-
-func upperFirst(s string) string {
-	if s == "" {
-		return s
-	}
-	return strings.ToUpper(s[:1]) + s[1:]
+	return nil
 }

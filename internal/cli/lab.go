@@ -8,54 +8,49 @@ import (
 	"github.com/tiercache/tiercache/internal/lab"
 )
 
-// runLab runs "tiercache lab [flags] sentinel|cluster" until ctx is
-// cancelled.
-func runLab(ctx context.Context, s streams, args []string) int {
-	fs := newFlagSet("lab", "tiercache lab [flags] sentinel|cluster",
-		"start a Redis Sentinel group (a master, 2 replicas, 3 sentinels) or a Redis Cluster "+
-			"(3 masters, 3 replicas) from local redis-server processes on loopback, configured by the "+
-			"deploy files, print the environment that connects tiercache to it, and stop it on Ctrl-C")
-	var (
-		deployDir, dir string
-		keep           bool
-	)
-	fs.StringVar(&deployDir, "deploy", "", "read redis-production.conf, sentinel.conf and acl.conf from `dir` (default: the copies built into tiercache)")
-	fs.StringVar(&dir, "dir", "", "create the lab's directory under `dir` (default: the system's temporary directory)")
-	fs.BoolVar(&keep, "keep", false, "keep the lab's directory (logs, data, configuration) after it stops")
-	if code, done := parseWithArgs(fs, args, s); done {
-		return code
+// labCmd is "tiercache lab [flags] sentinel|cluster"; it runs until ctx
+// is cancelled.
+type labCmd struct {
+	Topology []string `arg:"" optional:"" name:"topology" help:"sentinel or cluster."`
+	Deploy   string   `name:"deploy" placeholder:"DIR" help:"Read redis-production.conf, sentinel.conf and acl.conf from DIR (default: the copies built into tiercache)."`
+	Dir      string   `name:"dir" placeholder:"DIR" help:"Create the lab's directory under DIR (default: the system's temporary directory)."`
+	Keep     bool     `name:"keep" help:"Keep the lab's directory (logs, data, configuration) after it stops."`
+}
+
+// Help is the command's description in its --help.
+func (c *labCmd) Help() string {
+	return "Usage: tiercache lab [flags] sentinel|cluster\n\nStarts a Redis Sentinel group (a master, 2 replicas, 3 sentinels) " +
+		"or a Redis Cluster (3 masters, 3 replicas) from local redis-server processes on loopback, configured by the " +
+		"deploy files, prints the environment that connects tiercache to it, and stops it on Ctrl-C."
+}
+
+func (c *labCmd) Run(ctx context.Context, s streams) error {
+	if len(c.Topology) != 1 || (c.Topology[0] != lab.Sentinel && c.Topology[0] != lab.Cluster) {
+		printUsage(s.err, []string{"lab"})
+		return usage("want one topology, sentinel or cluster; got %q", c.Topology)
 	}
-	if fs.NArg() != 1 || (fs.Arg(0) != lab.Sentinel && fs.Arg(0) != lab.Cluster) {
-		fmt.Fprintf(s.err, "tiercache lab: want one topology, sentinel or cluster, after the flags; got %q\n\n", fs.Args())
-		fs.SetOutput(s.err)
-		fs.Usage()
-		return exitUsage
-	}
-	topology := fs.Arg(0)
-	opts := lab.Options{Dir: dir, KeepDir: keep}
-	if deployDir != "" {
-		files, err := lab.ReadFiles(deployDir)
+	topology := c.Topology[0]
+	opts := lab.Options{Dir: c.Dir, KeepDir: c.Keep}
+	if c.Deploy != "" {
+		files, err := lab.ReadFiles(c.Deploy)
 		if err != nil {
-			fmt.Fprintf(s.err, "tiercache lab: %v\n", err)
-			return exitError
+			return fail("%v", err)
 		}
 		opts.Files = files
 	}
 	fmt.Fprintf(s.err, "tiercache lab: starting a %s lab...\n", topology)
 	l, err := lab.Start(ctx, topology, opts)
 	if err != nil {
-		fmt.Fprintf(s.err, "tiercache lab: %v\n", err)
-		return exitError
+		return fail("%v", err)
 	}
 	fmt.Fprint(s.out, describeLab(l))
 	<-ctx.Done()
 	fmt.Fprintln(s.err, "tiercache lab: stopping...")
 	if err := l.Close(); err != nil {
-		fmt.Fprintf(s.err, "tiercache lab: stop: %v\n", err)
-		return exitError
+		return fail("stop: %v", err)
 	}
 	fmt.Fprintln(s.err, "tiercache lab: stopped")
-	return exitOK
+	return nil
 }
 
 // describeLab returns the settings, as shell-style KEY=VALUE lines, and

@@ -2,147 +2,177 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tiercache/tiercache"
+	"github.com/tiercache/tiercache/config"
 	"github.com/tiercache/tiercache/internal/server"
 )
 
-const (
-	defaultAddr = ":8080"
-	// shutdownTimeout bounds the wait for in-flight requests on shutdown.
-	shutdownTimeout = 10 * time.Second
-)
+// envConfig names the configuration file when --config does not.
+const envConfig = "TIERCACHE_CONFIG"
 
-// serveConfig is serve's configuration once flags and environment are
-// merged.
-type serveConfig struct {
-	addr  string
-	token string
-	level slog.Level
-	// tlsCert and tlsKey are the listener's certificate and key files;
-	// empty means plain HTTP.
-	tlsCert, tlsKey string
-	timeouts        httpTimeouts
-	// warmConfig is the warming configuration file; warming switches it
-	// on (CACHE_WARMING_ENABLED).
-	warmConfig string
-	warming    bool
+// serveCmd is "tiercache serve". Its flags are the settings of package
+// config that have a flag tag (TestServeFlags_MatchConfig checks both
+// lists); a flag given beats the environment and the file.
+type serveCmd struct {
+	Config    string  `name:"config" placeholder:"FILE" help:"YAML configuration file (docs/configuration.md); default $$TIERCACHE_CONFIG, else none."`
+	Addr      *string `name:"addr" placeholder:"ADDRESS" help:"${flag_addr}"`
+	Token     *string `name:"token" placeholder:"TOKEN" help:"${flag_token}"`
+	TokenFile *string `name:"token-file" placeholder:"FILE" help:"${flag_token_file}"`
+	TLSCert   *string `name:"tls-cert" placeholder:"FILE" help:"${flag_tls_cert}"`
+	TLSKey    *string `name:"tls-key" placeholder:"FILE" help:"${flag_tls_key}"`
+	LogLevel  *string `name:"log-level" placeholder:"LEVEL" help:"${flag_log_level}"`
+	LogFormat *string `name:"log-format" placeholder:"FORMAT" help:"${flag_log_format}"`
+	Namespace *string `name:"namespace" placeholder:"NAME" help:"${flag_namespace}"`
+	RedisURL  *string `name:"redis-url" placeholder:"URL" help:"${flag_redis_url}"`
 }
 
-func runServe(ctx context.Context, s streams, args []string) int {
-	fs := newFlagSet("serve", "tiercache serve [flags]",
-		"run the HTTP cache service until interrupted. The L2 comes from the environment "+
-			"(REDIS_URL, REDIS_SENTINEL_HOSTS, ...); without REDIS_URL it is an in-memory store")
-	var (
-		cfg   serveConfig
-		level string
-	)
-	fs.StringVar(&cfg.addr, "addr", "", "listen `address` (default $TIERCACHE_ADDR, else "+defaultAddr+")")
-	fs.StringVar(&cfg.token, "token", "", "bearer `token` that PUT, DELETE and POST requests must present\n(default $TIERCACHE_TOKEN, or the content of the file $TIERCACHE_TOKEN_FILE, which keep it out of\nthe process list; empty: no authentication)")
-	fs.StringVar(&level, "log-level", "", "log `level`: debug, info, warn or error (default $TIERCACHE_LOG_LEVEL, else info)")
-	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "serve HTTPS with this certificate `file` (PEM, chain included; default $TIERCACHE_TLS_CERT)")
-	fs.StringVar(&cfg.tlsKey, "tls-key", "", "private key `file` of --tls-cert (PEM; default $TIERCACHE_TLS_KEY)")
-	fs.StringVar(&cfg.warmConfig, "config", "", "warming configuration `file` (YAML, docs/warming.md; default $TIERCACHE_CONFIG);\nCACHE_WARMING_ENABLED=false loads it but runs nothing")
-	if code, done := parseFlags(fs, args, s); done {
-		return code
-	}
-	set := make(map[string]bool)
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-
-	var err error
-	if set["log-level"] {
-		if cfg.level, err = parseLevel(level); err != nil {
-			fmt.Fprintf(s.err, "tiercache serve: --log-level: %v\n", err)
-			return exitUsage
-		}
-	} else if v := os.Getenv("TIERCACHE_LOG_LEVEL"); v != "" {
-		if cfg.level, err = parseLevel(v); err != nil {
-			fmt.Fprintf(s.err, "tiercache serve: TIERCACHE_LOG_LEVEL: %v\n", err)
-			return exitError
+// flags returns the flags given, by name.
+func (c *serveCmd) flags() map[string]string {
+	m := map[string]string{}
+	for name, p := range map[string]*string{
+		"addr": c.Addr, "token": c.Token, "token-file": c.TokenFile, "tls-cert": c.TLSCert, "tls-key": c.TLSKey,
+		"log-level": c.LogLevel, "log-format": c.LogFormat, "namespace": c.Namespace, "redis-url": c.RedisURL,
+	} {
+		if p != nil {
+			m[name] = *p
 		}
 	}
-	if !set["addr"] {
-		cfg.addr = envOr("TIERCACHE_ADDR", defaultAddr)
-	}
-	if !set["token"] {
-		if cfg.token, err = tokenFromEnv(); err != nil {
-			fmt.Fprintf(s.err, "tiercache serve: %v\n", err)
-			return exitError
-		}
-	}
-	if !set["tls-cert"] && !set["tls-key"] {
-		cfg.tlsCert, cfg.tlsKey = os.Getenv("TIERCACHE_TLS_CERT"), os.Getenv("TIERCACHE_TLS_KEY")
-	}
-
-	if !set["config"] {
-		cfg.warmConfig = os.Getenv("TIERCACHE_CONFIG")
-	}
-	if cfg.warming, err = warmingEnabled(); err != nil {
-		fmt.Fprintf(s.err, "tiercache serve: %v\n", err)
-		return exitError
-	}
-
-	logger := slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: cfg.level}))
-	if err := serve(ctx, cfg, logger); err != nil {
-		fmt.Fprintf(s.err, "tiercache serve: %v\n", err)
-		return exitError
-	}
-	return exitOK
+	return m
 }
 
-// serve runs the service until ctx is cancelled, then shuts it down.
-func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
-	opts, err := tiercache.OptionsFromEnv()
-	if err != nil {
-		return fmt.Errorf("configuration from the environment: %w", err)
+// flagHelp returns the help of serve's flags, from the configuration's
+// table, as kong variables flag_<name>.
+func flagHelp() map[string]string {
+	vars := map[string]string{}
+	for _, f := range config.Fields() {
+		if f.Flag == "" {
+			continue
+		}
+		h := f.Help
+		if !strings.Contains(strings.Fields(h)[0], ":") {
+			h = strings.ToUpper(h[:1]) + h[1:]
+		}
+		h += " (" + f.Key
+		if f.Env != "" {
+			h += ", $$" + f.Env
+		}
+		if f.Default != "" {
+			h += "; default " + f.Default
+		}
+		vars["flag_"+strings.ReplaceAll(f.Flag, "-", "_")] = h + ")."
 	}
-	opts.Logger = logger
-	rec, metrics, err := server.NewMetrics()
+	return vars
+}
+
+func (c *serveCmd) Run(ctx context.Context, s streams) error {
+	cfg, err := loadConfig(c.Config, c.flags())
 	if err != nil {
 		return err
 	}
-	opts.Recorder = rec
+	logger := newLogger(s.err, cfg.Log)
+	if err := serve(ctx, cfg, logger); err != nil {
+		return fail("%v", err)
+	}
+	return nil
+}
+
+// loadConfig loads the configuration: the file (the flag, else
+// $TIERCACHE_CONFIG), the environment and flags. An error caused by a
+// flag is a usage error (exit 2).
+func loadConfig(file string, flags map[string]string) (*config.Config, error) {
+	if file == "" {
+		file = strings.TrimSpace(os.Getenv(envConfig))
+	}
+	cfg, err := config.Load(config.Sources{File: file, Flags: flags})
+	if err != nil {
+		if fromFlag(err) {
+			return nil, usage("%v", err)
+		}
+		return nil, fail("%v", err)
+	}
+	return cfg, nil
+}
+
+// newLogger returns the service's logger on w, in the configured format.
+func newLogger(w io.Writer, l config.Log) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(l.Level)) // checked by package config
+	opts := &slog.HandlerOptions{Level: level}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs the service until ctx is cancelled, then shuts it down.
+func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+	opts, err := tiercache.OptionsFromConfig(cfg)
+	if err != nil {
+		return err
+	}
+	opts.Logger = logger
+	var metrics prometheus.Gatherer
+	if cfg.Monitoring.Enabled {
+		rec, m, err := server.NewMetrics()
+		if err != nil {
+			return err
+		}
+		opts.Recorder, metrics = rec, m
+	}
 	c, err := tiercache.New(opts)
 	if err != nil {
 		return err
 	}
 	defer c.Close() // on early returns; Close is idempotent
-	w, err := startWarming(c, cfg.warmConfig, cfg.warming, logger)
+	w, err := startWarming(c, cfg, logger)
 	if err != nil {
 		return err
 	}
 	defer w.close()
-	srv, err := server.New(server.Config{Cache: c, Token: cfg.token, Logger: logger, Metrics: metrics, Warmer: w.warmer()})
+	srv, err := server.New(server.Config{
+		Cache: c, Token: cfg.HTTP.Token, OpenReads: cfg.HTTP.OpenReads, RetryAfter: retryAfter(cfg),
+		Logger: logger, Metrics: metrics, Warmer: w.warmer(),
+	})
 	if err != nil {
 		return err
 	}
-	tlsConf, err := serverTLS(cfg.tlsCert, cfg.tlsKey)
+	tlsConf, err := serverTLS(cfg.HTTP.TLSCert, cfg.HTTP.TLSKey)
 	if err != nil {
 		return err
 	}
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", cfg.addr)
+	ln, err := lc.Listen(ctx, "tcp", cfg.HTTP.Addr)
 	if err != nil {
 		return err
 	}
 	hs := &http.Server{
-		Handler:   srv.Handler(),
-		TLSConfig: tlsConf,
-		ErrorLog:  slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		Handler:           srv.Handler(),
+		TLSConfig:         tlsConf,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
+		WriteTimeout:      cfg.HTTP.WriteTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
 	}
-	cfg.timeouts.apply(hs)
 	// Redis.String redacts credentials; the token is only reported as set.
 	logger.Info("tiercache listening", "addr", ln.Addr().String(), "l2", opts.Redis.String(),
-		"namespace", c.Namespace(), "auth", cfg.token != "", "tls", tlsConf != nil)
+		"namespace", c.Namespace(), "auth", cfg.HTTP.Token != "", "open_reads", cfg.HTTP.OpenReads,
+		"tls", tlsConf != nil, "metrics", cfg.Monitoring.Enabled, "journal", cmpOr(opts.RecoveryJournalDir, "none"),
+		"config", cmpOr(cfg.Path, "none"))
 
 	served := make(chan error, 1)
 	go func() {
@@ -157,9 +187,15 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		return fmt.Errorf("serve HTTP: %w", err)
 	case <-ctx.Done():
 	}
+	return shutdown(ctx, cfg, logger, hs, served, c, w)
+}
 
-	logger.Info("tiercache shutting down", "timeout", shutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+// shutdown stops accepting, lets the requests in flight finish, stops
+// warming, tries to apply the recovery queue for http.drain_timeout and
+// closes the cache.
+func shutdown(ctx context.Context, cfg *config.Config, logger *slog.Logger, hs *http.Server, served chan error, c *tiercache.Cache, w *warming) error {
+	logger.Info("tiercache shutting down", "timeout", cfg.HTTP.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HTTP.ShutdownTimeout)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
 		hs.Close()
@@ -169,6 +205,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		return fmt.Errorf("serve HTTP: %w", err)
 	}
 	w.close()
+	drain(ctx, cfg.HTTP.DrainTimeout, logger, c)
 	if err := c.Close(); err != nil {
 		return fmt.Errorf("close the cache: %w", err)
 	}
@@ -176,23 +213,56 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 	return nil
 }
 
-func parseLevel(v string) (slog.Level, error) {
-	switch strings.ToLower(strings.TrimSpace(v)) {
-	case "debug":
-		return slog.LevelDebug, nil
-	case "info":
-		return slog.LevelInfo, nil
-	case "warn", "warning":
-		return slog.LevelWarn, nil
-	case "error":
-		return slog.LevelError, nil
+// drain tries to apply the recovery queue for up to timeout, and logs
+// what was applied and what was kept (in the journal, when there is one,
+// for the next start).
+func drain(ctx context.Context, timeout time.Duration, logger *slog.Logger, c *tiercache.Cache) {
+	if c.QueueLength() == 0 {
+		return
 	}
-	return 0, fmt.Errorf("%q is not one of debug, info, warn, error", v)
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	start := time.Now()
+	rep, err := c.Drain(dctx)
+	attrs := []any{"applied", rep.Applied, "kept", rep.Kept, "took", time.Since(start).Round(time.Millisecond)}
+	switch {
+	case err != nil && rep.Kept > 0:
+		logger.Warn("recovery queue not fully applied before stopping", append(attrs, "err", err)...)
+	case rep.Kept > 0:
+		logger.Warn("recovery queue not fully applied before stopping", attrs...)
+	default:
+		logger.Info("recovery queue applied before stopping", attrs...)
+	}
 }
 
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
+// retryAfter is http.retry_after, else the breaker's open timeout.
+func retryAfter(cfg *config.Config) time.Duration {
+	if cfg.HTTP.RetryAfter > 0 {
+		return cfg.HTTP.RetryAfter
+	}
+	d := cfg.Cache.Breaker.OpenTimeout
+	if d <= 0 {
+		d = tiercache.DefaultBreakerOpenTimeout
+	}
+	return time.Duration(math.Ceil(d.Seconds())) * time.Second
+}
+
+// serverTLS loads the listener's certificate and key. Both empty means
+// plain HTTP (nil); package config refuses one without the other.
+func serverTLS(certFile, keyFile string) (*tls.Config, error) {
+	if certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load the TLS certificate: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+func cmpOr(s, def string) string {
+	if s != "" {
+		return s
 	}
 	return def
 }

@@ -1,18 +1,16 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"runtime/debug"
 )
 
-func runVersion(_ context.Context, s streams, args []string) int {
-	fs := newFlagSet("version", "tiercache version", "print the version of tiercache")
-	if code, done := parseFlags(fs, args, s); done {
-		return code
-	}
+// versionCmd is "tiercache version", as --version.
+type versionCmd struct{}
+
+func (versionCmd) Run(s streams) error {
 	fmt.Fprintf(s.out, "tiercache %s\n", version())
-	return exitOK
+	return nil
 }
 
 // version is the main module's version as the build recorded it: a tag

@@ -15,83 +15,72 @@ import (
 	"time"
 
 	"github.com/tiercache/tiercache"
+	"github.com/tiercache/tiercache/config"
 	"github.com/tiercache/tiercache/internal/server"
 	"github.com/tiercache/tiercache/internal/warmconfig"
 	"github.com/tiercache/tiercache/warm"
 )
 
-// strategyFlags collects repeated --strategy flags, each possibly a
-// comma-separated list.
-type strategyFlags []string
+// warmCmd is "tiercache warm".
+type warmCmd struct {
+	Config   string   `name:"config" placeholder:"FILE" help:"Configuration file (YAML, docs/configuration.md) whose warming section holds the strategies; default $$TIERCACHE_CONFIG."`
+	Strategy []string `name:"strategy" placeholder:"NAME" sep:"," help:"Run only the strategy called NAME; repeat it or separate names with commas."`
+}
 
-func (f *strategyFlags) String() string { return strings.Join(*f, ",") }
+// Help is the command's description in its --help.
+func (c *warmCmd) Help() string {
+	return "Run warming strategies once, in priority order: the named ones, or every enabled one whose " +
+		"warm_on_demand is true. The cache settings (Redis, namespace...) come from the same file and the " +
+		"environment, as for serve. Progress goes to stderr (a bar on a terminal), a summary to stdout; the " +
+		"exit code is 1 when a strategy failed or a key could not be written."
+}
 
-func (f *strategyFlags) Set(v string) error {
-	for n := range strings.SplitSeq(v, ",") {
-		if n = strings.TrimSpace(n); n != "" {
-			*f = append(*f, n)
-		}
+func (c *warmCmd) Run(ctx context.Context, s streams) error {
+	return warmCommand(ctx, s, c, isTerminal(s.err))
+}
+
+// warmCommand runs the command with the terminal check made by the
+// caller, so that tests can ask for the progress bar.
+func warmCommand(ctx context.Context, s streams, c *warmCmd, tty bool) error {
+	if c.Config == "" && strings.TrimSpace(os.Getenv(envConfig)) == "" {
+		return usage("--config is required")
+	}
+	cfg, err := loadConfig(c.Config, nil)
+	if err != nil {
+		return err
+	}
+	names := slices.DeleteFunc(slices.Clone(c.Strategy), func(n string) bool { return strings.TrimSpace(n) == "" })
+	failed, err := warmOnce(ctx, s, cfg, names, tty)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if failed {
+		return code(exitError)
 	}
 	return nil
 }
 
-func runWarm(ctx context.Context, s streams, args []string) int {
-	return warmCommand(ctx, s, args, isTerminal(s.err))
-}
-
-// warmCommand is runWarm with the terminal check made by the caller, so
-// that tests can ask for the progress bar.
-func warmCommand(ctx context.Context, s streams, args []string, tty bool) int {
-	fs := newFlagSet("warm", "tiercache warm --config FILE [--strategy NAME]...",
-		"run warming strategies from a configuration file once, in priority order: the named ones, "+
-			"or every enabled one whose warm_on_demand is true. The L2 comes from the environment, as for serve. "+
-			"Progress goes to stderr (a bar on a terminal), a summary to stdout; the exit code is 1 when a strategy "+
-			"failed or a key could not be written")
-	var (
-		path  string
-		names strategyFlags
-	)
-	fs.StringVar(&path, "config", "", "warming configuration `file` (YAML; default $TIERCACHE_CONFIG)")
-	fs.Var(&names, "strategy", "run only the strategy called `name`; repeat it or separate names with commas")
-	if code, done := parseFlags(fs, args, s); done {
-		return code
-	}
-	if path == "" {
-		path = os.Getenv("TIERCACHE_CONFIG")
-	}
-	if path == "" {
-		fmt.Fprintf(s.err, "tiercache warm: --config is required\n\n")
-		fs.SetOutput(s.err)
-		fs.Usage()
-		return exitUsage
-	}
-	failed, err := warmOnce(ctx, s, path, names, tty)
-	if err != nil {
-		fmt.Fprintf(s.err, "tiercache warm: %v\n", err)
-		return exitError
-	}
-	if failed {
-		return exitError
-	}
-	return exitOK
-}
-
 // warmOnce runs the strategies and prints the summary. failed reports a
 // run error or a key not written.
-func warmOnce(ctx context.Context, s streams, path string, names []string, tty bool) (failed bool, err error) {
-	cfg, err := warmconfig.Load(path, warmconfig.Options{})
+func warmOnce(ctx context.Context, s streams, cfg *config.Config, names []string, tty bool) (failed bool, err error) {
+	wcfg, err := warmconfig.FromConfig(cfg, warmconfig.Options{})
 	if err != nil {
 		return false, err
 	}
-	total, err := selected(cfg.Strategies, names)
+	if len(wcfg.Strategies) == 0 {
+		return false, fmt.Errorf("%s has no warming.strategies", cfg.Path)
+	}
+	total, err := selected(wcfg.Strategies, names)
 	if err != nil {
 		return false, err
 	}
-	opts, err := tiercache.OptionsFromEnv()
+	opts, err := tiercache.OptionsFromConfig(cfg)
 	if err != nil {
-		return false, fmt.Errorf("configuration from the environment: %w", err)
+		return false, err
 	}
 	opts.Logger = slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	opts.Redis.LazyConnect = false // a one-off run needs Redis now
+	opts.RecoveryJournalDir = ""   // nor does it take over serve's journal
 	c, err := tiercache.New(opts)
 	if err != nil {
 		return false, err
@@ -103,7 +92,7 @@ func warmOnce(ctx context.Context, s streams, path string, names []string, tty b
 		Logger:     slog.New(slog.DiscardHandler), // progress and the summary say it all
 		OnProgress: p.batch,
 		OnResult:   p.done,
-	}, cfg.Strategies...)
+	}, wcfg.Strategies...)
 	if err != nil {
 		return false, err
 	}
@@ -281,27 +270,27 @@ type warming struct {
 	once    sync.Once
 }
 
-// startWarming loads the configuration at path (none when empty), and
-// unless enabled is false starts the scheduler and, in the background,
-// the WarmOnStartup strategies. A bad configuration is an error even when
+// startWarming reads the warming section of cfg, and unless
+// warming.enabled is false starts the scheduler and, in the background,
+// the WarmOnStartup strategies. A bad section is an error even when
 // warming is switched off, so that it is found before it is switched on.
-func startWarming(c *tiercache.Cache, path string, enabled bool, logger *slog.Logger) (*warming, error) {
+func startWarming(c *tiercache.Cache, cfg *config.Config, logger *slog.Logger) (*warming, error) {
 	w := &warming{}
-	if path == "" {
-		return w, nil
-	}
-	cfg, err := warmconfig.Load(path, warmconfig.Options{})
+	wcfg, err := warmconfig.FromConfig(cfg, warmconfig.Options{})
 	if err != nil {
 		return nil, err
 	}
-	if !enabled {
-		logger.Info("warming disabled by CACHE_WARMING_ENABLED", "config", path)
+	if len(wcfg.Strategies) == 0 {
 		return w, nil
 	}
-	if w.runner, err = warm.NewRunner(warm.Options{Cache: c, Logger: logger}, cfg.Strategies...); err != nil {
+	if !cfg.Warming.Enabled {
+		logger.Info("warming disabled", "by", cfg.Origin("warming.enabled").String(), "config", cfg.Path)
+		return w, nil
+	}
+	if w.runner, err = warm.NewRunner(warm.Options{Cache: c, Logger: logger}, wcfg.Strategies...); err != nil {
 		return nil, err
 	}
-	w.sched, err = warm.NewScheduler(w.runner, warm.SchedulerOptions{LockTTL: cfg.LockTTL, Logger: logger})
+	w.sched, err = warm.NewScheduler(w.runner, warm.SchedulerOptions{LockTTL: wcfg.LockTTL, Logger: logger})
 	if err != nil {
 		_ = w.runner.Close()
 		return nil, err
@@ -313,12 +302,12 @@ func startWarming(c *tiercache.Cache, path string, enabled bool, logger *slog.Lo
 		_, _ = w.runner.Startup(context.Background()) // Close cancels it
 	}()
 	var scheduled []string
-	for _, st := range cfg.Strategies {
+	for _, st := range wcfg.Strategies {
 		if st.Enabled && st.Schedule != "" {
 			scheduled = append(scheduled, st.Name)
 		}
 	}
-	logger.Info("warming", "config", path, "strategies", len(cfg.Strategies),
+	logger.Info("warming", "config", cfg.Path, "strategies", len(wcfg.Strategies),
 		"scheduled", cmp.Or(strings.Join(scheduled, ","), "none"))
 	return w, nil
 }
@@ -344,6 +333,3 @@ func (w *warming) close() {
 		}
 	})
 }
-
-// warmingEnabled reads CACHE_WARMING_ENABLED: unset means on.
-func warmingEnabled() (bool, error) { return warm.EnabledFromEnv() }

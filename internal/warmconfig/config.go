@@ -1,7 +1,9 @@
-// Package warmconfig reads the warming configuration of `tiercache serve
-// --config FILE` and `tiercache warm --config FILE`: a YAML file of
-// strategies whose items come from built-in generators, a JSON Lines file
-// or an HTTP URL. docs/warming.md describes the format.
+// Package warmconfig reads the warming section of tiercache's configuration
+// file (`tiercache serve --config FILE`, `tiercache warm --config FILE`):
+// a list of strategies whose items come from built-in generators, a JSON
+// Lines file or an HTTP URL. docs/warming.md describes the format.
+// FromConfig reads it from a loaded configuration; Load and Parse read a
+// mapping of lock_ttl and strategies on its own.
 //
 // It is strict: an unknown field, a bad cron expression, a priority out
 // of range or a missing path is an error that names the file, the line,
@@ -22,6 +24,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tiercache/tiercache/config"
 	"github.com/tiercache/tiercache/warm"
 )
 
@@ -115,11 +118,23 @@ func (p *parser) parse(data []byte) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if strategies == nil || strategies.Kind != yaml.SequenceNode || len(strategies.Content) == 0 {
-		return nil, p.errorf(cmpNode(strategies, root), "", "strategies must be a non-empty list")
+	if strategies == nil {
+		return nil, p.errorf(root, "", "strategies must be a non-empty list")
 	}
+	if cfg.Strategies, err = p.strategies(strategies); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// strategies reads the list of strategies.
+func (p *parser) strategies(list *yaml.Node) ([]warm.Strategy, error) {
+	if list.Kind != yaml.SequenceNode || len(list.Content) == 0 {
+		return nil, p.errorf(list, "", "strategies must be a non-empty list")
+	}
+	var out []warm.Strategy
 	seen := map[string]int{}
-	for _, n := range strategies.Content {
+	for _, n := range list.Content {
 		s, err := p.strategy(n)
 		if err != nil {
 			return nil, err
@@ -128,9 +143,30 @@ func (p *parser) parse(data []byte) (*Config, error) {
 			return nil, p.errorf(n, s.Name, "name: already used by the strategy on line %d", line)
 		}
 		seen[s.Name] = n.Line
-		cfg.Strategies = append(cfg.Strategies, s)
+		out = append(out, s)
 	}
-	return cfg, nil
+	return out, nil
+}
+
+// FromConfig reads the warming section of a configuration (package
+// config): warming.lock_ttl and the strategies of warming.strategies,
+// whose relative file paths are relative to the directory of cfg.Path.
+// A configuration without strategies has none.
+func FromConfig(cfg *config.Config, opts Options) (*Config, error) {
+	out := &Config{LockTTL: cfg.Warming.LockTTL}
+	n := cfg.Warming.Strategies
+	if n.Kind == 0 {
+		return out, nil
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	p := &parser{path: cfg.Path, dir: filepath.Dir(cfg.Path), opts: opts}
+	var err error
+	if out.Strategies, err = p.strategies(&n); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func cmpNode(n, fallback *yaml.Node) *yaml.Node {
@@ -266,15 +302,14 @@ func cmpStr(s, fallback string) string {
 	return fallback
 }
 
-// duration reads a Go duration ("90s", "2h") or a whole number of seconds.
+// duration reads a duration with config.ParseDuration: seconds or a Go
+// duration.
 func (p *parser) duration(v *yaml.Node, strategy, field string) (time.Duration, error) {
 	if v.Kind != yaml.ScalarNode {
 		return 0, p.errorf(v, strategy, "%s must be a duration such as 30s or 2h, or seconds", field)
 	}
-	var d time.Duration
-	if secs, err := strconv.ParseInt(v.Value, 10, 64); err == nil {
-		d = time.Duration(secs) * time.Second
-	} else if d, err = time.ParseDuration(v.Value); err != nil {
+	d, err := config.ParseDuration(v.Value)
+	if err != nil {
 		return 0, p.errorf(v, strategy, "%s: %q is not a duration such as 30s or 2h, or seconds", field, v.Value)
 	}
 	if d < 0 {

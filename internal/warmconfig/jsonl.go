@@ -10,9 +10,9 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strconv"
 	"time"
 
+	"github.com/tiercache/tiercache/config"
 	"github.com/tiercache/tiercache/warm"
 )
 
@@ -120,18 +120,15 @@ func parseTTL(raw json.RawMessage) (time.Duration, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return 0, nil
 	}
-	var d time.Duration
+	// A JSON string or number, read by the one parser of durations.
+	text := string(raw)
 	var s string
 	if err := json.Unmarshal(raw, &s); err == nil {
-		if d, err = time.ParseDuration(s); err != nil {
-			return 0, err
-		}
-	} else {
-		secs, err := strconv.ParseFloat(string(raw), 64)
-		if err != nil {
-			return 0, fmt.Errorf("%s is neither seconds nor a duration string", raw)
-		}
-		d = time.Duration(secs * float64(time.Second))
+		text = s
+	}
+	d, err := config.ParseDuration(text)
+	if err != nil {
+		return 0, err
 	}
 	if d < 0 {
 		return 0, fmt.Errorf("%v is negative", d)

@@ -59,7 +59,7 @@ func TestReadJSONLines(t *testing.T) {
 		{err: `line 6: no "key"`},
 		{key: "novalue", err: `line 7: no "value"`},
 		{key: "neg", err: `line 8: "ttl": -1s is negative`},
-		{key: "badttl", err: `line 9: "ttl": time: invalid duration "soon"`},
+		{key: "badttl", err: `line 9: "ttl": "soon" is not a duration`},
 		{err: "line 10: longer than 128 bytes"},
 		{key: "two", err: "line 11: more than one JSON value"},
 		{key: "null", value: "null", ttl: 1500 * time.Millisecond},
