@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tiercache/tiercache/internal/confcheck"
 )
 
 // secretFiles are the files make-secrets.sh creates: every secret the
@@ -130,6 +132,17 @@ func TestMakeSecrets(t *testing.T) {
 	}
 	if env, _ := os.ReadFile(r.env); string(env) != "CACHE_NAMESPACE=pynomaly_prod\n" {
 		t.Errorf(".env = %q", env)
+	}
+	// The production checklist passes redis-production.conf with these
+	// users, without the warning about placeholder hashes.
+	rep, err := confcheck.CheckFile("redis-production.conf", confcheck.Options{ACLFile: filepath.Join(r.dir, "users.acl")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Worst() != confcheck.OK {
+		var b strings.Builder
+		_ = rep.Write(&b)
+		t.Errorf("tiercache conf check with the generated users.acl:\n%s", b.String())
 	}
 
 	// A second run keeps every file; the .env file now says the namespace.
