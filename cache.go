@@ -37,10 +37,11 @@ type Cache struct {
 	tracked bool
 	l1      *l1.Cache // nil when disabled
 	vers    *versions
-	mem     *memstore.Store // the in-memory L2, when there is no Redis
-	guard   *guarded        // store, wrapped: timeouts, retries, breaker
-	rec     *recovery       // nil when disabled
-	eager   sync.Map        // keys with a background refresh running
+	mem     *memstore.Store  // the in-memory L2, when there is no Redis
+	guard   *guarded         // store, wrapped: timeouts, retries, breaker
+	budgets *sharedDeadlines // deadlines of reads (ReadTimeout); nil without
+	rec     *recovery        // nil when disabled
+	eager   sync.Map         // keys with a background refresh running
 	reg     *codec.Registry
 	rules   *codec.Rules
 	flights singleflight.Group
@@ -78,6 +79,7 @@ func New(opts Options) (*Cache, error) {
 		vers:   newVersions(opts.Namespace),
 		obs:    newObserver(opts),
 	}
+	c.budgets = newReadBudgets(opts.ReadTimeout)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if !opts.L1.Disabled {
 		l1o := l1.Options{MaxBytes: uint64(opts.L1.MaxBytes), MaxTTL: opts.L1.MaxTTL, Keep: opts.FailSafe.MaxDuration}
@@ -101,7 +103,7 @@ func New(opts Options) (*Cache, error) {
 		}
 	}
 	if opts.Redis.enabled() {
-		c.store, err = newRedisStore(opts.Redis, c.onInvalidation)
+		c.store, err = newRedisStore(opts.Redis, opts.Logger, c.onInvalidation)
 		if err != nil {
 			c.closeJournal()
 			c.closeL1()
@@ -113,10 +115,7 @@ func New(opts Options) (*Cache, error) {
 		c.mem = memstore.New(0, opts.Now)
 		c.store = c.mem.View(c.onInvalidation)
 	}
-	c.guard = newGuarded(c.store, opts, func(s BreakerState) {
-		c.logger.Warn("tiercache: L2 circuit breaker changed state", "state", string(s))
-		c.obs.rec.RecordBreaker(s)
-	})
+	c.guard = newGuarded(c.store, opts, func(s BreakerState) { c.obs.rec.RecordBreaker(s) })
 	c.guard.obs = c.obs
 	c.store = c.guard
 	if c.rec != nil {
@@ -328,11 +327,13 @@ func (c *Cache) entry(ctx context.Context, key string) (e *l1.Entry, src Source,
 		c.counter.miss.Add(1)
 		return nil, SourceNone, nil, ErrNotFound
 	}
+	rb := c.readBudget(ctx) // L2 calls run under the read's budget
+	defer rb.release()
 	if c.l1 != nil {
 		if e, ok := c.l1.Get(key); ok && !e.Unconfirmed {
 			valid, known := c.vers.quick(e)
 			if !known {
-				if valid, err = c.validate(ctx, e); err != nil {
+				if valid, err = c.validate(rb.get(), e); err != nil {
 					c.counter.errors.Add(1)
 					return nil, SourceNone, c.staleL1(key), err
 				}
@@ -348,7 +349,7 @@ func (c *Cache) entry(ctx context.Context, key string) (e *l1.Entry, src Source,
 	if c.l1 != nil {
 		tok = c.l1.Snapshot(key)
 	}
-	b, err := c.store.Get(ctx, c.prefix+key)
+	b, err := c.store.Get(rb.get(), c.prefix+key)
 	if errors.Is(err, l2.ErrNotFound) {
 		c.counter.miss.Add(1)
 		return nil, SourceNone, nil, ErrNotFound
@@ -361,7 +362,7 @@ func (c *Cache) entry(ctx context.Context, key string) (e *l1.Entry, src Source,
 	if err != nil {
 		return nil, SourceNone, nil, err
 	}
-	valid, err := c.validate(ctx, e)
+	valid, err := c.validate(rb.get(), e)
 	if err != nil {
 		c.counter.errors.Add(1)
 		return nil, SourceNone, c.staleL1(key), err

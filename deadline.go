@@ -16,6 +16,7 @@ import (
 // a context.WithTimeout of its own, as it must end with its parent.
 type sharedDeadlines struct {
 	timeout, grain time.Duration
+	cause          error     // what context.Cause reports when a deadline passes; nil: DeadlineExceeded
 	start          time.Time // monotonic origin of "now"
 	mu             sync.Mutex
 	cur            atomic.Pointer[sharedDeadline]
@@ -43,7 +44,7 @@ func (d *sharedDeadlines) get() context.Context {
 	if c := d.cur.Load(); c != nil && now < c.until {
 		return c.ctx
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), d.timeout+d.grain)
+	ctx, cancel := context.WithTimeoutCause(context.Background(), d.timeout+d.grain, d.cause)
 	d.cur.Store(&sharedDeadline{ctx: ctx, cancel: cancel, until: now + d.grain})
 	return ctx
 }
@@ -60,7 +61,7 @@ func (c withValues) Value(key any) any { return c.values.Value(key) }
 // opContext returns the context an L2 operation runs under, and its cancel.
 func (d *sharedDeadlines) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	if ctx.Done() != nil {
-		return context.WithTimeout(ctx, d.timeout)
+		return context.WithTimeoutCause(ctx, d.timeout, d.cause)
 	}
 	shared := d.get()
 	if ctx == context.Background() {

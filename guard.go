@@ -38,10 +38,12 @@ type guarded struct {
 	// deadlines gives operations their timeout; nil without one.
 	deadlines *sharedDeadlines
 	obs       *observer // times, counts and traces each attempt
+	log       breakerLog
 }
 
 func newGuarded(s l2.Store, o Options, onState func(BreakerState)) *guarded {
 	g := &guarded{s: s, timeout: max(o.OperationTimeout, 0), retries: max(o.Retries, 0), backoff: o.RetryBackoff, onState: onState}
+	g.log = breakerLog{logger: o.Logger, redact: func(err error) string { return redactErr(err, o.Redis) }}
 	if g.timeout > 0 {
 		g.deadlines = newSharedDeadlines(g.timeout)
 	}
@@ -56,7 +58,8 @@ func newGuarded(s l2.Store, o Options, onState func(BreakerState)) *guarded {
 				return err == nil || !errors.Is(err, l2.ErrUnavailable)
 			},
 			IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
-			OnStateChange: func(_ string, _, to gobreaker.State) {
+			OnStateChange: func(_ string, from, to gobreaker.State) {
+				g.log.changed(breakerState(from), breakerState(to), o.Breaker.Threshold)
 				if g.onState != nil {
 					g.onState(breakerState(to))
 				}
@@ -114,16 +117,21 @@ func (g *guarded) do(ctx context.Context, name string, idempotent bool, op func(
 }
 
 func (g *guarded) once(ctx context.Context, name string, op func(ctx context.Context) error) error {
+	if err := spentBudget(ctx); err != nil {
+		// The read's budget is spent: no attempt, nothing for the breaker.
+		return err
+	}
 	done := func(error) {}
 	if g.cb != nil {
 		var err error
 		if done, err = g.cb.Allow(); err != nil {
 			g.obs.l2Rejected(name)
+			g.log.failedFast.Add(1)
 			return fmt.Errorf("%w: %w", ErrCircuitOpen, l2.ErrUnavailable)
 		}
 	}
 	octx, cancel := ctx, context.CancelFunc(noCancel)
-	if g.deadlines != nil {
+	if g.deadlines != nil && !endsWithin(ctx, g.timeout) {
 		octx, cancel = g.deadlines.opContext(ctx)
 	}
 	octx, call := g.obs.l2Begin(octx, name)
@@ -133,8 +141,14 @@ func (g *guarded) once(ctx context.Context, name string, op func(ctx context.Con
 	if err != nil && ctx.Err() == nil && timedOut && !errors.Is(err, l2.ErrUnavailable) {
 		// Our own timeout fired: the store did not answer in time.
 		err = fmt.Errorf("%w: no answer within %v: %w", l2.ErrUnavailable, g.timeout, err)
+	} else if b := spentBudget(ctx); err != nil && b != nil {
+		// The read's budget ran out during the attempt.
+		err = fmt.Errorf("%w: %w", b, err)
 	}
 	g.obs.l2End(call, name, err)
+	if err != nil && errors.Is(err, l2.ErrUnavailable) {
+		g.log.cause.Store(&err)
+	}
 	done(err)
 	if err == nil && g.onOK != nil {
 		g.onOK()
@@ -200,3 +214,10 @@ func (g *guarded) Unlock(ctx context.Context, key, token string) (ok bool, err e
 }
 
 func (g *guarded) Close() error { return g.s.Close() }
+
+// endsWithin reports whether ctx has a deadline at most d from now: an
+// operation under it then needs no timeout of its own.
+func endsWithin(ctx context.Context, d time.Duration) bool {
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) <= d
+}

@@ -42,6 +42,10 @@ func (c *Cache) livenessLoop(p l2.Prober) {
 			return
 		case <-t.C:
 		}
+		if !c.Connected() {
+			// A lazy store not connected yet: no link to watch.
+			continue
+		}
 		ctx, cancel := context.WithTimeout(c.ctx, wait)
 		err := p.Probe(ctx, c.vers.nsKey)
 		cancel()

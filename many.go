@@ -15,6 +15,8 @@ import (
 func (c *Cache) entries(ctx context.Context, op Op, keys []string) (map[string]*l1.Entry, error) {
 	out := make(map[string]*l1.Entry, len(keys))
 	now := c.now()
+	rb := c.readBudget(ctx) // L2 calls run under the call's read budget
+	defer rb.release()
 	var (
 		miss []string
 		toks []l1.Token
@@ -38,7 +40,7 @@ func (c *Cache) entries(ctx context.Context, op Op, keys []string) (map[string]*
 		}
 		if c.l1 != nil {
 			if e, ok := c.l1.Get(k); ok && !e.Unconfirmed {
-				if valid, err := c.validate(ctx, e); err != nil {
+				if valid, err := c.validate(rb.get(), e); err != nil {
 					c.obs.reqs.add(op, ResultError, uint64(len(keys)-len(out)))
 					return out, err
 				} else if valid {
@@ -59,7 +61,7 @@ func (c *Cache) entries(ctx context.Context, op Op, keys []string) (map[string]*
 	for i, k := range miss {
 		full[i] = c.prefix + k
 	}
-	vals, err := c.store.MGet(ctx, full)
+	vals, err := c.store.MGet(rb.get(), full)
 	if err != nil {
 		c.counter.errors.Add(1)
 		c.obs.reqs.add(op, ResultError, uint64(len(miss)))
@@ -81,7 +83,7 @@ func (c *Cache) entries(ctx context.Context, op Op, keys []string) (map[string]*
 			c.obs.reqs.add(op, ResultMiss, 1)
 			continue
 		}
-		if valid, err := c.validate(ctx, e); err != nil {
+		if valid, err := c.validate(rb.get(), e); err != nil {
 			c.obs.reqs.add(op, ResultError, uint64(len(miss)-i))
 			return out, err
 		} else if !valid {

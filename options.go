@@ -99,6 +99,18 @@ type Options struct {
 	// the caller's context.
 	OperationTimeout time.Duration
 
+	// ReadTimeout is one time budget for the L2 part of a whole read call
+	// (Get, Lookup, GetMany, and the L2 reads of Fetch and FetchMany),
+	// version checks, retries and backoff included. When it runs out, the
+	// read fails as when L2 is unreachable: Get and Fetch answer with a
+	// fail-safe stale value when one exists (see FailSafe), Fetch calls
+	// its loader. Each attempt is still bounded by OperationTimeout. The
+	// caller's context may end the read sooner. Reads whose context cannot
+	// be cancelled share deadlines at a grain of ReadTimeout/64 (1 to
+	// 10 ms), so they may run up to one grain longer. Zero means no
+	// whole-call budget: OperationTimeout per attempt, times the attempts.
+	ReadTimeout time.Duration
+
 	// Retries is how many times an idempotent L2 operation (reads, SET,
 	// DEL) is retried after L2 was unreachable, with exponential backoff
 	// from RetryBackoff and full jitter. Zero means DefaultRetries;
@@ -219,6 +231,15 @@ type RedisOptions struct {
 	// Zero means the driver's defaults (5 s and 10 s).
 	DialTimeout  time.Duration
 	WriteTimeout time.Duration
+
+	// LazyConnect makes New succeed while Redis is unreachable: the cache
+	// connects in the background, retrying with a backoff (100 ms doubling
+	// to 5 s) until Redis answers, and then works without a restart. Until
+	// then every L2 operation fails at once as unreachable: reads miss (or
+	// call their loader), writes go to the recovery queue, the breaker
+	// opens, Health reports the cache unhealthy and Connected is false.
+	// False means New fails when no Redis answers.
+	LazyConnect bool
 }
 
 // BreakerOptions configure the circuit breaker around L2
@@ -402,6 +423,8 @@ func (o Options) validate() error {
 		return optErr("loader timeouts may not be negative")
 	case o.LoaderHardTimeout > 0 && o.LoaderSoftTimeout > o.LoaderHardTimeout:
 		return optErr("LoaderSoftTimeout %v exceeds LoaderHardTimeout %v", o.LoaderSoftTimeout, o.LoaderHardTimeout)
+	case o.ReadTimeout < 0:
+		return optErr("ReadTimeout %v is negative", o.ReadTimeout)
 	case o.Breaker.OpenTimeout < 0 || o.Lock.TTL < 0 || o.Lock.MaxWait < 0:
 		return optErr("Breaker and Lock durations may not be negative")
 	case o.RecoveryJournalDir != "" && o.RecoveryQueueSize < 0:

@@ -2,6 +2,7 @@ package tiercache
 
 import (
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
@@ -10,9 +11,10 @@ import (
 	"github.com/tiercache/tiercache/internal/redisstore"
 )
 
-// newRedisStore connects the Redis L2 described by r. onInv receives the
-// server's invalidations.
-func newRedisStore(r RedisOptions, onInv func(l2.Invalidation)) (l2.Store, error) {
+// newRedisStore connects the Redis L2 described by r (in the background
+// with r.LazyConnect). onInv receives the server's invalidations; logger
+// the store's connection and failover events.
+func newRedisStore(r RedisOptions, logger *slog.Logger, onInv func(l2.Invalidation)) (l2.Store, error) {
 	addrs := r.Addrs
 	if r.SentinelMaster != "" {
 		// The sentinels supply the addresses; a URL only supplies
@@ -50,6 +52,8 @@ func newRedisStore(r RedisOptions, onInv func(l2.Invalidation)) (l2.Store, error
 		Cluster:          r.Cluster,
 		DialTimeout:      r.DialTimeout,
 		WriteTimeout:     r.WriteTimeout,
+		Lazy:             r.LazyConnect,
+		Logger:           logger,
 		OnInvalidation:   onInv,
 	})
 	if err != nil {

@@ -14,12 +14,16 @@ func (s *Store) Incr(ctx context.Context, keys []string) ([]int64, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
+	c, err := s.conn()
+	if err != nil {
+		return nil, err
+	}
 	multi := make([]rueidis.Completed, len(keys))
 	for i, k := range keys {
-		multi[i] = s.cli().B().Incr().Key(k).Build()
+		multi[i] = c.B().Incr().Key(k).Build()
 	}
 	out := make([]int64, len(keys))
-	for i, r := range s.cli().DoMulti(ctx, multi...) {
+	for i, r := range c.DoMulti(ctx, multi...) {
 		n, err := r.AsInt64()
 		if err != nil {
 			return out[:i], s.wrap(err, "incr %q (key %d of %d)", keys[i], i+1, len(keys))
@@ -35,16 +39,20 @@ func (s *Store) SetNX(ctx context.Context, items []l2.Item) error {
 	if len(items) == 0 {
 		return nil
 	}
+	c, err := s.conn()
+	if err != nil {
+		return err
+	}
 	multi := make([]rueidis.Completed, len(items))
 	for i, it := range items {
-		cmd := s.cli().B().Set().Key(it.Key).Value(string(it.Value)).Nx()
+		cmd := c.B().Set().Key(it.Key).Value(string(it.Value)).Nx()
 		if it.TTL > 0 {
 			multi[i] = cmd.PxMilliseconds(it.TTL.Milliseconds()).Build()
 		} else {
 			multi[i] = cmd.Build()
 		}
 	}
-	for i, r := range s.cli().DoMulti(ctx, multi...) {
+	for i, r := range c.DoMulti(ctx, multi...) {
 		if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
 			return s.wrap(err, "set nx %q (item %d of %d)", items[i].Key, i+1, len(items))
 		}

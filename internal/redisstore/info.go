@@ -21,7 +21,14 @@ import (
 // like now, not what the breaker remembers.
 
 // Mode returns the deployment: "standalone", "sentinel" or "cluster".
-func (s *Store) Mode() string { return string(s.cli().Mode()) }
+// Before a lazy store has connected, it is the one the options ask for
+// ("standalone" for a Cluster that is detected rather than required).
+func (s *Store) Mode() string {
+	if c := s.cli(); c != nil {
+		return string(c.Mode())
+	}
+	return s.mode
+}
 
 // NodeInfo is what one node answered to PING and INFO.
 type NodeInfo struct {
@@ -54,7 +61,12 @@ type NodeInfo struct {
 // none: it reads from masters only). The result is sorted by address. A
 // node that does not answer has Err set.
 func (s *Store) Nodes(ctx context.Context) []NodeInfo {
-	nodes := s.cli().Nodes()
+	c, err := s.conn()
+	if err != nil {
+		// Not connected yet: one entry that says so.
+		return []NodeInfo{{Addr: s.lazy.target, Err: err}}
+	}
+	nodes := c.Nodes()
 	out := make([]NodeInfo, 0, len(nodes))
 	for addr := range nodes {
 		out = append(out, NodeInfo{Addr: addr})
@@ -148,10 +160,14 @@ type ClusterState struct {
 // NODES, and returns the first complete answer. It fails when the store is
 // not on a Cluster or no node answers.
 func (s *Store) Cluster(ctx context.Context) (ClusterState, error) {
-	if s.cli().Mode() != rueidis.ClientModeCluster {
+	cli, err := s.conn()
+	if err != nil {
+		return ClusterState{}, err
+	}
+	if cli.Mode() != rueidis.ClientModeCluster {
 		return ClusterState{}, errors.New("redisstore: not a Redis Cluster")
 	}
-	nodes := s.cli().Nodes()
+	nodes := cli.Nodes()
 	addrs := make([]string, 0, len(nodes))
 	for a := range nodes {
 		addrs = append(addrs, a)

@@ -11,7 +11,11 @@ import (
 // whether this caller now holds the lock.
 func (s *Store) TryLock(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
 	ms := max(int64((ttl+time.Millisecond-1)/time.Millisecond), 1)
-	err := s.cli().Do(ctx, s.cli().B().Set().Key(key).Value(token).Nx().PxMilliseconds(ms).Build()).Error()
+	c, err := s.conn()
+	if err != nil {
+		return false, err
+	}
+	err = c.Do(ctx, c.B().Set().Key(key).Value(token).Nx().PxMilliseconds(ms).Build()).Error()
 	switch {
 	case err == nil:
 		return true, nil
@@ -26,8 +30,12 @@ func (s *Store) TryLock(ctx context.Context, key, token string, ttl time.Duratio
 // and delete it in a MULTI that fails if the key changed meanwhile. It
 // reports whether the lock was released by this call.
 func (s *Store) Unlock(ctx context.Context, key, token string) (bool, error) {
+	cli, err := s.conn()
+	if err != nil {
+		return false, err
+	}
 	released := false
-	err := s.cli().Dedicated(func(c rueidis.DedicatedClient) error {
+	err = cli.Dedicated(func(c rueidis.DedicatedClient) error {
 		if err := c.Do(ctx, c.B().Watch().Key(key).Build()).Error(); err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"regexp"
@@ -79,6 +80,18 @@ type Options struct {
 	// answer before it is declared dead and closed. Zero means the rueidis
 	// default (10s).
 	WriteTimeout time.Duration
+
+	// Lazy makes New return at once, without a server: the store then
+	// connects in the background, retrying with a backoff (100 ms doubling
+	// to 5 s), and until it has connected every operation fails with an
+	// error matching l2.ErrUnavailable. False means New connects, and fails
+	// when no server answers.
+	Lazy bool
+
+	// Logger receives the store's own events: a lazy store's first failed
+	// connection and its success, and a Sentinel failover the store
+	// followed. Nil means no log.
+	Logger *slog.Logger
 
 	// OnInvalidation receives the keys that Redis reports as changed after
 	// this store read them, and Invalidation{All: true} whenever a

@@ -44,7 +44,10 @@ func (s *Store) Probe(ctx context.Context, key string) error {
 // take longer than a probe waits, and would read as a node that stopped
 // answering.
 func (s *Store) pingMasters(ctx context.Context) error {
-	cli := s.cli()
+	cli, err := s.conn()
+	if err != nil {
+		return err
+	}
 	if cli.Mode() != rueidis.ClientModeCluster {
 		return nil
 	}

@@ -27,12 +27,11 @@ import (
 // watched), and closes the old client.
 
 // watchSentinels starts one watcher per sentinel of copt.
+// The caller holds switchMu; Close ends them.
 func (s *Store) watchSentinels(copt rueidis.ClientOption) {
-	ctx, cancel := context.WithCancel(context.Background())
-	s.stopWatch = cancel
 	for _, addr := range copt.InitAddress {
 		s.watchers.Add(1)
-		go s.watchSentinel(ctx, copt, addr)
+		go s.watchSentinel(s.bg, copt, addr)
 	}
 }
 
@@ -51,7 +50,7 @@ func (s *Store) watchSentinel(ctx context.Context, copt rueidis.ClientOption, ad
 				// <master name> <old ip> <old port> <new ip> <new port>
 				f := strings.Fields(m.Message)
 				if len(f) == 5 && f[0] == master {
-					s.follow(copt, addr, net.JoinHostPort(f[3], f[4]))
+					s.follow(copt, addr, net.JoinHostPort(f[1], f[2]), net.JoinHostPort(f[3], f[4]))
 				}
 			})
 			c.Close()
@@ -83,8 +82,9 @@ func sentinelOption(addr, username, password string, tlsConfig *tls.Config) ruei
 }
 
 // follow replaces the client when it does not use master yet, by one that
-// asks sentinel first.
-func (s *Store) follow(copt rueidis.ClientOption, sentinel, master string) {
+// asks sentinel first, and logs the failover once (see failover.go). prev
+// is the master the sentinel reports as replaced.
+func (s *Store) follow(copt rueidis.ClientOption, sentinel, prev, master string) {
 	s.switchMu.Lock()
 	defer s.switchMu.Unlock()
 	if s.closed.Load() {
@@ -92,6 +92,8 @@ func (s *Store) follow(copt rueidis.ClientOption, sentinel, master string) {
 	}
 	old := s.cli()
 	if _, ok := old.Nodes()[master]; ok {
+		// rueidis's own client followed first.
+		s.noteFailover(sentinel, prev, master, false)
 		return
 	}
 	opt := copt
@@ -106,6 +108,7 @@ func (s *Store) follow(copt rueidis.ClientOption, sentinel, master string) {
 	}
 	s.client.Store(&clientRef{nc})
 	s.followed.Add(1)
+	s.noteFailover(sentinel, prev, master, true)
 	if s.onLost != nil {
 		s.onLost()
 	}

@@ -13,6 +13,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,18 +31,26 @@ var ErrClosed = errors.New("redisstore: closed")
 
 // Store is an l2.Store on Redis. It is safe for concurrent use.
 type Store struct {
+	// client is the current client; nil while a lazy store has not
+	// connected yet (see connect.go).
 	client atomic.Pointer[clientRef]
 	closed atomic.Bool
-	desc   string
+	desc   string // the target, without credentials
+	mode   string // the deployment expected before the first connection
+	logger *slog.Logger
 
 	// On Sentinel, the store listens to every sentinel and replaces the
 	// client when one reports a failover the client has not followed yet
 	// (see sentinelwatch.go).
-	switchMu  sync.Mutex
-	stopWatch context.CancelFunc // nil when nothing is watched
-	watchers  sync.WaitGroup
-	followed  atomic.Uint64 // times the client was replaced to follow a failover
-	onLost    func()        // reports a lost tracking link; nil without tracking
+	switchMu sync.Mutex
+	bg       context.Context    // background work (connector, watchers) runs on it
+	stopBg   context.CancelFunc // ends bg; called by Close
+	watchers sync.WaitGroup
+	followed atomic.Uint64 // times the client was replaced to follow a failover
+	onLost   func()        // reports a lost tracking link; nil without tracking
+
+	lazy        lazyState   // the background connection of a lazy store
+	failoverLog failoverLog // when the store last lost its master
 
 	masters masterList // on Cluster, the masters Probe pings (see probe.go)
 }
@@ -47,47 +58,104 @@ type Store struct {
 // clientRef holds the current client.
 type clientRef struct{ rueidis.Client }
 
-// cli returns the current client.
-func (s *Store) cli() rueidis.Client { return s.client.Load().Client }
+// cli returns the current client, or nil while a lazy store has not
+// connected yet.
+func (s *Store) cli() rueidis.Client {
+	if r := s.client.Load(); r != nil {
+		return r.Client
+	}
+	return nil
+}
+
+// conn returns the current client, or, while a lazy store has not
+// connected yet, an error matching l2.ErrUnavailable.
+func (s *Store) conn() (rueidis.Client, error) {
+	if r := s.client.Load(); r != nil {
+		return r.Client, nil
+	}
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	return nil, s.lazy.notConnected()
+}
 
 var _ l2.Store = (*Store)(nil)
 
 // New connects to Redis as opts describes and returns the Store. It fails
-// when no server answers. Errors start with "redisstore: " and never contain
-// a password.
+// when no server answers, unless opts.Lazy is set: it then returns at once
+// and connects in the background (see connect.go). Errors start with
+// "redisstore: " and never contain a password.
 func New(opts Options) (*Store, error) {
 	copt, err := opts.clientOption()
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{desc: describe(copt)}
+	s := &Store{desc: describe(copt), mode: expectedMode(copt, opts.Cluster), logger: opts.Logger}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
 	if opts.OnInvalidation != nil {
 		copt.NewCacheStoreFn = newNoStore
 		copt.OnInvalidations = invalidations(opts.OnInvalidation, &s.closed)
 		s.onLost = func() { opts.OnInvalidation(l2.Invalidation{All: true}) }
 	}
+	s.bg, s.stopBg = context.WithCancel(context.Background())
+	if opts.Lazy {
+		s.startConnecting(copt, opts)
+		return s, nil
+	}
+	if err := s.connect(copt, opts); err != nil {
+		s.closed.Store(true)
+		s.stopBg()
+		return nil, err
+	}
+	return s, nil
+}
+
+// connect builds the client, checks the deployment and starts what
+// follows it. It fails when no server answers.
+func (s *Store) connect(copt rueidis.ClientOption, opts Options) error {
 	client, err := rueidis.NewClient(copt)
 	if err != nil {
-		return nil, scrub(fmt.Errorf("redisstore: connect to %s: %w", s.desc, err), copt.Password, copt.Sentinel.Password)
+		return scrub(fmt.Errorf("redisstore: connect to %s: %w", s.desc, err), copt.Password, copt.Sentinel.Password)
 	}
 	if opts.Cluster && client.Mode() != rueidis.ClientModeCluster {
-		s.closed.Store(true)
 		client.Close()
-		return nil, fmt.Errorf("redisstore: connect to %s: Cluster is set but the server is not a Redis Cluster", s.desc)
+		return fmt.Errorf("redisstore: connect to %s: Cluster is set but the server is not a Redis Cluster", s.desc)
+	}
+	s.switchMu.Lock()
+	if s.closed.Load() {
+		s.switchMu.Unlock()
+		client.Close()
+		return ErrClosed
 	}
 	s.client.Store(&clientRef{client})
-	s.desc = string(client.Mode()) + " " + s.desc
 	if copt.Sentinel.MasterSet != "" {
+		s.failoverLog.master = currentMaster(slices.Collect(maps.Keys(client.Nodes())))
 		s.watchSentinels(copt)
 	}
+	s.switchMu.Unlock()
 	if opts.OnInvalidation != nil {
 		// Open the connections the liveness probe will use (see Probe).
 		// A master that does not answer now is the probe's to report.
-		ctx, cancel := context.WithTimeout(context.Background(), copt.Dialer.Timeout+time.Second)
+		ctx, cancel := context.WithTimeout(s.bg, copt.Dialer.Timeout+time.Second)
 		_ = s.pingMasters(ctx)
 		cancel()
 	}
-	return s, nil
+	return nil
+}
+
+// expectedMode is the deployment the options ask for, before any server
+// has answered: a Cluster that is detected rather than required reads as
+// standalone until then.
+func expectedMode(copt rueidis.ClientOption, cluster bool) string {
+	switch {
+	case copt.Sentinel.MasterSet != "":
+		return string(rueidis.ClientModeSentinel)
+	case cluster:
+		return string(rueidis.ClientModeCluster)
+	}
+	return string(rueidis.ClientModeStandalone)
 }
 
 // describe names the deployment for errors and String, without credentials.
@@ -127,17 +195,22 @@ func scrub(err error, secrets ...string) error {
 }
 
 // String describes the store's deployment without credentials.
-func (s *Store) String() string { return "redisstore.Store(" + s.desc + ")" }
+func (s *Store) String() string { return "redisstore.Store(" + s.Mode() + " " + s.desc + ")" }
 
 // Client returns the underlying rueidis client, for features that need
-// commands of their own (tag versions, locks). It must not be closed.
+// commands of their own (tag versions, locks). It must not be closed. It
+// is nil while a lazy store has not connected yet.
 func (s *Store) Client() rueidis.Client { return s.cli() }
 
 // Get returns the value of key, or l2.ErrNotFound. When the store reports
 // invalidations, the read also makes Redis track key for this client. The
 // returned slice belongs to the caller.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
-	v, err := s.cli().Do(ctx, s.cli().B().Get().Key(key).Build()).AsBytes()
+	c, err := s.conn()
+	if err != nil {
+		return nil, err
+	}
+	v, err := c.Do(ctx, c.B().Get().Key(key).Build()).AsBytes()
 	if err != nil {
 		if rueidis.IsRedisNil(err) {
 			return nil, l2.ErrNotFound
@@ -154,11 +227,15 @@ func (s *Store) MGet(ctx context.Context, keys []string) ([][]byte, error) {
 	if len(keys) == 0 {
 		return [][]byte{}, nil
 	}
+	c, err := s.conn()
+	if err != nil {
+		return nil, err
+	}
 	multi := make([]rueidis.Completed, len(keys))
 	for i, k := range keys {
-		multi[i] = s.cli().B().Get().Key(k).Build()
+		multi[i] = c.B().Get().Key(k).Build()
 	}
-	res := s.cli().DoMulti(ctx, multi...)
+	res := c.DoMulti(ctx, multi...)
 	out := make([][]byte, len(keys))
 	for i := range res {
 		v, err := res[i].AsBytes()
@@ -175,7 +252,11 @@ func (s *Store) MGet(ctx context.Context, keys []string) ([][]byte, error) {
 
 // Set stores value under key, expiring after ttl (<= 0: never).
 func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	if err := s.cli().Do(ctx, s.set(key, value, ttl)).Error(); err != nil {
+	c, err := s.conn()
+	if err != nil {
+		return err
+	}
+	if err := c.Do(ctx, setCmd(c, key, string(value), ttl)).Error(); err != nil {
 		return s.wrap(err, "set %q", key)
 	}
 	return nil
@@ -194,11 +275,15 @@ func (s *Store) MSet(ctx context.Context, items []l2.Item) error {
 	if len(items) == 0 {
 		return nil
 	}
+	c, err := s.conn()
+	if err != nil {
+		return err
+	}
 	multi := make([]rueidis.Completed, len(items))
 	for i, it := range items {
-		multi[i] = s.setString(it.Key, rueidis.BinaryString(it.Value), it.TTL)
+		multi[i] = setCmd(c, it.Key, rueidis.BinaryString(it.Value), it.TTL)
 	}
-	for i, r := range s.cli().DoMulti(ctx, multi...) {
+	for i, r := range c.DoMulti(ctx, multi...) {
 		if err := r.Error(); err != nil {
 			return s.wrap(err, "mset %q (item %d of %d)", items[i].Key, i+1, len(items))
 		}
@@ -206,15 +291,11 @@ func (s *Store) MSet(ctx context.Context, items []l2.Item) error {
 	return nil
 }
 
-// set builds SET key value [PX ms]. The value is copied: after a cancelled
-// context rueidis may still be writing the command when the caller gets its
-// slice back.
-func (s *Store) set(key string, value []byte, ttl time.Duration) rueidis.Completed {
-	return s.setString(key, string(value), ttl)
-}
-
-func (s *Store) setString(key, value string, ttl time.Duration) rueidis.Completed {
-	cmd := s.cli().B().Set().Key(key).Value(value)
+// setCmd builds SET key value [PX ms]. Set passes a copy of its value:
+// after a cancelled context rueidis may still be writing the command when
+// the caller gets its slice back.
+func setCmd(c rueidis.Client, key, value string, ttl time.Duration) rueidis.Completed {
+	cmd := c.B().Set().Key(key).Value(value)
 	if ttl <= 0 {
 		return cmd.Build()
 	}
@@ -226,20 +307,24 @@ func (s *Store) setString(key, value string, ttl time.Duration) rueidis.Complete
 // Del removes the keys, one DEL each so that no command spans slots.
 // Missing keys are not an error.
 func (s *Store) Del(ctx context.Context, keys ...string) error {
-	switch len(keys) {
-	case 0:
+	if len(keys) == 0 {
 		return nil
-	case 1:
-		if err := s.cli().Do(ctx, s.cli().B().Del().Key(keys[0]).Build()).Error(); err != nil {
+	}
+	c, err := s.conn()
+	if err != nil {
+		return err
+	}
+	if len(keys) == 1 {
+		if err := c.Do(ctx, c.B().Del().Key(keys[0]).Build()).Error(); err != nil {
 			return s.wrap(err, "del %q", keys[0])
 		}
 		return nil
 	}
 	multi := make([]rueidis.Completed, len(keys))
 	for i, k := range keys {
-		multi[i] = s.cli().B().Del().Key(k).Build()
+		multi[i] = c.B().Del().Key(k).Build()
 	}
-	for i, r := range s.cli().DoMulti(ctx, multi...) {
+	for i, r := range c.DoMulti(ctx, multi...) {
 		if err := r.Error(); err != nil {
 			return s.wrap(err, "del %q (key %d of %d)", keys[i], i+1, len(keys))
 		}
@@ -252,10 +337,10 @@ func (s *Store) Del(ctx context.Context, keys ...string) error {
 func (s *Store) Close() error {
 	if s.closed.CompareAndSwap(false, true) {
 		s.switchMu.Lock()
-		if s.stopWatch != nil {
-			s.stopWatch()
+		s.stopBg()
+		if c := s.cli(); c != nil {
+			c.Close()
 		}
-		s.cli().Close()
 		s.switchMu.Unlock()
 		s.watchers.Wait()
 	}
@@ -270,10 +355,12 @@ func (s *Store) wrap(err error, format string, args ...any) error {
 	}
 	if _, isReply := rueidis.IsRedisErr(err); !isReply && !errors.Is(err, context.Canceled) {
 		// No reply, or no reply in time: Redis is unreachable for now.
+		s.failoverLog.noteError(time.Now())
 		return fmt.Errorf("redisstore: "+format+": %w: %w", append(args, l2.ErrUnavailable, err)...)
 	}
 	if ret, isReply := rueidis.IsRedisErr(err); isReply && (ret.IsTryAgain() || ret.IsClusterDown() || ret.IsLoading() || strings.HasPrefix(ret.Error(), "READONLY") || strings.HasPrefix(ret.Error(), "MASTERDOWN") || strings.HasPrefix(ret.Error(), "NOREPLICAS")) {
 		// Transient server states during failover, resharding or start-up.
+		s.failoverLog.noteError(time.Now())
 		return fmt.Errorf("redisstore: "+format+": %w: %w", append(args, l2.ErrUnavailable, err)...)
 	}
 	return fmt.Errorf("redisstore: "+format+": %w", append(args, err)...)
