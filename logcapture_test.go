@@ -12,6 +12,7 @@ import (
 
 // logLine is one captured log record, its attributes as text.
 type logLine struct {
+	at    time.Time
 	level slog.Level
 	msg   string
 	attrs map[string]string
@@ -32,7 +33,7 @@ func (h *logCapture) WithAttrs([]slog.Attr) slog.Handler       { return h }
 func (h *logCapture) WithGroup(string) slog.Handler            { return h }
 
 func (h *logCapture) Handle(_ context.Context, r slog.Record) error {
-	l := logLine{level: r.Level, msg: r.Message, attrs: map[string]string{}}
+	l := logLine{at: r.Time, level: r.Level, msg: r.Message, attrs: map[string]string{}}
 	r.Attrs(func(a slog.Attr) bool {
 		l.attrs[a.Key] = a.Value.Resolve().String()
 		return true

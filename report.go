@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"time"
@@ -188,7 +189,12 @@ func (c *Cache) noteMaster(rs *redisstore.Store, nodes []redisstore.NodeInfo) {
 	defer c.obs.masterMu.Unlock()
 	if c.obs.masterID != "" && c.obs.masterID != nodes[0].ReplID {
 		c.obs.failovers.Add(1)
-		c.logger.Warn("tiercache: the Redis master changed", "addr", nodes[0].Addr)
+		level := slog.LevelWarn
+		if rs.Mode() == "sentinel" {
+			// The store logged the failover when it followed it.
+			level = slog.LevelDebug
+		}
+		c.logger.Log(context.Background(), level, "tiercache: the Redis master changed", "addr", nodes[0].Addr)
 	}
 	c.obs.masterID = nodes[0].ReplID
 }
