@@ -38,6 +38,7 @@ func testFailSafe(t *testing.T, stop string) {
 		Namespace:        "fs",
 		Redis:            tiercache.RedisOptions{Addrs: []string{srv.Addr}},
 		OperationTimeout: 200 * time.Millisecond,
+		ReadTimeout:      300 * time.Millisecond,
 		Retries:          -1,
 		FailSafe:         tiercache.FailSafeOptions{MaxDuration: time.Hour},
 	})

@@ -20,7 +20,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	h := s.cache.Health(ctx)
 	status := http.StatusOK
-	if h.Status == tiercache.Unhealthy {
+	if h.Status == tiercache.Unhealthy || !s.cache.Connected() {
 		status = http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", strconv.Itoa(s.retryAfterSeconds()))
 	}
