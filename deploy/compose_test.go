@@ -34,11 +34,16 @@ func requireTool(t *testing.T, name, hint string) string {
 
 // compose runs docker-compose on docker-compose.redis.yml with the
 // monitoring profile on, and env added to an environment without
-// CACHE_NAMESPACE, and returns its output.
+// CACHE_NAMESPACE, and returns its output. An empty .env file stands for
+// deploy/.env, which make-secrets.sh may have written on this machine.
 func compose(t *testing.T, env []string, args ...string) string {
 	t.Helper()
 	bin := requireTool(t, "docker-compose", "install the Debian package docker-compose (make test does)")
-	cmd := exec.CommandContext(t.Context(), bin, append([]string{"-f", "docker-compose.redis.yml", "--profile", "monitoring"}, args...)...)
+	envFile := filepath.Join(t.TempDir(), ".env")
+	if err := os.WriteFile(envFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), bin, append([]string{"-f", "docker-compose.redis.yml", "--env-file", envFile, "--profile", "monitoring"}, args...)...)
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "CACHE_NAMESPACE=") })
 	cmd.Env = append(cmd.Env, "COMPOSE_PROJECT_NAME=tiercache-test")
 	cmd.Env = append(cmd.Env, env...)
@@ -74,8 +79,9 @@ func TestComposeFile(t *testing.T) {
 	checkComposeService(t, cfg)
 	checkMonitoring(t, cfg)
 
-	// The namespace follows CACHE_NAMESPACE, which make-secrets.sh writes
-	// to deploy/.env with the ACL that allows it.
+	// The namespace follows CACHE_NAMESPACE, from the environment or from
+	// the .env file beside the compose file, where make-secrets.sh writes
+	// it with the ACL that allows it.
 	var moved composeConfig
 	if err := yaml.Unmarshal([]byte(compose(t, []string{"CACHE_NAMESPACE=pynomaly_prod"}, "config")), &moved); err != nil {
 		t.Fatal(err)
@@ -83,6 +89,46 @@ func TestComposeFile(t *testing.T) {
 	if got := moved.Services["tiercache"].Environment["CACHE_NAMESPACE"]; got != "pynomaly_prod" {
 		t.Errorf("with CACHE_NAMESPACE=pynomaly_prod, the service's CACHE_NAMESPACE = %q", got)
 	}
+	if got := namespaceFromEnvFile(t); got != "orders" {
+		t.Errorf("make-secrets.sh --namespace orders, then docker-compose -f <dir>/docker-compose.redis.yml: CACHE_NAMESPACE = %q", got)
+	}
+}
+
+// namespaceFromEnvFile copies the compose file to a directory, runs
+// make-secrets.sh --namespace orders with the default .env file of a
+// script in that directory, and returns the CACHE_NAMESPACE that
+// docker-compose then gives the service, run from elsewhere as the
+// documentation shows.
+func namespaceFromEnvFile(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"docker-compose.redis.yml", "make-secrets.sh", "acl.conf"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gen := exec.CommandContext(t.Context(), "sh", filepath.Join(dir, "make-secrets.sh"), "--namespace", "orders")
+	gen.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "CACHE_NAMESPACE=") })
+	if out, err := gen.CombinedOutput(); err != nil {
+		t.Fatalf("make-secrets.sh: %v\n%s", err, out)
+	}
+	bin := requireTool(t, "docker-compose", "install the Debian package docker-compose")
+	cmd := exec.CommandContext(t.Context(), bin, "-f", filepath.Join(dir, "docker-compose.redis.yml"), "config")
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(gen.Env, "COMPOSE_PROJECT_NAME=tiercache-test")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("docker-compose config: %v", err)
+	}
+	var cfg composeConfig
+	if err := yaml.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Services["tiercache"].Environment["CACHE_NAMESPACE"]
 }
 
 // composeConfig is the part of a resolved compose file the test checks.
