@@ -252,4 +252,5 @@ type journal struct {
 	live   map[uint64]journalOp
 	liveB  int64 // bytes of the live records
 	broken error // set when the file is in an unknown state
+	closed bool
 }

@@ -226,6 +226,9 @@ func (j *journal) add(ops []recOp) ([]uint64, error) {
 // write appends buf to the file; j.mu is held. On failure the file is cut
 // back to its last record, or marked broken.
 func (j *journal) write(buf []byte) error {
+	if j.f == nil {
+		return errJournalClosed
+	}
 	if j.broken != nil {
 		return j.broken
 	}
@@ -307,6 +310,9 @@ func (j *journal) compact() error {
 	defer j.syncMu.Unlock()
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.closed {
+		return errJournalClosed
+	}
 	seqs := make([]uint64, 0, len(j.live))
 	for s := range j.live {
 		seqs = append(seqs, s)
@@ -353,6 +359,10 @@ func (j *journal) close() error {
 	defer j.syncMu.Unlock()
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.closed {
+		return nil
+	}
+	j.closed = true
 	var err error
 	if j.f != nil {
 		if j.broken == nil {
@@ -371,6 +381,9 @@ func (j *journal) pending() int {
 	defer j.mu.Unlock()
 	return len(j.live)
 }
+
+// errJournalClosed is returned by writes after close.
+var errJournalClosed = errors.New("recovery journal closed")
 
 // syncDir fsyncs a directory, so that a rename in it is durable.
 func syncDir(dir string) error {

@@ -314,3 +314,28 @@ func FuzzDecodeJournal(f *testing.F) {
 		}
 	})
 }
+
+// TestJournal_AfterClose: a replay that ends after Close (a Drain racing
+// it) neither panics nor writes; the operations stay for the next start.
+func TestJournal_AfterClose(t *testing.T) {
+	dir := t.TempDir()
+	j, _, _, _ := mustJournal(t, dir)
+	seqs, err := j.add([]recOp{{kind: opDel, key: "jt:a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.close(); err != nil {
+		t.Fatal(err)
+	}
+	j.done(seqs...)
+	if _, err := j.add([]recOp{{kind: opDel, key: "jt:b"}}); !errors.Is(err, ErrJournal) {
+		t.Fatalf("add after close: %v, want ErrJournal", err)
+	}
+	if err := j.close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	_, ops, _, _ := mustJournal(t, dir)
+	if got := opsString(ops); got != "del jt:a;" {
+		t.Fatalf("after close: %q", got)
+	}
+}
