@@ -45,7 +45,7 @@ func (l *loader) validate() {
 		p, err := url.Parse(u)
 		switch {
 		case err != nil:
-			l.errorf(c.Origin("redis.url"), "redis.url", "%q is not a URL", redactURL(u))
+			l.errorf(c.Origin("redis.url"), "redis.url", "%q is a malformed Redis URL", redactURL(u))
 		case p.Scheme != "redis" && p.Scheme != "rediss" && p.Scheme != "unix":
 			l.errorf(c.Origin("redis.url"), "redis.url", "scheme %q is not one of redis, rediss, unix", p.Scheme)
 		case p.Scheme != "unix" && p.Host == "":

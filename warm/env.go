@@ -1,15 +1,14 @@
 package warm
 
 import (
-	"fmt"
 	"os"
-	"strconv"
-	"strings"
+
+	"github.com/tiercache/tiercache/config"
 )
 
 // EnvEnabled is the environment variable that switches warming on or off,
-// as in the seed: "true", "false", "1", "0" and the other forms
-// strconv.ParseBool reads.
+// as in the seed (warming.enabled in the configuration file): "true",
+// "false", "1", "0" and the other forms config.ParseBool reads.
 const EnvEnabled = "CACHE_WARMING_ENABLED"
 
 // EnabledFromEnv reports whether CACHE_WARMING_ENABLED allows warming.
@@ -19,16 +18,18 @@ const EnvEnabled = "CACHE_WARMING_ENABLED"
 // The service (tiercache serve) loads and checks its warming configuration
 // either way, and runs nothing when this is false; a library user does the
 // same by not starting the Runner and Scheduler.
-func EnabledFromEnv() (bool, error) { return enabledFrom(os.Getenv(EnvEnabled)) }
-
-func enabledFrom(v string) (bool, error) {
-	v = strings.TrimSpace(v)
-	if v == "" {
+func EnabledFromEnv() (bool, error) {
+	c, err := config.FromEnv(func(name string) (string, bool) {
+		if name != EnvEnabled {
+			return "", false // only this variable, not the whole configuration
+		}
+		return os.LookupEnv(name)
+	})
+	if err != nil {
+		return false, err
+	}
+	if !c.Set("warming.enabled") {
 		return true, nil
 	}
-	on, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, fmt.Errorf("warm: %s=%q is not a boolean", EnvEnabled, v)
-	}
-	return on, nil
+	return c.Warming.Enabled, nil
 }

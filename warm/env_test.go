@@ -18,8 +18,9 @@ func TestEnabledFromEnv(t *testing.T) {
 		{"TRUE", true, ""},
 		{"false", false, ""},
 		{" 0 ", false, ""},
-		{"off", false, `warm: CACHE_WARMING_ENABLED="off" is not a boolean`},
-		{"sometimes", false, `warm: CACHE_WARMING_ENABLED="sometimes" is not a boolean`},
+		{"off", false, ""},
+		{"on", true, ""},
+		{"sometimes", false, `CACHE_WARMING_ENABLED: warming.enabled: "sometimes" is not a boolean`},
 	} {
 		t.Run(tc.value, func(t *testing.T) {
 			t.Setenv(EnvEnabled, tc.value)

@@ -88,7 +88,9 @@ func TestRunner_PriorityOrder(t *testing.T) {
 		}
 		r := newRunner(t, Options{Cache: c},
 			st("c", 3), st("a1", 1), st("b", 0), st("a2", 1), st("z", 10), st("a3", 1))
-		want := []string{"a1", "a2", "a3", "c", "b", "z"}
+		// b's zero priority is DefaultPriority (1): it runs among the a's,
+		// in the order given.
+		want := []string{"a1", "b", "a2", "a3", "c", "z"}
 		results, err := r.Warm(ctx)
 		if err != nil {
 			t.Fatal(err)

@@ -118,7 +118,7 @@ func NewScheduler(r *Runner, opts SchedulerOptions) (*Scheduler, error) {
 	gopts := []gocron.SchedulerOption{
 		gocron.WithClock(s.clock),
 		gocron.WithDistributedLocker(fleetLocker{s}),
-		gocron.WithLogger(s.logger),
+		gocron.WithLogger(cronLogger{s.logger}),
 		gocron.WithSchedulerMonitor(overlapMonitor{s}),
 	}
 	if opts.Location != nil {
@@ -304,3 +304,13 @@ func (overlapMonitor) JobFailed(gocron.Job, error)                         {}
 func (overlapMonitor) JobCompleted(gocron.Job)                             {}
 func (overlapMonitor) JobExecutionTime(gocron.Job, time.Duration)          {}
 func (overlapMonitor) JobSchedulingDelay(gocron.Job, time.Time, time.Time) {}
+
+// cronLogger passes gocron's messages to the scheduler's logger, with its
+// life-cycle notes ("scheduler started") at Debug rather than Info: the
+// service logs its own start.
+type cronLogger struct{ l *slog.Logger }
+
+func (c cronLogger) Debug(msg string, args ...any) { c.l.Debug(msg, args...) }
+func (c cronLogger) Info(msg string, args ...any)  { c.l.Debug(msg, args...) }
+func (c cronLogger) Warn(msg string, args ...any)  { c.l.Warn(msg, args...) }
+func (c cronLogger) Error(msg string, args ...any) { c.l.Error(msg, args...) }

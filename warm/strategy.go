@@ -13,7 +13,7 @@ import (
 
 // Defaults applied to zero-valued Strategy fields.
 const (
-	DefaultPriority            = 5
+	DefaultPriority            = 1
 	DefaultBatchSize           = 100
 	DefaultDelayBetweenBatches = 100 * time.Millisecond
 
@@ -89,7 +89,7 @@ type Strategy struct {
 	Name string
 
 	// Priority orders runs: 1 is the highest, 10 the lowest. Zero means
-	// DefaultPriority (5). Strategies of equal priority run in the order
+	// DefaultPriority (1, as in the seed). Strategies of equal priority run in the order
 	// they were given to NewRunner.
 	Priority int
 

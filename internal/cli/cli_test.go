@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tiercache/tiercache/config"
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/internal/tiercachetest"
 )
@@ -23,16 +24,16 @@ const (
 )
 
 // clearEnv empties every variable serve reads, so that the machine's
-// environment cannot leak into a test.
+// environment cannot leak into a test, and points the recovery journal at
+// a directory of the test's own.
 func clearEnv(t *testing.T) {
-	for _, name := range []string{
-		"TIERCACHE_ADDR", "TIERCACHE_TOKEN", "TIERCACHE_LOG_LEVEL",
-		"REDIS_URL", "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_PASSWORD_FILE", "REDIS_CLUSTER_ENABLED", "REDIS_CLUSTER_NODES",
-		"REDIS_SENTINEL_HOSTS", "REDIS_SERVICE_NAME", "REDIS_SENTINEL_PASSWORD", "REDIS_SENTINEL_PASSWORD_FILE",
-		"CACHE_NAMESPACE", "CACHE_DEFAULT_TTL",
-	} {
-		t.Setenv(name, "")
+	for _, f := range config.Fields() {
+		if f.Env != "" {
+			t.Setenv(f.Env, "")
+		}
 	}
+	t.Setenv(envConfig, "")
+	t.Setenv("STATE_DIRECTORY", t.TempDir())
 }
 
 func TestRun_Usage(t *testing.T) {
@@ -49,16 +50,19 @@ func TestRun_Usage(t *testing.T) {
 		{name: "help", args: []string{"help"}, code: 0, out: "Commands:\n  serve", silentErr: true},
 		{name: "-h", args: []string{"-h"}, code: 0, out: "Commands:", silentErr: true},
 		{name: "--help", args: []string{"--help"}, code: 0, out: "version", silentErr: true},
+		{name: "--version", args: []string{"--version"}, code: 0, out: "tiercache devel\n", silentErr: true},
 		{name: "help help", args: []string{"help", "help"}, code: 0, out: "Commands:", silentErr: true},
-		{name: "help serve", args: []string{"help", "serve"}, code: 0, out: "-addr address", silentErr: true},
-		{name: "serve -h", args: []string{"serve", "-h"}, code: 0, out: "-log-level level", silentErr: true},
-		{name: "serve --help", args: []string{"serve", "--help"}, code: 0, out: "TIERCACHE_TOKEN", silentErr: true},
+		{name: "help serve", args: []string{"help", "serve"}, code: 0, out: "--addr=ADDRESS", silentErr: true},
+		{name: "serve -h", args: []string{"serve", "-h"}, code: 0, out: "--log-level=LEVEL", silentErr: true},
+		{name: "serve --help", args: []string{"serve", "--help"}, code: 0, out: "$TIERCACHE_TOKEN", silentErr: true},
+		{name: "serve --help names the keys", args: []string{"serve", "--help"}, code: 0, out: "(log.format, $TIERCACHE_LOG_FORMAT; default text)", silentErr: true},
 		{name: "help unknown", args: []string{"help", "nope"}, code: 2, err: `unknown command "nope"`, silentOut: true},
 		{name: "help two commands", args: []string{"help", "serve", "version"}, code: 2, err: "at most one", silentOut: true},
 		{name: "unknown command", args: []string{"nope"}, code: 2, err: "unknown command \"nope\"", silentOut: true},
-		{name: "unknown flag", args: []string{"serve", "--bogus"}, code: 2, err: "flag provided but not defined: -bogus", silentOut: true},
-		{name: "positional argument", args: []string{"serve", "extra"}, code: 2, err: `unexpected argument "extra"`, silentOut: true},
-		{name: "bad log level flag", args: []string{"serve", "--log-level", "loud"}, code: 2, err: `"loud" is not one of`, silentOut: true},
+		{name: "unknown flag", args: []string{"serve", "--bogus"}, code: 2, err: "unknown flag --bogus", silentOut: true},
+		{name: "positional argument", args: []string{"serve", "extra"}, code: 2, err: `unexpected argument extra`, silentOut: true},
+		{name: "bad log level flag", args: []string{"serve", "--log-level", "loud"}, code: 2, err: `--log-level: log.level: "loud" is not one of debug, info, warn, error`, silentOut: true},
+		{name: "bad log format flag", args: []string{"serve", "--log-format", "xml"}, code: 2, err: `"xml" is not one of text, json`, silentOut: true},
 		{name: "version", args: []string{"version"}, code: 0, out: "tiercache devel\n", silentErr: true},
 		{name: "version argument", args: []string{"version", "x"}, code: 2, err: "unexpected argument", silentOut: true},
 	} {
@@ -217,7 +221,10 @@ func TestRun_Serve(t *testing.T) {
 			if code, body := request(t, "PUT", base+"user:1/profile?ttl=30s&tags=users", "hello", testToken); code != http.StatusNoContent {
 				t.Errorf("PUT: %d %s, want 204", code, body)
 			}
-			if code, body := request(t, "GET", base+"user:1/profile", "", ""); code != http.StatusOK || body != "hello" {
+			if code, body := request(t, "GET", base+"user:1/profile", "", ""); code != http.StatusUnauthorized {
+				t.Errorf("GET without token: %d %s, want 401", code, body)
+			}
+			if code, body := request(t, "GET", base+"user:1/profile", "", testToken); code != http.StatusOK || body != "hello" {
 				t.Errorf("GET: %d %q, want 200 \"hello\"", code, body)
 			}
 			if code := s.stop(t); code != 0 {
@@ -247,9 +254,12 @@ func TestRun_ServeErrors(t *testing.T) {
 		{"redis URL with a bad scheme", map[string]string{"REDIS_URL": "http://user:" + password + "@127.0.0.1:6379"}, "127.0.0.1:0", `scheme "http"`},
 		{"redis URL without host", map[string]string{"REDIS_URL": "redis://:" + password + "@/0"}, "127.0.0.1:0", "has no host"},
 		{"malformed redis URL", map[string]string{"REDIS_URL": "redis://:" + password + "@127.0.0.1:6379/%zz"}, "127.0.0.1:0", "malformed Redis URL"},
-		{"redis unreachable", map[string]string{"REDIS_URL": "redis://:" + password + "@127.0.0.1:1/0"}, "127.0.0.1:0", "127.0.0.1:1"},
+		{"redis unreachable with fail_fast_start", map[string]string{"REDIS_URL": "redis://:" + password + "@127.0.0.1:1/0", "REDIS_FAIL_FAST_START": "true"}, "127.0.0.1:0", "127.0.0.1:1"},
 		{"bad default TTL", map[string]string{"CACHE_DEFAULT_TTL": "soon"}, "127.0.0.1:0", "CACHE_DEFAULT_TTL"},
 		{"bad log level", map[string]string{"TIERCACHE_LOG_LEVEL": "loud"}, "127.0.0.1:0", "TIERCACHE_LOG_LEVEL"},
+		{"bad jitter", map[string]string{"CACHE_TTL_JITTER": "1"}, "127.0.0.1:0", "CACHE_TTL_JITTER: cache.ttl_jitter: 1 is outside [0, 1)"},
+		{"negative size", map[string]string{"CACHE_L1_MAX_BYTES": "-5"}, "127.0.0.1:0", "CACHE_L1_MAX_BYTES: cache.l1.max_bytes: -5 is not positive"},
+		{"unknown codec", map[string]string{"CACHE_CODEC": "xml"}, "127.0.0.1:0", `"xml" is not one of msgpack, json, raw`},
 		{"address in use", nil, busy.Addr().String(), "address already in use"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

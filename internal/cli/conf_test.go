@@ -38,12 +38,14 @@ func TestRun_ConfCheck(t *testing.T) {
 		{"warnings fail when strict", []string{"conf", "check", "--strict", warnOnly}, 1, "WARN", ""},
 		{"missing file", []string{"conf", "check", filepath.Join(dir, "nope.conf")}, 2, "", "no such file"},
 		{"malformed file", []string{"conf", "check", malformed}, 2, "", "line 1: unbalanced quotes"},
-		{"no file", []string{"conf", "check"}, 2, "", "name at least one"},
-		{"no subcommand", []string{"conf"}, 2, "", "want the subcommand check"},
-		{"unknown subcommand", []string{"conf", "lint", bad}, 2, "", "want the subcommand check"},
-		{"help", []string{"conf", "-h"}, 0, "tiercache conf check [flags] FILE...", ""},
-		{"help check", []string{"help", "conf"}, 0, "-strict", ""},
-		{"unknown flag", []string{"conf", "check", "--bogus", bad}, 2, "", "flag provided but not defined"},
+		{"no file", []string{"conf", "check"}, 2, "", `expected "<file> ..."`},
+		{"flags after the files", []string{"conf", "check", deploy + "redis-production.conf", "--acl", deploy + "acl.conf"}, 0, "the default user is off", ""},
+		{"no subcommand", []string{"conf"}, 2, "", `expected "check"`},
+		{"unknown subcommand", []string{"conf", "lint", bad}, 2, "", `unexpected argument lint`},
+		{"help", []string{"conf", "-h"}, 0, "conf check", ""},
+		{"help check", []string{"conf", "check", "--help"}, 0, "tiercache conf check <file> ... [flags]", ""},
+		{"help conf", []string{"help", "conf"}, 0, "conf check", ""},
+		{"unknown flag", []string{"conf", "check", "--bogus", bad}, 2, "", "unknown flag --bogus"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

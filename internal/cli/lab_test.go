@@ -163,6 +163,7 @@ func TestRun_LabUsage(t *testing.T) {
 		{"unknown topology", []string{"lab", "ring"}, 2, `["ring"]`},
 		{"two topologies", []string{"lab", "sentinel", "cluster"}, 2, "want one topology"},
 		{"help", []string{"lab", "-h"}, 0, "tiercache lab [flags] sentinel|cluster"},
+		{"flags after the topology", []string{"lab", "sentinel", "--deploy", "/nonexistent"}, 1, "no such file"},
 		{"missing deploy dir", []string{"lab", "--deploy", "/nonexistent", "sentinel"}, 1, "no such file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

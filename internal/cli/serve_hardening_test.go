@@ -16,23 +16,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tiercache/tiercache/config"
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/internal/tiercachetest"
 )
 
-// clearHardeningEnv empties the variables of TLS and the token file, on
-// top of clearEnv.
-func clearHardeningEnv(t *testing.T) {
-	clearEnv(t)
-	for _, name := range []string{"TIERCACHE_TOKEN_FILE", "TIERCACHE_TLS_CERT", "TIERCACHE_TLS_KEY"} {
-		t.Setenv(name, "")
-	}
-}
+// clearHardeningEnv is clearEnv.
+func clearHardeningEnv(t *testing.T) { clearEnv(t) }
 
-// serveWith runs serve with cfg on a loopback port until the test ends and
-// returns the bound address.
-func serveWith(t *testing.T, cfg serveConfig) string {
+// serveWith runs serve with the configuration that the variables env give
+// until the test ends, and returns the bound address.
+func serveWith(t *testing.T, env map[string]string) string {
 	t.Helper()
+	cfg, err := config.Load(config.Sources{LookupEnv: func(name string) (string, bool) {
+		if name == "STATE_DIRECTORY" {
+			return t.TempDir(), true
+		}
+		v, ok := env[name]
+		return v, ok
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	logs := &tiercachetest.Buffer{}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -88,9 +93,11 @@ func trickle(conn net.Conn, first, more string, stop <-chan struct{}) {
 func TestServe_SlowClientsCutOff(t *testing.T) {
 	clearHardeningEnv(t)
 	const timeout = 300 * time.Millisecond
-	addr := serveWith(t, serveConfig{addr: "127.0.0.1:0", timeouts: httpTimeouts{
-		readHeader: timeout, read: timeout, write: 5 * time.Second, idle: timeout,
-	}})
+	addr := serveWith(t, map[string]string{
+		"TIERCACHE_ADDR": "127.0.0.1:0", "TIERCACHE_READ_HEADER_TIMEOUT": timeout.String(),
+		"TIERCACHE_HTTP_READ_TIMEOUT": timeout.String(), "TIERCACHE_HTTP_WRITE_TIMEOUT": "5s",
+		"TIERCACHE_HTTP_IDLE_TIMEOUT": timeout.String(),
+	})
 	for _, tc := range []struct {
 		name        string
 		first, more string
@@ -162,7 +169,7 @@ func TestServe_SlowClientsCutOff(t *testing.T) {
 func TestServe_TLS(t *testing.T) {
 	certs := redistest.NewTLSFiles(t)
 	clearHardeningEnv(t)
-	addr := serveWith(t, serveConfig{addr: "127.0.0.1:0", tlsCert: certs.CertFile, tlsKey: certs.KeyFile})
+	addr := serveWith(t, map[string]string{"TIERCACHE_ADDR": "127.0.0.1:0", "TIERCACHE_TLS_CERT": certs.CertFile, "TIERCACHE_TLS_KEY": certs.KeyFile})
 
 	trusting := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certs.CAs}}}
 	resp, err := trusting.Get("https://" + addr + "/healthz")
@@ -203,14 +210,18 @@ func TestServe_TLS(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"cert without key", []string{"--tls-cert", certs.CertFile}, "TLS needs both"},
+		{"cert without key", []string{"--tls-cert", certs.CertFile}, "--tls-cert: http.tls_cert: needs http.tls_key too"},
 		{"unreadable cert", []string{"--tls-cert", filepath.Join(certs.Dir, "nope.crt"), "--tls-key", certs.KeyFile}, "load the TLS certificate"},
 		{"mismatched pair", []string{"--tls-cert", certs.CertFile, "--tls-key", certs.ClientKeyFile}, "load the TLS certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr tiercachetest.Buffer
 			code := Run(t.Context(), append([]string{"serve", "--addr", "127.0.0.1:0"}, tc.args...), io.Discard, &stderr)
-			if code != exitError || !strings.Contains(stderr.String(), tc.want) {
+			want := exitError
+			if tc.name == "cert without key" {
+				want = exitUsage // a flag is wrong
+			}
+			if code != want || !strings.Contains(stderr.String(), tc.want) {
 				t.Errorf("exit code %d, stderr lacks %q:\n%s", code, tc.want, &stderr)
 			}
 		})
@@ -238,7 +249,7 @@ func TestServe_TokenFile(t *testing.T) {
 	t.Setenv("TIERCACHE_TOKEN", testToken)
 	var stderr tiercachetest.Buffer
 	if code := Run(t.Context(), []string{"serve", "--addr", "127.0.0.1:0"}, io.Discard, &stderr); code != exitError ||
-		!strings.Contains(stderr.String(), "both set") || strings.Contains(stderr.String(), testToken) {
+		!strings.Contains(stderr.String(), "set only one") || strings.Contains(stderr.String(), testToken) {
 		t.Errorf("token and token file: exit %d:\n%s", code, &stderr)
 	}
 }

@@ -21,7 +21,7 @@ func TestRun_ServeObservability(t *testing.T) {
 	if code, body := request(t, "PUT", base+"/v1/cache/k", "v", testToken); code != http.StatusNoContent {
 		t.Fatalf("PUT: %d %s", code, body)
 	}
-	request(t, "GET", base+"/v1/cache/k", "", "")
+	request(t, "GET", base+"/v1/cache/k", "", testToken)
 	var bodies []string
 	for _, tc := range []struct{ path, want string }{
 		{"/metrics", `tiercache_requests_total{op="get",result="hit_l2"} 1`},
@@ -31,7 +31,7 @@ func TestRun_ServeObservability(t *testing.T) {
 		{"/v1/stats", `"topology":"standalone"`},
 		{"/", "<title>tiercache</title>"},
 	} {
-		code, body := request(t, "GET", base+tc.path, "", "")
+		code, body := request(t, "GET", base+tc.path, "", testToken)
 		if code != http.StatusOK || !strings.Contains(body, tc.want) {
 			t.Errorf("GET %s: %d, want 200 with %q; body:\n%.2000s", tc.path, code, tc.want, body)
 		}

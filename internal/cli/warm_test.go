@@ -44,21 +44,23 @@ func writeWarmFiles(t *testing.T, yaml string, n int, bad bool) string {
 }
 
 const warmYAML = `
-strategies:
-  - name: settings
-    priority: 1
-    file: {path: settings.jsonl}
-  - name: products
-    priority: 2
-    ttl: 30m
-    batch_size: 50
-    delay_between_batches: 0
-    file: {path: products.jsonl}
-  - name: nightly
-    schedule: "0 3 * * *"
-    warm_on_demand: false
-    warm_on_startup: false
-    file: {path: products.jsonl}
+warming:
+  strategies:
+    - name: settings
+      priority: 1
+      file: {path: settings.jsonl}
+    - name: products
+      priority: 2
+      ttl: 30m
+      batch_size: 50
+      delay_between_batches: 0
+      file: {path: products.jsonl}
+    - name: nightly
+      priority: 3
+      schedule: "0 3 * * *"
+      warm_on_demand: false
+      warm_on_startup: false
+      file: {path: products.jsonl}
 `
 
 func clearWarmEnv(t *testing.T) {
@@ -126,9 +128,8 @@ func TestRun_WarmProgressBar(t *testing.T) {
 	clearWarmEnv(t)
 	path := writeWarmFiles(t, warmYAML, 500, false)
 	var stdout, stderr bytes.Buffer
-	code := warmCommand(t.Context(), streams{out: &stdout, err: &stderr}, []string{"--config", path}, true)
-	if code != 0 {
-		t.Fatalf("exit code %d\nstdout: %s\nstderr: %s", code, &stdout, &stderr)
+	if err := warmCommand(t.Context(), streams{out: &stdout, err: &stderr}, &warmCmd{Config: path}, true); err != nil {
+		t.Fatalf("error %v\nstdout: %s\nstderr: %s", err, &stdout, &stderr)
 	}
 	bar := stderr.String()
 	for _, want := range []string{"\r[" + strings.Repeat("#", 12) + strings.Repeat(".", 12) + "] 1/2 products: 50 keys", "\r[" + strings.Repeat("#", 24) + "] 2/2 products: 500 keys"} {
@@ -147,7 +148,8 @@ func TestRun_WarmProgressBar(t *testing.T) {
 func TestRun_WarmErrors(t *testing.T) {
 	clearWarmEnv(t)
 	good := writeWarmFiles(t, warmYAML, 1, false)
-	bad := writeWarmFiles(t, "strategies:\n  - name: x\n    priority: 11\n    file: {path: products.jsonl}\n", 1, false)
+	old := writeWarmFiles(t, "strategies:\n  - name: x\n    file: {path: products.jsonl}\n", 1, false)
+	bad := writeWarmFiles(t, "warming:\n  strategies:\n  - name: x\n    priority: 11\n    file: {path: products.jsonl}\n", 1, false)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -156,10 +158,11 @@ func TestRun_WarmErrors(t *testing.T) {
 	}{
 		{"no config", []string{"warm"}, 2, "tiercache warm: --config is required"},
 		{"missing file", []string{"warm", "--config", filepath.Join(t.TempDir(), "none.yaml")}, 1, "no such file or directory"},
-		{"bad config", []string{"warm", "--config", bad}, 1, `warming.yaml:3: strategy "x": priority: 11 is out of range 1..10`},
+		{"bad config", []string{"warm", "--config", bad}, 1, `warming.yaml:4: strategy "x": priority: 11 is out of range 1..10`},
 		{"unknown strategy", []string{"warm", "--config", good, "--strategy", "settings,nope"}, 1, `unknown strategy "nope" (the configuration has: settings, products, nightly)`},
 		{"not on demand", []string{"warm", "--config", good, "--strategy", "nightly"}, 1, "its WarmOnDemand is false"},
-		{"positional argument", []string{"warm", "--config", good, "extra"}, 2, `unexpected argument "extra"`},
+		{"positional argument", []string{"warm", "--config", good, "extra"}, 2, `unexpected argument extra`},
+		{"old warming file", []string{"warm", "--config", old}, 1, `"strategies" at the top level is the warming file of earlier versions; indent the file's content under a "warming:" key`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -187,7 +190,7 @@ type warmList struct {
 
 func getWarmList(t *testing.T, base string) warmList {
 	t.Helper()
-	code, body := request(t, "GET", base+"/v1/warm", "", "")
+	code, body := request(t, "GET", base+"/v1/warm", "", testToken)
 	if code != http.StatusOK {
 		t.Fatalf("GET /v1/warm: %d %s", code, body)
 	}
@@ -202,7 +205,7 @@ func getWarmList(t *testing.T, base string) warmList {
 // scheduled strategy has a next run, and POST /v1/warm starts runs.
 func TestRun_ServeWarming(t *testing.T) {
 	clearWarmEnv(t)
-	path := writeWarmFiles(t, strings.Replace(warmYAML, "priority: 2\n", "priority: 2\n    warm_on_startup: false\n", 1), 10, false)
+	path := writeWarmFiles(t, strings.Replace(warmYAML, "priority: 2\n", "priority: 2\n      warm_on_startup: false\n", 1), 10, false)
 	s := startServe(t, "serve", "--addr", "127.0.0.1:0", "--token", testToken, "--config", path)
 	base := "http://" + s.addr
 	deadline := time.Now().Add(runTimeout)
@@ -237,7 +240,7 @@ func TestRun_ServeWarming(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if code, body := request(t, "GET", base+"/v1/cache/product:9", "", ""); code != http.StatusOK || body != `{"id":9}` {
+	if code, body := request(t, "GET", base+"/v1/cache/product:9", "", testToken); code != http.StatusOK || body != `{"id":9}` {
 		t.Fatalf("product:9: %d %s", code, body)
 	}
 	if code := s.stop(t); code != 0 {
@@ -263,7 +266,7 @@ func TestRun_ServeWarmingDisabled(t *testing.T) {
 }
 
 func TestRun_ServeWarmingErrors(t *testing.T) {
-	bad := writeWarmFiles(t, "strategies:\n  - name: x\n    schedule: '61 * * * *'\n    file: {path: products.jsonl}\n", 1, false)
+	bad := writeWarmFiles(t, "warming:\n  strategies:\n  - name: x\n    schedule: '61 * * * *'\n    file: {path: products.jsonl}\n", 1, false)
 	for _, tc := range []struct {
 		name    string
 		enabled string
@@ -271,7 +274,7 @@ func TestRun_ServeWarmingErrors(t *testing.T) {
 	}{
 		{"bad config", "", `strategy "x": schedule "61 * * * *" is not a valid cron expression`},
 		{"bad config with warming off", "false", `strategy "x": schedule "61 * * * *"`},
-		{"bad CACHE_WARMING_ENABLED", "sometimes", `CACHE_WARMING_ENABLED="sometimes" is not a boolean`},
+		{"bad CACHE_WARMING_ENABLED", "sometimes", `CACHE_WARMING_ENABLED: warming.enabled: "sometimes" is not a boolean`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clearWarmEnv(t)
