@@ -4,11 +4,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tiercache/tiercache/config"
 	"github.com/tiercache/tiercache/internal/redistest"
 )
 
@@ -254,4 +256,73 @@ func TestNew_WrongCredentials(t *testing.T) {
 		t.Fatalf("New with the right credentials: %v", err)
 	}
 	c.Close()
+}
+
+// TestOptionsFromConfig_EveryOption fails when a field of Options has no
+// configuration key (config.Field.Option), unless it is listed here as
+// one that only Go can set.
+func TestOptionsFromConfig_EveryOption(t *testing.T) {
+	goOnly := map[string]string{
+		"Codecs":         "codecs are Go code",
+		"Logger":         "serve builds it from log.level and log.format",
+		"OnAccess":       "a Go callback (warming's hot-key tracker)",
+		"Recorder":       "serve builds it when monitoring.enabled",
+		"TracerProvider": "an OpenTelemetry SDK object, set from Go",
+		"Now":            "a clock, for tests",
+	}
+	mapped := map[string]bool{}
+	for _, f := range config.Fields() {
+		if f.Option != "" {
+			mapped[f.Option] = true
+		}
+	}
+	var walk func(typ reflect.Type, prefix string)
+	walk = func(typ reflect.Type, prefix string) {
+		for i := range typ.NumField() {
+			sf := typ.Field(i)
+			name := prefix + sf.Name
+			switch {
+			case !sf.IsExported(), goOnly[name] != "", mapped[name]:
+			case sf.Type.Kind() == reflect.Struct:
+				walk(sf.Type, name+".")
+			default:
+				t.Errorf("Options.%s has no configuration key: add one to package config (an opt tag), or list it in goOnly", name)
+			}
+		}
+	}
+	walk(reflect.TypeFor[Options](), "")
+	for opt := range mapped {
+		if _, ok := reflect.TypeFor[Options]().FieldByName(strings.Split(opt, ".")[0]); !ok {
+			t.Errorf("config maps to Options.%s, which does not exist", opt)
+		}
+	}
+}
+
+// TestOptionsFromConfig_ServiceDefaults checks that serve's defaults are
+// the library's, but for the ones the service chooses on purpose.
+func TestOptionsFromConfig_ServiceDefaults(t *testing.T) {
+	c, err := config.Load(config.Sources{LookupEnv: func(k string) (string, bool) {
+		if k == "STATE_DIRECTORY" {
+			return "/state", true
+		}
+		return "", false
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := OptionsFromConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := o.withDefaults()
+	lib := Options{}.withDefaults()
+	// The service's own choices.
+	if got.FailSafe.MaxDuration != time.Hour || got.ReadTimeout != 500*time.Millisecond || !got.Redis.LazyConnect || got.RecoveryJournalDir != "/state" {
+		t.Errorf("service defaults: fail-safe %v, read budget %v, lazy %v, journal %q", got.FailSafe.MaxDuration, got.ReadTimeout, got.Redis.LazyConnect, got.RecoveryJournalDir)
+	}
+	got.FailSafe.MaxDuration, got.ReadTimeout, got.Redis.LazyConnect, got.RecoveryJournalDir = 0, 0, false, ""
+	got.Logger, lib.Logger, got.Now, lib.Now = nil, nil, nil, nil
+	if !reflect.DeepEqual(got, lib) {
+		t.Errorf("the defaults of package config differ from the library's:\n got %+v\nwant %+v", got, lib)
+	}
 }
