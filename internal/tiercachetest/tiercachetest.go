@@ -10,24 +10,18 @@ import (
 	"testing"
 
 	"github.com/tiercache/tiercache"
+	"github.com/tiercache/tiercache/config"
 )
 
-// connectionVars are the variables of tiercache.OptionsFromEnv that say
-// where Redis is and how to log in, and the default TTL.
-var connectionVars = [...]string{
-	"REDIS_URL", "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_PASSWORD_FILE", "REDIS_SENTINEL_HOSTS",
-	"REDIS_SENTINEL_PASSWORD", "REDIS_SENTINEL_PASSWORD_FILE", "REDIS_CLUSTER_ENABLED", "REDIS_CLUSTER_NODES", "CACHE_DEFAULT_TTL",
-}
-
-// FromEnv sets the environment env for the test, clearing the connection
-// variables it does not name, and builds a cache from it with
-// tiercache.OptionsFromEnv; mod adjusts the options. The cache is closed
-// when the test ends.
+// FromEnv sets the environment env for the test, clearing every other
+// variable of package config (REDIS_*, CACHE_*, CIRCUIT_BREAKER_*...), and
+// builds a cache from it with tiercache.OptionsFromEnv; mod adjusts the
+// options. The cache is closed when the test ends.
 func FromEnv(t testing.TB, env map[string]string, mod ...func(*tiercache.Options)) *tiercache.Cache {
 	t.Helper()
-	for _, name := range connectionVars {
-		if _, ok := env[name]; !ok {
-			t.Setenv(name, "")
+	for _, f := range config.Fields() {
+		if _, ok := env[f.Env]; f.Env != "" && !ok {
+			t.Setenv(f.Env, "")
 		}
 	}
 	for k, v := range env {
