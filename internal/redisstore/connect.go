@@ -82,7 +82,7 @@ func (s *Store) connectLoop(copt rueidis.ClientOption, opts Options) {
 		err := s.connect(copt, opts)
 		if err == nil {
 			close(s.lazy.done)
-			s.logger.Info("tiercache: connected to Redis", "redis", s.String(),
+			s.logger.Info("tiercache: connected to Redis", "redis", s.Mode()+" "+s.desc,
 				"after", time.Since(start).Round(time.Millisecond), "attempts", n)
 			return
 		}
