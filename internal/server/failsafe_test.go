@@ -18,8 +18,9 @@ import (
 // frozen (SIGSTOP): a key this instance held answers 200 with X-Cache:
 // stale, Age, Cache-Status and Warning, never a 503; a key it never held
 // answers 503 with Retry-After and a message without Redis's address,
-// which goes to the log with the request id. Once Redis is back, answers
-// are fresh again.
+// which goes to the log with the request id. A key deleted meanwhile (202)
+// is not answered stale. Once Redis is back, the delete is applied and
+// answers are fresh again.
 func TestServer_FailSafe(t *testing.T) {
 	t.Parallel()
 	for _, stop := range []string{"kill", "pause"} {
@@ -113,6 +114,15 @@ func testFailSafe(t *testing.T, stop string) {
 		t.Errorf("the log has no line with the request id %s:\n%s", id, log)
 	}
 
+	// A key deleted through this instance while Redis is down (202, in
+	// the recovery queue) is not answered stale any more.
+	if r := do(t, ts, "DELETE", "/v1/cache/held", "", auth...); r.status != http.StatusAccepted {
+		t.Fatalf("DELETE with Redis stopped: %d %s, want 202", r.status, r.body)
+	}
+	if r := do(t, ts, "GET", "/v1/cache/held", "", auth...); r.status == http.StatusOK {
+		t.Errorf("GET of a key deleted while Redis is down: 200 %s (X-Cache %s)", r.body, r.header.Get("X-Cache"))
+	}
+
 	// Readiness: 503 with Retry-After, the verdict alone without the token.
 	r = do(t, ts, "GET", "/readyz", "")
 	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") != "2" || r.body != `{"status":"unhealthy"}`+"\n" {
@@ -140,15 +150,26 @@ func testFailSafe(t *testing.T, stop string) {
 		}
 		return nil
 	})
-	if stop == "pause" { // the value is still in Redis
-		redistest.Eventually(t, 20*time.Second, "a fresh hit after Redis is back", func() error {
-			r := do(t, ts, "GET", "/v1/cache/held", "", auth...)
-			if r.status != http.StatusOK || r.header.Get("X-Cache") == "stale" || r.header.Get("Warning") != "" {
-				return errStatus(r)
-			}
-			return nil
-		})
+	// The queued delete is applied once Redis answers: the key stays gone.
+	redistest.Eventually(t, 20*time.Second, "the queued delete applied", func() error {
+		if c.QueueLength() > 0 {
+			return fmt.Errorf("%d operations queued", c.QueueLength())
+		}
+		return nil
+	})
+	if r := do(t, ts, "GET", "/v1/cache/held", "", auth...); r.status != http.StatusNotFound {
+		t.Errorf("GET of the deleted key once Redis is back: %d %s", r.status, r.body)
 	}
+	redistest.Eventually(t, 20*time.Second, "a write and a fresh read after Redis is back", func() error {
+		if r := do(t, ts, "PUT", "/v1/cache/after", "a", auth...); r.status != http.StatusNoContent {
+			return errStatus(r)
+		}
+		r := do(t, ts, "GET", "/v1/cache/after", "", auth...)
+		if r.status != http.StatusOK || r.body != "a" || r.header.Get("X-Cache") == "stale" || r.header.Get("Warning") != "" {
+			return errStatus(r)
+		}
+		return nil
+	})
 }
 
 // errStatus describes an unexpected answer, for Eventually.
