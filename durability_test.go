@@ -162,6 +162,10 @@ func TestJournal_Restart(t *testing.T) {
 					t.Fatalf("restarted cache served %s = %d %v before its operation was applied", k, v, err)
 				}
 			}
+			many := map[string]int{}
+			if err := b.GetMany(ctx, []string{"a", "b", "a"}, many); len(many) != 0 {
+				t.Fatalf("GetMany served %v (%v) before the operations were applied", many, err)
+			}
 			if !redisFirst {
 				if n := b.QueueLength(); n != 4 {
 					t.Fatalf("restarted queue length %d, want 4", n)
