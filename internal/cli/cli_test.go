@@ -105,7 +105,9 @@ type serving struct {
 	done   chan int // receives Run's exit code
 }
 
-var listeningLine = regexp.MustCompile(`msg="tiercache listening" addr=(\S+)`)
+// listeningLine finds the bound address in serve's startup line, in the
+// text or the JSON format.
+var listeningLine = regexp.MustCompile(`msg="tiercache listening" addr=(\S+)|"msg":"tiercache listening","addr":"([^"]+)"`)
 
 // startServe runs Run with args and waits for the startup line.
 func startServe(t *testing.T, args ...string) *serving {
@@ -120,7 +122,7 @@ func startServe(t *testing.T, args ...string) *serving {
 	deadline := time.Now().Add(runTimeout)
 	for {
 		if m := listeningLine.FindStringSubmatch(s.stderr.String()); m != nil {
-			s.addr = m[1]
+			s.addr = m[1] + m[2]
 			return s
 		}
 		select {

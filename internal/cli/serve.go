@@ -180,7 +180,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 			served <- hs.ServeTLS(ln, "", "")
 			return
 		}
-		served <- hs.Serve(ln)
+		served <- hs.Serve(server.Listener(ln)) // JSON errors for unparseable requests too
 	}()
 	select {
 	case err := <-served:
@@ -194,7 +194,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 // warming, tries to apply the recovery queue for http.drain_timeout and
 // closes the cache.
 func shutdown(ctx context.Context, cfg *config.Config, logger *slog.Logger, hs *http.Server, served chan error, c *tiercache.Cache, w *warming) error {
-	logger.Info("tiercache shutting down", "timeout", cfg.HTTP.ShutdownTimeout)
+	logger.Info("tiercache shutting down", "timeout", cfg.HTTP.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HTTP.ShutdownTimeout)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
@@ -224,7 +224,7 @@ func drain(ctx context.Context, timeout time.Duration, logger *slog.Logger, c *t
 	defer cancel()
 	start := time.Now()
 	rep, err := c.Drain(dctx)
-	attrs := []any{"applied", rep.Applied, "kept", rep.Kept, "took", time.Since(start).Round(time.Millisecond)}
+	attrs := []any{"applied", rep.Applied, "kept", rep.Kept, "took", time.Since(start).Round(time.Millisecond).String()}
 	switch {
 	case err != nil && rep.Kept > 0:
 		logger.Warn("recovery queue not fully applied before stopping", append(attrs, "err", err)...)

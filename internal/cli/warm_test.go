@@ -190,7 +190,13 @@ type warmList struct {
 
 func getWarmList(t *testing.T, base string) warmList {
 	t.Helper()
-	code, body := request(t, "GET", base+"/v1/warm", "", testToken)
+	return getWarmListAs(t, base, testToken)
+}
+
+// getWarmListAs is getWarmList with the token token.
+func getWarmListAs(t *testing.T, base, token string) warmList {
+	t.Helper()
+	code, body := request(t, "GET", base+"/v1/warm", "", token)
 	if code != http.StatusOK {
 		t.Fatalf("GET /v1/warm: %d %s", code, body)
 	}
