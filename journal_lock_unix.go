@@ -27,7 +27,7 @@ func lockJournal(path string) (*os.File, error) {
 			if _, perr := strconv.Atoi(holder); perr != nil {
 				holder = "unknown"
 			}
-			return nil, fmt.Errorf("%w: %s is locked by process %s; give each process its own RecoveryJournalDir or namespace", ErrJournalLocked, path, holder)
+			return nil, fmt.Errorf("%w: %s is locked by process %s; give each process its own journal directory (Options.RecoveryJournalDir) or namespace", ErrJournalLocked, path, holder)
 		}
 		return nil, fmt.Errorf("tiercache: recovery journal lock %s: %w", path, err)
 	}
