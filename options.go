@@ -238,7 +238,9 @@ type RedisOptions struct {
 	// then every L2 operation fails at once as unreachable: reads miss (or
 	// call their loader), writes go to the recovery queue, the breaker
 	// opens, Health reports the cache unhealthy and Connected is false.
-	// False means New fails when no Redis answers.
+	// Close stops the attempts; it waits for one in flight, whose dial and
+	// handshake DialTimeout bounds. False means New fails when no Redis
+	// answers.
 	LazyConnect bool
 }
 
