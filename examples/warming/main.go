@@ -17,6 +17,9 @@
 //	4         api-responses      10min   10,000             1,000        30%
 //	5         user-sessions      30min   50,000             2,000        20%
 //
+// deploy/tiercache.yaml configures the same five strategies for tiercache
+// serve, with JSON Lines sources (TestDeploySample_SeedStrategies).
+//
 // The workload reads through tiercache.Fetch (cache-aside): a kind by its
 // share, then a key by a zipf distribution (s = 1.1) over that kind's keys.
 // A read that reaches the backing store is a miss.

@@ -11,7 +11,10 @@ import (
 	"time"
 
 	"github.com/tiercache/tiercache"
+	"github.com/tiercache/tiercache/config"
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/internal/warmconfig"
+	"github.com/tiercache/tiercache/warm"
 )
 
 // TestRun_HitRatio runs the example against the in-memory L2 and a real
@@ -91,6 +94,40 @@ func TestMain_Output(t *testing.T) {
 	} {
 		if !regexp.MustCompile(re).MatchString(out.String()) {
 			t.Errorf("output does not match %s:\n%s", re, out.String())
+		}
+	}
+}
+
+// TestDeploySample_SeedStrategies checks that deploy/tiercache.yaml
+// configures the service with the same five strategies as this example:
+// names, priorities, TTLs and schedules, and that their sources exist.
+func TestDeploySample_SeedStrategies(t *testing.T) {
+	cfg, err := config.Load(config.Sources{File: "../../deploy/tiercache.yaml", LookupEnv: func(string) (string, bool) { return "", false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wcfg, err := warmconfig.FromConfig(cfg, warmconfig.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(wcfg.Strategies) != len(seedKinds) {
+		t.Fatalf("%d strategies in the sample, %d in the example", len(wcfg.Strategies), len(seedKinds))
+	}
+	for i, st := range wcfg.Strategies {
+		k := seedKinds[i]
+		if st.Name != k.strategy || st.Priority != k.priority || st.TTL != k.ttl || st.Schedule != k.schedule {
+			t.Errorf("sample %q priority %d ttl %v schedule %q; example %q %d %v %q",
+				st.Name, st.Priority, st.TTL, st.Schedule, k.strategy, k.priority, k.ttl, k.schedule)
+		}
+		n := 0
+		if err := st.Generator(t.Context(), func(it warm.Item) error {
+			if it.Err != nil {
+				return it.Err
+			}
+			n++
+			return nil
+		}); err != nil || n == 0 {
+			t.Errorf("%s: source gave %d items, %v", st.Name, n, err)
 		}
 	}
 }
