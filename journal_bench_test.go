@@ -30,8 +30,9 @@ func BenchmarkQueuedSet(b *testing.B) {
 	}
 	for _, mode := range []string{"memory", "journal"} {
 		open := func(b *testing.B) *Cache {
+			rec := &journalRecorder{}
 			o := Options{Namespace: "bench", Redis: RedisOptions{Addrs: []string{addr}, LazyConnect: true},
-				Logger: slog.New(slog.DiscardHandler), Retries: -1}
+				Logger: slog.New(slog.DiscardHandler), Retries: -1, Recorder: rec}
 			if mode == "journal" {
 				o.RecoveryJournalDir = b.TempDir()
 			}
@@ -39,7 +40,12 @@ func BenchmarkQueuedSet(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.Cleanup(func() { c.Close() })
+			b.Cleanup(func() {
+				c.Close()
+				if mode == "journal" {
+					b.ReportMetric(float64(rec.syncs)/float64(b.N), "fsyncs/op")
+				}
+			})
 			return c
 		}
 		val := []byte("a value of some forty bytes, more or less")
