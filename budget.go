@@ -21,7 +21,9 @@ import (
 // with a fail-safe stale value when they have one.
 //
 // The deadline is taken only when the read needs L2: an L1 hit pays
-// nothing. Reads whose context cannot be cancelled share deadlines, as
+// nothing. Fetch and FetchMany give the write of what their loader
+// returned a budget of its own (fillContext), so that a slow loader does
+// not spend it. Reads whose context cannot be cancelled share deadlines, as
 // operations do (see deadline.go).
 
 // budgetError is the cause of a read whose budget was spent. It matches
@@ -57,6 +59,17 @@ func spentBudget(ctx context.Context) error {
 		return cause
 	}
 	return nil
+}
+
+// fillContext gives the writes that cache what a loader returned (Fetch,
+// FetchMany) a read budget of their own: the loader's time is not L2's,
+// and a fill that cannot finish in time is dropped, as when L2 is
+// unreachable.
+func (c *Cache) fillContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if c.budgets == nil {
+		return ctx, noCancel
+	}
+	return c.budgets.opContext(ctx)
 }
 
 // readBudget gives the L2 part of one read call its context, created on

@@ -87,6 +87,15 @@ func readFrozen(t *testing.T, mod func(*Options)) []frozenRead {
 		_, r, err := FetchResult(ctx, c, "new6", func(context.Context, string) (int, error) { return 6, nil })
 		return r.Stale, err
 	})
+	timed("FetchMany new7,new8", func() (bool, error) {
+		m, err := FetchMany(ctx, c, []string{"new7", "new8"}, func(_ context.Context, keys []string) (map[string]int, error) {
+			return map[string]int{"new7": 7, "new8": 8}, nil
+		})
+		if err == nil && len(m) != 2 {
+			err = fmt.Errorf("FetchMany returned %v", m)
+		}
+		return false, err
+	})
 	lookupHeld(2)
 	lookupHeld(3)
 	return out
@@ -122,7 +131,7 @@ func TestReadTimeout_FrozenRedis(t *testing.T) {
 			if r.err != nil || !r.stale {
 				t.Errorf("%s: stale=%v err=%v, want the held value flagged stale", r.what, r.stale, r.err)
 			}
-		case strings.HasPrefix(r.what, "Fetch"):
+		case strings.HasPrefix(r.what, "Fetch"): // Fetch and FetchMany
 			if r.err != nil {
 				t.Errorf("%s: %v, want the loader's value", r.what, r.err)
 			}
@@ -133,6 +142,42 @@ func TestReadTimeout_FrozenRedis(t *testing.T) {
 	var be *budgetError
 	if !errors.As(reads[1].err, &be) || !strings.Contains(reads[1].err.Error(), "read budget of 500ms") {
 		t.Errorf("the first read of a new key: error %v does not say that the read budget was spent", reads[1].err)
+	}
+}
+
+// TestReadTimeout_BreakerClosed: with a breaker that does not open during
+// the test, every read spends its budget against the frozen Redis instead
+// of failing fast: each answers within it, and Fetch and FetchMany, which
+// also try to cache what their loader returned, within two budgets (the
+// write has one of its own).
+func TestReadTimeout_BreakerClosed(t *testing.T) {
+	const budget = 300 * time.Millisecond
+	margin := 150 * time.Millisecond
+	if raceEnabled {
+		margin = 300 * time.Millisecond
+	}
+	reads := readFrozen(t, func(o *Options) {
+		o.ReadTimeout = budget
+		o.Breaker.Threshold = 1000
+	})
+	logReads(t, reads)
+	for _, r := range reads {
+		limit := budget + margin
+		if strings.HasPrefix(r.what, "Fetch") {
+			limit = 2*budget + margin
+		}
+		if r.took > limit {
+			t.Errorf("%s took %v, want at most %v", r.what, r.took, limit)
+		}
+		if r.took < budget-10*time.Millisecond {
+			t.Errorf("%s took %v: it did not wait for Redis, so the budget was not tested", r.what, r.took)
+		}
+		if strings.HasPrefix(r.what, "Lookup held") && (r.err != nil || !r.stale) {
+			t.Errorf("%s: stale=%v err=%v, want the held value flagged stale", r.what, r.stale, r.err)
+		}
+		if strings.HasPrefix(r.what, "Fetch") && r.err != nil {
+			t.Errorf("%s: %v, want the loader's values", r.what, r.err)
+		}
 	}
 }
 

@@ -265,6 +265,8 @@ func loadWithTimeouts[T any](ctx context.Context, c *Cache, key string, load Loa
 // cacheLoaded writes a loaded value to both tiers (not through the
 // recovery queue: the loader can answer again) and describes it.
 func (c *Cache) cacheLoaded(ctx context.Context, key string, v any, opts []SetOption) Result {
+	ctx, cancel := c.fillContext(ctx)
+	defer cancel()
 	so := applySet(opts)
 	res := Result{Source: SourceLoader}
 	vs, err := c.stampFor(ctx, so.tags)
@@ -419,6 +421,8 @@ func (c *Cache) storeNegative(ctx context.Context, key string) {
 	if c.opts.NegativeTTL < 0 {
 		return
 	}
+	ctx, cancel := c.fillContext(ctx)
+	defer cancel()
 	vs, err := c.stampFor(ctx, nil)
 	var enc encoded
 	if err == nil {

@@ -227,6 +227,8 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 	if err != nil {
 		return out, fmt.Errorf("tiercache: fetch many (%d keys): %w", len(missing), err)
 	}
+	ctx, cancel := c.fillContext(ctx)
+	defer cancel()
 	so := applySet(opts)
 	vs, err := c.stampFor(ctx, so.tags)
 	if err != nil {

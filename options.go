@@ -104,7 +104,9 @@ type Options struct {
 	// version checks, retries and backoff included. When it runs out, the
 	// read fails as when L2 is unreachable: Get and Fetch answer with a
 	// fail-safe stale value when one exists (see FailSafe), Fetch calls
-	// its loader. Each attempt is still bounded by OperationTimeout. The
+	// its loader. Fetch's and FetchMany's write of what the loader returned
+	// gets a budget of its own; when it runs out, the value is returned
+	// but not cached. Each attempt is still bounded by OperationTimeout. The
 	// caller's context may end the read sooner. Reads whose context cannot
 	// be cancelled share deadlines at a grain of ReadTimeout/64 (1 to
 	// 10 ms), so they may run up to one grain longer. Zero means no
