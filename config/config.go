@@ -157,6 +157,7 @@ type HTTP struct {
 	TLSCert   string `yaml:"tls_cert" env:"TIERCACHE_TLS_CERT" flag:"tls-cert" path:"true" help:"serve HTTPS with this certificate file (PEM, chain included); with tls_key"`
 	TLSKey    string `yaml:"tls_key" env:"TIERCACHE_TLS_KEY" flag:"tls-key" path:"true" help:"private key file (PEM) of tls_cert"`
 
+	RequestTimeout    time.Duration `yaml:"request_timeout" env:"TIERCACHE_REQUEST_TIMEOUT" default:"5s" check:"positive" help:"bound of the cache operation of each request, so that a Redis that does not answer gives a 503 instead of holding the request"`
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout" env:"TIERCACHE_READ_HEADER_TIMEOUT" default:"10s" check:"positive" help:"time a client has to send a request's headers"`
 	ReadTimeout       time.Duration `yaml:"read_timeout" env:"TIERCACHE_HTTP_READ_TIMEOUT" default:"1m" check:"positive" help:"time a client has to send a whole request"`
 	WriteTimeout      time.Duration `yaml:"write_timeout" env:"TIERCACHE_HTTP_WRITE_TIMEOUT" default:"1m" check:"positive" help:"time to write an answer"`

@@ -5,12 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tiercache/tiercache/config"
+	"github.com/tiercache/tiercache/internal/redistest"
 )
 
 // TestServeFlags_MatchConfig fails when serve's flags and the flags of
@@ -167,5 +169,69 @@ func TestRun_ServeDeploySample(t *testing.T) {
 		if code, body := request(t, "GET", base+"/v1/cache/"+key, "", ""); code != http.StatusOK {
 			t.Errorf("GET %s: %d %s", key, code, body)
 		}
+	}
+}
+
+// TestRun_ServeLazyStartAndDrain starts serve with its Redis down: it
+// listens, /healthz answers 200 and /readyz 503, a PUT is queued (202),
+// and once Redis is back /readyz answers 200 without a restart. A second
+// PUT queued while Redis is down again is kept at SIGTERM, after
+// http.drain_timeout, and the log says so.
+func TestRun_ServeLazyStartAndDrain(t *testing.T) {
+	redistest.Require(t)
+	clearEnv(t)
+	srv := redistest.NewStandalone(t)
+	if err := srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("REDIS_URL", "redis://"+srv.Addr+"/0")
+	t.Setenv("TIERCACHE_DRAIN_TIMEOUT", "300ms")
+	s := startServe(t, "serve", "--addr", "127.0.0.1:0")
+	base := "http://" + s.addr
+	if code, _ := request(t, "GET", base+"/healthz", "", ""); code != http.StatusOK {
+		t.Errorf("/healthz with Redis down: %d, want 200", code)
+	}
+	if code, _ := request(t, "GET", base+"/readyz", "", ""); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz with Redis down: %d, want 503", code)
+	}
+	if code, body := request(t, "PUT", base+"/v1/cache/k1", "v1", ""); code != http.StatusAccepted {
+		t.Errorf("PUT with Redis down: %d %s, want 202", code, body)
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(runTimeout)
+	for {
+		code, _ := request(t, "GET", base+"/readyz", "", "")
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still %d %v after Redis came back:\n%s", code, runTimeout, s.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		code, body := request(t, "PUT", base+"/v1/cache/k2", "v2", "")
+		if code == http.StatusAccepted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PUT after Redis died again: %d %s", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	start := time.Now()
+	if code := s.stop(t); code != 0 {
+		t.Fatalf("exit code %d:\n%s", code, s.stderr)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("stop took %v with a 300ms drain timeout", took)
+	}
+	if log := s.stderr.String(); !regexp.MustCompile(`msg="recovery queue not fully applied before stopping" applied=0 kept=[12] `).MatchString(log) {
+		t.Errorf("no drain line with kept=1 or 2 (k1 may not be replayed yet):\n%s", log)
 	}
 }

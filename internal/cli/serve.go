@@ -144,7 +144,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	}
 	defer w.close()
 	srv, err := server.New(server.Config{
-		Cache: c, Token: cfg.HTTP.Token, OpenReads: cfg.HTTP.OpenReads, RetryAfter: retryAfter(cfg),
+		Cache: c, Token: cfg.HTTP.Token, OpenReads: cfg.HTTP.OpenReads, RetryAfter: retryAfter(cfg), Timeout: cfg.HTTP.RequestTimeout,
 		Logger: logger, Metrics: metrics, Warmer: w.warmer(),
 	})
 	if err != nil {
