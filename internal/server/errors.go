@@ -35,6 +35,7 @@ const (
 	codeUnavailable        = "unavailable"         // 503: Redis unreachable, breaker open, or the cache closed
 	codeTimeout            = "timeout"             // 503: the cache did not answer within the server's timeout
 	codeQueueFull          = "queue_full"          // 503: Redis unreachable and the recovery queue is full
+	codeJournalFailed      = "journal_failed"      // 503: Redis unreachable and the recovery journal could not be written
 	codeWarmingDisabled    = "warming_disabled"    // 503: POST /v1/warm on a server without warming
 	codeWarmingUnavailable = "warming_unavailable" // 503: the warming runner cannot start runs (stopping)
 )
@@ -115,6 +116,9 @@ func (s *Server) classify(err error) (status int, code, msg string, level slog.L
 	case errors.Is(err, tiercache.ErrQueueFull):
 		return http.StatusServiceUnavailable, codeQueueFull,
 			"Redis is unreachable and the recovery queue is full: the operation was not applied; retry later", slog.LevelWarn
+	case errors.Is(err, tiercache.ErrJournal):
+		return http.StatusServiceUnavailable, codeJournalFailed,
+			"Redis is unreachable and the operation could not be written to the recovery journal: it was not applied; retry later", slog.LevelError
 	case errors.Is(err, tiercache.ErrClosed):
 		return http.StatusServiceUnavailable, codeUnavailable, "the cache is shutting down", slog.LevelInfo
 	case errors.Is(err, tiercache.ErrCircuitOpen):

@@ -1,11 +1,15 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tiercache/tiercache"
 	"github.com/tiercache/tiercache/internal/tiercachetest"
@@ -106,5 +110,34 @@ func TestServer_ReadyzVerdict(t *testing.T) {
 	var h tiercache.Health
 	if err := json.Unmarshal([]byte(r.body), &h); err != nil || h.Checks.Connectivity.Status != tiercache.CheckPass {
 		t.Errorf("/readyz with the token: %s (%v)", r.body, err)
+	}
+}
+
+// TestClassify maps each kind of cache error to its answer; the message
+// never repeats the error.
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	s := &Server{cache: newCache(t, tiercache.Options{MaxValueSize: 64}), timeout: time.Second}
+	l2 := errors.New(`redisstore: get "ns:k": dial tcp 127.0.0.1:6379: connect: connection refused`)
+	for _, tc := range []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{&tiercache.KeyError{Op: "get", Key: "k", Err: tiercache.ErrNotFound}, http.StatusNotFound, codeNotFound},
+		{&tiercache.KeyError{Op: "get", Key: "", Err: fmt.Errorf("%w: empty", tiercache.ErrInvalidKey)}, http.StatusBadRequest, codeInvalidKey},
+		{fmt.Errorf("invalidate tags: %w", fmt.Errorf("%w: a tag must be 1 to 1024 bytes, got 0", tiercache.ErrInvalidTag)), http.StatusBadRequest, codeInvalidTag},
+		{&tiercache.KeyError{Op: "set", Key: "k", Err: tiercache.ErrValueTooLarge}, http.StatusRequestEntityTooLarge, codeValueTooLarge},
+		{fmt.Errorf("%w: %w", tiercache.ErrQueueFull, l2), http.StatusServiceUnavailable, codeQueueFull},
+		{fmt.Errorf("%w: disk full: %w", tiercache.ErrJournal, l2), http.StatusServiceUnavailable, codeJournalFailed},
+		{&tiercache.KeyError{Op: "get", Key: "k", Err: tiercache.ErrClosed}, http.StatusServiceUnavailable, codeUnavailable},
+		{fmt.Errorf("%w: %w", tiercache.ErrCircuitOpen, tiercache.ErrUnavailable), http.StatusServiceUnavailable, codeUnavailable},
+		{fmt.Errorf("%w: %w", tiercache.ErrUnavailable, l2), http.StatusServiceUnavailable, codeUnavailable},
+		{fmt.Errorf("%w: %w", context.DeadlineExceeded, l2), http.StatusServiceUnavailable, codeUnavailable},
+	} {
+		status, code, msg, _ := s.classify(tc.err)
+		if status != tc.status || code != tc.code || msg == "" || strings.Contains(msg, "127.0.0.1") || strings.Contains(msg, "tiercache:") {
+			t.Errorf("%v: %d %s %q, want %d %s and a message without internals", tc.err, status, code, msg, tc.status, tc.code)
+		}
 	}
 }
