@@ -159,15 +159,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{
-		Handler:           srv.Handler(),
-		TLSConfig:         tlsConf,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
-		ReadTimeout:       cfg.HTTP.ReadTimeout,
-		WriteTimeout:      cfg.HTTP.WriteTimeout,
-		IdleTimeout:       cfg.HTTP.IdleTimeout,
-	}
+	hs := newHTTPServer(cfg.HTTP, srv.Handler(), tlsConf, logger)
 	// Redis.String redacts credentials; the token is only reported as set.
 	logger.Info("tiercache listening", "addr", ln.Addr().String(), "l2", opts.Redis.String(),
 		"namespace", c.Namespace(), "auth", cfg.HTTP.Token != "", "open_reads", cfg.HTTP.OpenReads,
@@ -188,6 +180,20 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	case <-ctx.Done():
 	}
 	return shutdown(ctx, cfg, logger, hs, served, c, w)
+}
+
+// newHTTPServer returns the server of h with its timeouts; its own errors
+// (TLS handshakes, panics) go to logger.
+func newHTTPServer(h config.HTTP, handler http.Handler, tlsConf *tls.Config, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		TLSConfig:         tlsConf,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: h.ReadHeaderTimeout,
+		ReadTimeout:       h.ReadTimeout,
+		WriteTimeout:      h.WriteTimeout,
+		IdleTimeout:       h.IdleTimeout,
+	}
 }
 
 // shutdown stops accepting, lets the requests in flight finish, stops
