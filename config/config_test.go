@@ -266,3 +266,51 @@ func TestParsers(t *testing.T) {
 		}
 	}
 }
+
+// TestLoad_SeedVariables checks that every variable of the seed's
+// deployment sets its setting.
+func TestLoad_SeedVariables(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"REDIS_URL": "redis://10.0.0.1:6379/0", "REDIS_PASSWORD": "pw", "REDIS_CLUSTER_ENABLED": "true",
+		"REDIS_SENTINEL_HOSTS": "s1:26379,s2:26379", "REDIS_SERVICE_NAME": "cache",
+		"CACHE_NAMESPACE": "pynomaly_prod", "CACHE_DEFAULT_TTL": "3600", "CACHE_WARMING_ENABLED": "false",
+		"CACHE_MONITORING_ENABLED": "false", "CIRCUIT_BREAKER_ENABLED": "false", "CIRCUIT_BREAKER_THRESHOLD": "7",
+		"CIRCUIT_BREAKER_TIMEOUT": "30",
+	}
+	c, err := Load(Sources{LookupEnv: envOf(env)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]any{
+		"REDIS_URL": c.Redis.URL, "REDIS_PASSWORD": c.Redis.Password, "REDIS_CLUSTER_ENABLED": c.Redis.Cluster,
+		"REDIS_SENTINEL_HOSTS": strings.Join(c.Redis.Sentinel.Hosts, ","), "REDIS_SERVICE_NAME": c.Redis.Sentinel.Master,
+		"CACHE_NAMESPACE": c.Cache.Namespace, "CACHE_DEFAULT_TTL": c.Cache.DefaultTTL, "CACHE_WARMING_ENABLED": c.Warming.Enabled,
+		"CACHE_MONITORING_ENABLED": c.Monitoring.Enabled, "CIRCUIT_BREAKER_ENABLED": c.Cache.Breaker.Enabled,
+		"CIRCUIT_BREAKER_THRESHOLD": c.Cache.Breaker.Threshold, "CIRCUIT_BREAKER_TIMEOUT": c.Cache.Breaker.OpenTimeout,
+	}
+	want := map[string]any{
+		"REDIS_URL": "redis://10.0.0.1:6379/0", "REDIS_PASSWORD": "pw", "REDIS_CLUSTER_ENABLED": true,
+		"REDIS_SENTINEL_HOSTS": "s1:26379,s2:26379", "REDIS_SERVICE_NAME": "cache",
+		"CACHE_NAMESPACE": "pynomaly_prod", "CACHE_DEFAULT_TTL": time.Hour, "CACHE_WARMING_ENABLED": false,
+		"CACHE_MONITORING_ENABLED": false, "CIRCUIT_BREAKER_ENABLED": false, "CIRCUIT_BREAKER_THRESHOLD": 7,
+		"CIRCUIT_BREAKER_TIMEOUT": 30 * time.Second,
+	}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("%s=%q: got %v, want %v", name, env[name], got[name], w)
+		}
+		if f := fieldByEnv(name); f == nil || c.Origin(f.Key).String() != "env "+name {
+			t.Errorf("%s: not in the table, or origin %v", name, f)
+		}
+	}
+}
+
+func fieldByEnv(name string) *Field {
+	for _, f := range Fields() {
+		if f.Env == name {
+			return &f
+		}
+	}
+	return nil
+}
