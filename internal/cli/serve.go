@@ -211,7 +211,7 @@ func shutdown(ctx context.Context, cfg *config.Config, logger *slog.Logger, hs *
 		return fmt.Errorf("serve HTTP: %w", err)
 	}
 	w.close()
-	drain(ctx, cfg.HTTP.DrainTimeout, logger, c)
+	drain(ctx, cfg.HTTP.DrainTimeout, cfg.Cache.Recovery.JournalDir, logger, c)
 	if err := c.Close(); err != nil {
 		return fmt.Errorf("close the cache: %w", err)
 	}
@@ -220,9 +220,9 @@ func shutdown(ctx context.Context, cfg *config.Config, logger *slog.Logger, hs *
 }
 
 // drain tries to apply the recovery queue for up to timeout, and logs
-// what was applied and what was kept (in the journal, when there is one,
-// for the next start).
-func drain(ctx context.Context, timeout time.Duration, logger *slog.Logger, c *tiercache.Cache) {
+// what was applied and what was kept: in the journal in journalDir for
+// the next start, or, without a journal, lost.
+func drain(ctx context.Context, timeout time.Duration, journalDir string, logger *slog.Logger, c *tiercache.Cache) {
 	if c.QueueLength() == 0 {
 		return
 	}
@@ -230,7 +230,14 @@ func drain(ctx context.Context, timeout time.Duration, logger *slog.Logger, c *t
 	defer cancel()
 	start := time.Now()
 	rep, err := c.Drain(dctx)
+	keptIn := "the journal in " + journalDir + ", applied at the next start"
+	if journalDir == "" {
+		keptIn = "memory only: lost at exit"
+	}
 	attrs := []any{"applied", rep.Applied, "kept", rep.Kept, "took", time.Since(start).Round(time.Millisecond).String()}
+	if rep.Kept > 0 {
+		attrs = append(attrs, "kept_in", keptIn)
+	}
 	switch {
 	case err != nil && rep.Kept > 0:
 		logger.Warn("recovery queue not fully applied before stopping", append(attrs, "err", err)...)
