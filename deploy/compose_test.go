@@ -295,6 +295,18 @@ func checkComposeService(t *testing.T, cfg composeConfig) {
 	if !mounts(t, cfg, "tiercache", "tiercache.yaml", "/etc/tiercache/tiercache.yaml:") {
 		t.Errorf("tiercache does not mount deploy/tiercache.yaml at $TIERCACHE_CONFIG: %v", tc.Volumes)
 	}
+	// The warming strategies read files relative to tiercache.yaml.
+	if !mounts(t, cfg, "tiercache", "warming", "/etc/tiercache/warming:") {
+		t.Errorf("tiercache does not mount deploy/warming beside tiercache.yaml: %v", tc.Volumes)
+	}
+	for _, f := range warmingFiles(t) {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("tiercache.yaml's warming source %s: %v", f, err)
+		}
+		if !strings.HasPrefix(f, "warming"+string(filepath.Separator)) {
+			t.Errorf("tiercache.yaml's warming source %s is outside deploy/warming, which is all the compose file mounts", f)
+		}
+	}
 	state := slices.IndexFunc(tc.Volumes, func(v string) bool { return strings.Contains(v, ":/var/lib/tiercache") })
 	if state < 0 || strings.HasSuffix(tc.Volumes[state], ":ro") {
 		t.Errorf("tiercache has no writable volume at its STATE_DIRECTORY: %v", tc.Volumes)
@@ -317,4 +329,30 @@ func checkComposeService(t *testing.T, cfg composeConfig) {
 			t.Errorf("tiercache lacks the secret %s", want)
 		}
 	}
+}
+
+// warmingFiles returns the file sources of tiercache.yaml's warming
+// strategies, relative to deploy/.
+func warmingFiles(t *testing.T) []string {
+	t.Helper()
+	var cfg struct {
+		Warming struct {
+			Strategies []struct {
+				File struct {
+					Path string `yaml:"path"`
+				} `yaml:"file"`
+			} `yaml:"strategies"`
+		} `yaml:"warming"`
+	}
+	readYAML(t, "tiercache.yaml", &cfg)
+	var out []string
+	for _, s := range cfg.Warming.Strategies {
+		if s.File.Path != "" {
+			out = append(out, filepath.Clean(s.File.Path))
+		}
+	}
+	if len(out) == 0 {
+		t.Error("tiercache.yaml has no warming strategy that reads a file")
+	}
+	return out
 }

@@ -27,6 +27,10 @@ import (
 // not follow the namespace fails.
 const deployNamespace = "pynomaly_prod"
 
+// warmedKey is a key of deploy/warming/critical-app-data.jsonl, which
+// tiercache.yaml's first warming strategy loads at start-up.
+const warmedKey = "config:app:features"
+
 // failoverTarget is the seed's target for a failover: the service answers
 // reads and writes again within it.
 const failoverTarget = 30 * time.Second
@@ -168,6 +172,7 @@ type serveProc struct {
 	base, token string
 	out         *tiercachetest.Buffer
 	client      *http.Client
+	heldReads   readTally
 }
 
 // testServeFailover runs `tiercache serve` against the lab as the compose
@@ -186,6 +191,15 @@ func testServeFailover(t *testing.T, l *lab.Lab, s secretsRun) {
 	if n, err := admin.Do(ctx, admin.B().Exists().Key(deployNamespace+":before").Build()).AsInt64(); err != nil || n != 1 {
 		t.Fatalf("EXISTS %s:before = %d, %v: the service does not write under its namespace", deployNamespace, n, err)
 	}
+	// tiercache.yaml's warming strategies ran at start-up from their
+	// files, as mounted beside it in the compose file.
+	redistest.Eventually(t, waitFor, "start-up warming from deploy/warming", func() error {
+		key := deployNamespace + ":" + warmedKey
+		if n, err := admin.Do(ctx, admin.B().Exists().Key(key).Build()).AsInt64(); err != nil || n != 1 {
+			return fmt.Errorf("EXISTS %s = %d, %v", key, n, err)
+		}
+		return nil
+	})
 	if err := l.WaitSynced(ctx, l.Data[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -198,6 +212,11 @@ func testServeFailover(t *testing.T, l *lab.Lab, s secretsRun) {
 	outage, failures, last := srv.waitWritable(t, failoverTarget+30*time.Second)
 	t.Logf("master %s killed: the service wrote and read back after %v (%d failed attempts before; last: %s)",
 		old.Addr, outage.Round(time.Millisecond), failures, last)
+	t.Logf("GET of a key the service held, during the outage: %s", srv.heldReads)
+	if srv.heldReads.failed > 0 {
+		t.Errorf("GET of a key the service held failed %d times during the failover (fail-safe is on in tiercache.yaml): %s",
+			srv.heldReads.failed, srv.heldReads)
+	}
 	if outage > failoverTarget {
 		t.Errorf("the service answered reads and writes again after %v, over the %v target\n%s", outage, failoverTarget, srv.out)
 		for _, sn := range l.Sentinels {
@@ -218,9 +237,34 @@ func testServeFailover(t *testing.T, l *lab.Lab, s secretsRun) {
 	}
 }
 
+// readTally counts the answers to GET of the key "before" (value v0)
+// during a failover, by X-Cache, and the failures.
+type readTally struct {
+	byXCache map[string]int
+	failed   int
+	lastFail string
+}
+
+func (r *readTally) add(code int, body string, h http.Header) {
+	if code == http.StatusOK && body == "v0" {
+		if r.byXCache == nil {
+			r.byXCache = map[string]int{}
+		}
+		r.byXCache[h.Get("X-Cache")]++
+		return
+	}
+	r.failed++
+	r.lastFail = fmt.Sprintf("%d %s", code, strings.TrimSpace(body))
+}
+
+func (r readTally) String() string {
+	return fmt.Sprintf("200 by X-Cache %v, %d failed (last: %s)", r.byXCache, r.failed, r.lastFail)
+}
+
 // waitWritable PUTs "after" every 100 ms until a PUT is stored (204, not
-// queued) and a GET then reads the value back fresh. It returns the time
-// that took, the number of failed attempts and the last failure.
+// queued) and a GET then reads the value back fresh, and meanwhile reads
+// "before" into s.heldReads. It returns the time that took, the number of
+// failed attempts and the last failure.
 func (s *serveProc) waitWritable(t *testing.T, limit time.Duration) (time.Duration, int, string) {
 	t.Helper()
 	start := time.Now()
@@ -228,6 +272,7 @@ func (s *serveProc) waitWritable(t *testing.T, limit time.Duration) (time.Durati
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for i := 1; ; i++ {
+		s.heldReads.add(s.do(t.Context(), http.MethodGet, "before", ""))
 		v := "v" + strconv.Itoa(i)
 		code, body, _ := s.do(t.Context(), http.MethodPut, "after", v)
 		if code == http.StatusNoContent {
@@ -265,9 +310,9 @@ func (s *serveProc) do(ctx context.Context, method, key, body string) (int, stri
 
 // startServe builds the tiercache binary and runs `tiercache serve` with
 // the environment of the compose file's tiercache service, pointed at the
-// lab: the sentinels, the tiercache user's password file, the token
-// file, the namespace, a state directory, and deploy/tiercache.yaml when
-// it exists. It returns once /readyz answers 200.
+// lab: deploy/tiercache.yaml as TIERCACHE_CONFIG, the sentinels, the
+// tiercache user's password file, the token file, the namespace and a
+// state directory. It returns once /readyz answers 200.
 func startServe(t *testing.T, l *lab.Lab, s secretsRun) *serveProc {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
@@ -290,11 +335,11 @@ func startServe(t *testing.T, l *lab.Lab, s secretsRun) *serveProc {
 		"TIERCACHE_ADDR=127.0.0.1:"+strconv.Itoa(port),
 		"TIERCACHE_TOKEN_FILE="+filepath.Join(s.dir, "tiercache.token"),
 		"STATE_DIRECTORY="+t.TempDir())
-	if conf, err := filepath.Abs("tiercache.yaml"); err == nil {
-		if _, err := os.Stat(conf); err == nil {
-			env = append(env, "TIERCACHE_CONFIG="+conf)
-		}
+	conf, err := filepath.Abs("tiercache.yaml")
+	if err != nil {
+		t.Fatal(err)
 	}
+	env = append(env, "TIERCACHE_CONFIG="+conf)
 	srv := &serveProc{
 		base: "http://127.0.0.1:" + strconv.Itoa(port), token: s.read(t, "tiercache.token"),
 		out: &tiercachetest.Buffer{}, client: &http.Client{Timeout: 3 * time.Second},
