@@ -46,7 +46,7 @@ func TestServer_Warm(t *testing.T) {
 					Generator: warm.Items(warm.Item{Key: "config:app", Value: []byte(`{"theme":"dark"}`)})},
 				warm.Strategy{Name: "broken", Priority: 3, Enabled: true, WarmOnDemand: true,
 					Generator: func(context.Context, func(warm.Item) error) error { return errDown }},
-				warm.Strategy{Name: "nightly", Enabled: true, Schedule: "0 3 * * *", Generator: warm.Items()},
+				warm.Strategy{Name: "nightly", Priority: 4, Enabled: true, Schedule: "0 3 * * *", Generator: warm.Items()},
 			)
 			if err != nil {
 				t.Fatal(err)
