@@ -84,10 +84,13 @@ func OptionsFromConfig(c *config.Config) (Options, error) {
 	r := c.Redis
 	o.Redis = RedisOptions{
 		URL: r.URL, Addrs: r.Addrs, Username: r.Username, Password: r.Password, DB: r.DB,
-		SentinelMaster: r.Sentinel.Master, SentinelAddrs: r.Sentinel.Hosts,
+		SentinelAddrs: r.Sentinel.Hosts,
 		SentinelUsername: r.Sentinel.Username, SentinelPassword: r.Sentinel.Password,
 		Cluster: r.Cluster, DialTimeout: r.DialTimeout, WriteTimeout: r.WriteTimeout,
 		LazyConnect: given("redis.fail_fast_start") && !r.FailFastStart,
+	}
+	if len(r.Sentinel.Hosts) > 0 {
+		o.Redis.SentinelMaster = r.Sentinel.Master // REDIS_SERVICE_NAME alone selects nothing
 	}
 	var err error
 	if o.Redis.TLS, err = tlsFromConfig(r.TLS); err != nil {

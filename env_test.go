@@ -326,3 +326,13 @@ func TestOptionsFromConfig_ServiceDefaults(t *testing.T) {
 		t.Errorf("the defaults of package config differ from the library's:\n got %+v\nwant %+v", got, lib)
 	}
 }
+
+// TestOptionsFromEnv_ServiceNameAlone: REDIS_SERVICE_NAME without
+// REDIS_SENTINEL_HOSTS selects nothing, as in the seed's environment files.
+func TestOptionsFromEnv_ServiceNameAlone(t *testing.T) {
+	env := map[string]string{"REDIS_URL": "redis://10.0.0.1:6379/0", "REDIS_SERVICE_NAME": "mymaster"}
+	o, err := optionsFromLookup(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil || o.Redis.SentinelMaster != "" || o.Redis.URL != env["REDIS_URL"] {
+		t.Fatalf("%+v %v", o.Redis, err)
+	}
+}

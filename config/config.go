@@ -133,7 +133,7 @@ type Redis struct {
 // Sentinel configures Redis Sentinel.
 type Sentinel struct {
 	Hosts        []string `yaml:"hosts" env:"REDIS_SENTINEL_HOSTS" opt:"Redis.SentinelAddrs" help:"sentinels' host:port addresses; setting them selects Sentinel (url then only gives credentials and the db)"`
-	Master       string   `yaml:"master" env:"REDIS_SERVICE_NAME" opt:"Redis.SentinelMaster" help:"name of the master set; mymaster when hosts are set and it is not"`
+	Master       string   `yaml:"master" env:"REDIS_SERVICE_NAME" opt:"Redis.SentinelMaster" help:"name of the master set; mymaster when hosts are set and it is not; ignored without hosts"`
 	Username     string   `yaml:"username" env:"REDIS_SENTINEL_USERNAME" opt:"Redis.SentinelUsername" help:"user name the sentinels require, when it differs from the data nodes'"`
 	Password     string   `yaml:"password" env:"REDIS_SENTINEL_PASSWORD" secret:"true" opt:"Redis.SentinelPassword" help:"password the sentinels require (their requirepass)"`
 	PasswordFile string   `yaml:"password_file" env:"REDIS_SENTINEL_PASSWORD_FILE" path:"true" help:"file holding the sentinels' password instead"`

@@ -52,9 +52,6 @@ func (l *loader) validate() {
 			l.errorf(c.Origin("redis.url"), "redis.url", "%q has no host", redactURL(u))
 		}
 	}
-	if c.Redis.Sentinel.Master != "" && len(c.Redis.Sentinel.Hosts) == 0 {
-		l.errorf(c.Origin("redis.sentinel.master"), "redis.sentinel.master", "needs redis.sentinel.hosts (REDIS_SENTINEL_HOSTS)")
-	}
 }
 
 // pair reports one of two settings that go together set without the
