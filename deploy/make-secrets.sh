@@ -18,7 +18,8 @@
 #                    script (deploy/secrets, which .gitignore excludes).
 #   --env-file FILE  the compose .env file that records CACHE_NAMESPACE.
 #                    Default: .env next to this script (deploy/.env, which
-#                    docker-compose reads for docker-compose.redis.yml).
+#                    docker-compose reads for docker-compose.redis.yml, and
+#                    .gitignore excludes).
 #                    "-" leaves it alone.
 #   --force          replace the existing passwords and token too.
 #
@@ -42,9 +43,10 @@ envfile=$here/.env
 ns=
 force=no
 
+# usage prints the comment above and exits with $1 (2 when omitted).
 usage() {
 	awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
-	exit 2
+	exit "${1:-2}"
 }
 
 while [ $# -gt 0 ]; do
@@ -56,7 +58,7 @@ while [ $# -gt 0 ]; do
 	--env-file) [ $# -ge 2 ] || usage; envfile=$2; shift 2 ;;
 	--env-file=*) envfile=${1#*=}; shift ;;
 	--force) force=yes; shift ;;
-	-h | --help) usage ;;
+	-h | --help) usage 0 ;;
 	*) echo "make-secrets.sh: unknown argument $1" >&2; usage ;;
 	esac
 done

@@ -209,10 +209,27 @@ func checkModes(t *testing.T, dir string) {
 	})
 }
 
-// TestMakeSecrets_BadNamespace checks that a namespace the ACL file cannot
-// hold is refused before anything is written.
-func TestMakeSecrets_BadNamespace(t *testing.T) {
+// TestMakeSecrets_BadArguments checks that a namespace the ACL file
+// cannot hold, an unknown option or a missing value is refused with exit
+// status 2 before anything is written, and that --help exits 0.
+func TestMakeSecrets_BadArguments(t *testing.T) {
 	t.Parallel()
+	for _, args := range [][]string{{"--nope"}, {"--namespace"}} {
+		r := secretsRun{dir: filepath.Join(t.TempDir(), "secrets"), env: filepath.Join(t.TempDir(), ".env")}
+		// The bad argument comes last, after --dir and --env-file.
+		out, err := r.run(t, args...)
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(out, "make-secrets.sh") {
+			t.Errorf("%v: %v\n%s; want exit 2 with the usage", args, err, out)
+		}
+		if _, err := os.Stat(r.dir); err == nil {
+			t.Errorf("%v created %s", args, r.dir)
+		}
+	}
+	r := secretsRun{dir: filepath.Join(t.TempDir(), "secrets"), env: filepath.Join(t.TempDir(), ".env")}
+	if out, err := r.run(t, "--help"); err != nil || !strings.Contains(out, "--namespace NS") {
+		t.Errorf("--help: %v\n%s", err, out)
+	}
 	for _, ns := range []string{"a b", "a*", "a#b", `a"b`, "{a}"} {
 		r := secretsRun{dir: filepath.Join(t.TempDir(), "secrets"), env: filepath.Join(t.TempDir(), ".env")}
 		out, err := r.run(t, "--namespace", ns)
