@@ -84,7 +84,7 @@ func OptionsFromConfig(c *config.Config) (Options, error) {
 	r := c.Redis
 	o.Redis = RedisOptions{
 		URL: r.URL, Addrs: r.Addrs, Username: r.Username, Password: r.Password, DB: r.DB,
-		SentinelAddrs: r.Sentinel.Hosts,
+		SentinelAddrs:    r.Sentinel.Hosts,
 		SentinelUsername: r.Sentinel.Username, SentinelPassword: r.Sentinel.Password,
 		Cluster: r.Cluster, DialTimeout: r.DialTimeout, WriteTimeout: r.WriteTimeout,
 		LazyConnect: given("redis.fail_fast_start") && !r.FailFastStart,
