@@ -1,4 +1,4 @@
-//go:build !unix
+//go:build !(linux || darwin || freebsd || netbsd || openbsd || dragonfly)
 
 package tiercache
 
@@ -7,8 +7,9 @@ import (
 	"os"
 )
 
-// lockJournal opens the lock file. Outside Unix there is no flock: two
-// processes must not share a RecoveryJournalDir and namespace.
+// lockJournal opens the lock file. Where there is no flock (Windows,
+// Solaris, AIX...) it does not lock: two processes must not share a
+// RecoveryJournalDir and namespace.
 func lockJournal(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
