@@ -305,3 +305,24 @@ func TestJournal_QuarantineClears(t *testing.T) {
 		})
 	}
 }
+
+// TestJournal_BadOptions: a journal without a queue, or in a directory
+// that cannot be made, is refused by New with ErrInvalidOptions.
+func TestJournal_BadOptions(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, o := range map[string]Options{
+		"no queue":       {RecoveryJournalDir: t.TempDir(), RecoveryQueueSize: -1},
+		"dir is a file":  {RecoveryJournalDir: filepath.Join(file, "sub")},
+		"long namespace": {RecoveryJournalDir: t.TempDir(), Namespace: strings.Repeat("n", 2000)},
+	} {
+		if c, err := New(o); !errors.Is(err, ErrInvalidOptions) {
+			if c != nil {
+				c.Close()
+			}
+			t.Errorf("%s: %v, want ErrInvalidOptions", name, err)
+		}
+	}
+}
