@@ -6,9 +6,9 @@ import (
 	"time"
 )
 
-// DrainReport is what Drain did: operations it applied, and operations
-// still queued when it returned (kept in the journal, when there is one,
-// for the next start).
+// DrainReport is what Drain saw: operations applied while it ran (by it
+// or by the background replay), and operations still queued when it
+// returned (kept in the journal, when there is one, for the next start).
 type DrainReport struct {
 	Applied int
 	Kept    int
@@ -27,13 +27,12 @@ func (c *Cache) Drain(ctx context.Context) (DrainReport, error) {
 	if c.rec == nil {
 		return DrainReport{}, nil
 	}
-	var rep DrainReport
+	before := c.rec.replayed.Load()
 	backoff := replayMinGap
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for c.rec.length.Load() > 0 {
-		n, ok := c.replay(ctx)
-		rep.Applied += n
+		_, ok := c.replay(ctx)
 		if ok {
 			backoff = replayMinGap
 			continue
@@ -47,10 +46,10 @@ func (c *Cache) Drain(ctx context.Context) (DrainReport, error) {
 			case <-ctx.Done():
 			}
 		}
-		rep.Kept = c.QueueLength()
+		rep := DrainReport{Applied: int(c.rec.replayed.Load() - before), Kept: c.QueueLength()}
 		return rep, fmt.Errorf("tiercache: drain: %d operations kept: %w", rep.Kept, ctx.Err())
 	}
-	return rep, nil
+	return DrainReport{Applied: int(c.rec.replayed.Load() - before)}, nil
 }
 
 // startJournal opens the recovery journal and queues what it holds, before
