@@ -322,4 +322,9 @@ func TestServe_JournalDrainOnSIGTERM(t *testing.T) {
 	if err != nil || len(b) != 4+1+2+len(ns)+4 {
 		t.Fatalf("journal after the drain: %v, %d bytes, want only its header", err, len(b))
 	}
+	for _, line := range strings.Split(a.stderr.String(), "\n") {
+		if strings.Contains(line, "kept=") {
+			t.Logf("outcome: %s", line)
+		}
+	}
 }
