@@ -31,6 +31,7 @@ type Config struct {
 	HTTP       HTTP       `yaml:"http"`
 	Log        Log        `yaml:"log"`
 	Monitoring Monitoring `yaml:"monitoring"`
+	Tracing    Tracing    `yaml:"tracing"`
 	Warming    Warming    `yaml:"warming"`
 
 	// Path is the file the configuration was read from; empty when none.
@@ -176,6 +177,20 @@ type Log struct {
 // Monitoring configures the Prometheus metrics.
 type Monitoring struct {
 	Enabled bool `yaml:"enabled" env:"CACHE_MONITORING_ENABLED" default:"true" help:"false removes the /metrics route and the Prometheus recorder"`
+}
+
+// Tracing configures the OpenTelemetry traces of serve
+// (docs/observability.md). The endpoint and the service name also follow
+// the standard OTEL_* variables; see tracingFallbacks.
+type Tracing struct {
+	Enabled     bool    `yaml:"enabled" env:"TIERCACHE_TRACING_ENABLED" default:"false" help:"true sends a span for each Redis operation attempt and each loader call"`
+	Exporter    string  `yaml:"exporter" env:"TIERCACHE_TRACING_EXPORTER" default:"otlp-http" check:"enum=otlp-http|stdout" help:"otlp-http sends the spans to an OpenTelemetry collector (OTLP over HTTP, protobuf); stdout writes them to standard output, one JSON object each"`
+	Endpoint    string  `yaml:"endpoint" env:"TIERCACHE_TRACING_ENDPOINT" default:"http://localhost:4318/v1/traces" help:"URL the otlp-http exporter posts to, path included; when neither this variable nor the file sets it, $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else $OTEL_EXPORTER_OTLP_ENDPOINT with /v1/traces appended, else the default"`
+	Insecure    bool    `yaml:"insecure" env:"TIERCACHE_TRACING_INSECURE" default:"false" help:"allow an http:// endpoint on another host than this one (spans and headers then cross the network unencrypted); loopback endpoints never need it"`
+	Headers     string  `yaml:"headers" env:"TIERCACHE_TRACING_HEADERS" secret:"true" help:"HTTP headers of each export, as name=value pairs separated by commas (the format of $OTEL_EXPORTER_OTLP_HEADERS, values URL-decoded), such as Authorization=Bearer%20xyz; unset means $OTEL_EXPORTER_OTLP_HEADERS, if any; prefer headers_file"`
+	HeadersFile string  `yaml:"headers_file" env:"TIERCACHE_TRACING_HEADERS_FILE" path:"true" help:"file holding the headers instead, in the same format (leading and trailing white space dropped)"`
+	SampleRatio float64 `yaml:"sample_ratio" env:"TIERCACHE_TRACING_SAMPLE_RATIO" default:"1" check:"ratio" help:"in [0, 1]: fraction of traces recorded, by trace id; a span whose parent was sampled (or not) follows its parent"`
+	ServiceName string  `yaml:"service_name" env:"TIERCACHE_TRACING_SERVICE_NAME" default:"tiercache" help:"service.name of the spans; when neither this variable nor the file sets it, $OTEL_SERVICE_NAME, else the default"`
 }
 
 // Warming configures cache warming (docs/warming.md).

@@ -157,7 +157,7 @@ func TestLoad_Errors(t *testing.T) {
 		{name: "unknown key", file: "cache:\n  namespace: a\n  nmespace: b\n",
 			want: []string{`c.yaml:3: cache: unknown key "nmespace" (known: namespace, default_ttl,`}},
 		{name: "unknown section", file: "cache: {}\nredis_url: x\n",
-			want: []string{`c.yaml:2: the top level: unknown key "redis_url" (known: cache, redis, http, log, monitoring, warming)`}},
+			want: []string{`c.yaml:2: the top level: unknown key "redis_url" (known: cache, redis, http, log, monitoring, tracing, warming)`}},
 		{name: "wrong type", file: "cache:\n  breaker:\n    threshold: many\n",
 			want: []string{`c.yaml:3: cache.breaker.threshold: "many" is not a whole number`}},
 		{name: "mapping for a value", file: "http:\n  addr: {host: x}\n",

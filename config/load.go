@@ -47,6 +47,7 @@ func Load(src Sources) (*Config, error) {
 		}
 	}
 	l.environment()
+	l.otelEnvironment()
 	l.flags()
 	l.secrets()
 	l.derive()
@@ -261,6 +262,7 @@ func (l *loader) secrets() {
 		{"redis.password", "redis.password_file"},
 		{"redis.sentinel.password", "redis.sentinel.password_file"},
 		{"http.token", "http.token_file"},
+		{"tracing.headers", "tracing.headers_file"},
 	} {
 		val, _ := lookupField(pair[0])
 		file, _ := lookupField(pair[1])

@@ -39,6 +39,7 @@ func (l *loader) validate() {
 	if s, h := c.Cache.LoaderSoftTimeout, c.Cache.LoaderHardTimeout; h > 0 && s > h {
 		l.errorf(c.Origin("cache.loader_soft_timeout"), "cache.loader_soft_timeout", "%v exceeds cache.loader_hard_timeout %v", s, h)
 	}
+	l.validateTracing()
 	l.pair("redis.tls.cert_file", c.Redis.TLS.CertFile, "redis.tls.key_file", c.Redis.TLS.KeyFile)
 	l.pair("http.tls_cert", c.HTTP.TLSCert, "http.tls_key", c.HTTP.TLSKey)
 	if u := c.Redis.URL; u != "" {
@@ -89,6 +90,10 @@ func checkValue(f Field, v reflect.Value) string {
 			// -1 does.
 			if v.Type() != durationType && number(v) < -1 {
 				return show(v) + " is out of range (want -1 to turn it off, or 0 or more)"
+			}
+		case "ratio":
+			if x := v.Float(); x < 0 || x > 1 {
+				return show(v) + " is outside [0, 1]"
 			}
 		case "fraction":
 			if x := v.Float(); x < 0 || x >= 1 {

@@ -84,7 +84,7 @@ func (c *serveCmd) Run(ctx context.Context, s streams) error {
 		return err
 	}
 	logger := newLogger(s.err, cfg.Log)
-	if err := serve(ctx, cfg, logger); err != nil {
+	if err := serveTo(ctx, cfg, logger, s.out); err != nil {
 		return fail("%v", err)
 	}
 	return nil
@@ -118,13 +118,27 @@ func newLogger(w io.Writer, l config.Log) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// serve runs the service until ctx is cancelled, then shuts it down.
+// serve is serveTo with the process's standard output.
 func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+	return serveTo(ctx, cfg, logger, os.Stdout)
+}
+
+// serveTo runs the service until ctx is cancelled, then shuts it down.
+// The stdout span exporter writes to out.
+func serveTo(ctx context.Context, cfg *config.Config, logger *slog.Logger, out io.Writer) error {
 	opts, err := tiercache.OptionsFromConfig(cfg)
 	if err != nil {
 		return err
 	}
 	opts.Logger = logger
+	tp, err := newTracerProvider(ctx, cfg.Tracing, out, logger)
+	if err != nil {
+		return err
+	}
+	if tp != nil {
+		opts.TracerProvider = tp
+		defer stopTracing(ctx, tp, logger) // after the cache's Close below
+	}
 	var metrics prometheus.Gatherer
 	if cfg.Monitoring.Enabled {
 		rec, m, err := server.NewMetrics()
@@ -163,7 +177,8 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	// Redis.String redacts credentials; the token is only reported as set.
 	logger.Info("tiercache listening", "addr", ln.Addr().String(), "l2", opts.Redis.String(),
 		"namespace", c.Namespace(), "auth", cfg.HTTP.Token != "", "open_reads", cfg.HTTP.OpenReads,
-		"tls", tlsConf != nil, "metrics", cfg.Monitoring.Enabled, "journal", cmpOr(opts.RecoveryJournalDir, "none"),
+		"tls", tlsConf != nil, "metrics", cfg.Monitoring.Enabled, "tracing", tracingSummary(cfg.Tracing),
+		"journal", cmpOr(opts.RecoveryJournalDir, "none"),
 		"config", cmpOr(cfg.Path, "none"))
 
 	served := make(chan error, 1)
