@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/tiercache/tiercache"
 	"github.com/tiercache/tiercache/config"
@@ -126,26 +127,12 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 // serveTo runs the service until ctx is cancelled, then shuts it down.
 // The stdout span exporter writes to out.
 func serveTo(ctx context.Context, cfg *config.Config, logger *slog.Logger, out io.Writer) error {
-	opts, err := tiercache.OptionsFromConfig(cfg)
-	if err != nil {
-		return err
-	}
-	opts.Logger = logger
-	tp, err := newTracerProvider(ctx, cfg.Tracing, out, logger)
+	opts, tp, metrics, err := cacheOptions(ctx, cfg, logger, out)
 	if err != nil {
 		return err
 	}
 	if tp != nil {
-		opts.TracerProvider = tp
 		defer stopTracing(ctx, tp, logger) // after the cache's Close below
-	}
-	var metrics prometheus.Gatherer
-	if cfg.Monitoring.Enabled {
-		rec, m, err := server.NewMetrics()
-		if err != nil {
-			return err
-		}
-		opts.Recorder, metrics = rec, m
 	}
 	c, err := tiercache.New(opts)
 	if err != nil {
@@ -173,7 +160,11 @@ func serveTo(ctx context.Context, cfg *config.Config, logger *slog.Logger, out i
 	if err != nil {
 		return err
 	}
-	hs := newHTTPServer(cfg.HTTP, srv.Handler(), tlsConf, logger)
+	handler := srv.Handler()
+	if tp != nil {
+		handler = traceRequests(handler, tp)
+	}
+	hs := newHTTPServer(cfg.HTTP, handler, tlsConf, logger)
 	// Redis.String redacts credentials; the token is only reported as set.
 	logger.Info("tiercache listening", "addr", ln.Addr().String(), "l2", opts.Redis.String(),
 		"namespace", c.Namespace(), "auth", cfg.HTTP.Token != "", "open_reads", cfg.HTTP.OpenReads,
@@ -195,6 +186,33 @@ func serveTo(ctx context.Context, cfg *config.Config, logger *slog.Logger, out i
 	case <-ctx.Done():
 	}
 	return shutdown(ctx, cfg, logger, hs, served, c, w)
+}
+
+// cacheOptions returns the cache's options with serve's logger, its
+// Prometheus recorder and registry (nil when monitoring is off) and its
+// tracer provider (nil when tracing is off).
+func cacheOptions(ctx context.Context, cfg *config.Config, logger *slog.Logger, out io.Writer) (tiercache.Options, *sdktrace.TracerProvider, prometheus.Gatherer, error) {
+	opts, err := tiercache.OptionsFromConfig(cfg)
+	if err != nil {
+		return opts, nil, nil, err
+	}
+	opts.Logger = logger
+	var metrics prometheus.Gatherer
+	if cfg.Monitoring.Enabled {
+		rec, m, err := server.NewMetrics()
+		if err != nil {
+			return opts, nil, nil, err
+		}
+		opts.Recorder, metrics = rec, m
+	}
+	tp, err := newTracerProvider(ctx, cfg.Tracing, out, logger)
+	if err != nil {
+		return opts, nil, nil, err
+	}
+	if tp != nil {
+		opts.TracerProvider = tp
+	}
+	return opts, tp, metrics, nil
 }
 
 // newHTTPServer returns the server of h with its timeouts; its own errors

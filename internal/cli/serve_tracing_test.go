@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tiercache/tiercache/internal/redistest"
@@ -22,6 +24,7 @@ import (
 type otlpReceiver struct {
 	mu      sync.Mutex
 	spans   []string // span names, in arrival order
+	got     []*tracepb.Span
 	service []string // service.name of each resource
 	errs    []string // requests that were not a protobuf export
 	auth    []string // Authorization header of each request
@@ -55,6 +58,7 @@ func (r *otlpReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		for _, ss := range rs.GetScopeSpans() {
 			for _, s := range ss.GetSpans() {
 				r.spans = append(r.spans, s.GetName())
+				r.got = append(r.got, s)
 			}
 		}
 	}
@@ -72,6 +76,45 @@ func (r *otlpReceiver) String() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return "spans " + strings.Join(r.spans, ",") + "; services " + strings.Join(r.service, ",") + "; errors " + strings.Join(r.errs, ",")
+}
+
+// The caller's trace context of the traced PUT, and its key, which no
+// span may show.
+const (
+	callerTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	callerSpan  = "00f067aa0ba902b7"
+	tracedKey   = "user-4711-private"
+)
+
+// checkSpanTree checks that the PUT's server span continues the caller's
+// trace and is the parent of the Redis set span, and that no span names
+// the key.
+func checkSpanTree(t *testing.T, spans []*tracepb.Span) {
+	t.Helper()
+	var server *tracepb.Span
+	for _, s := range spans {
+		if s.GetName() == "PUT /v1/cache/{key}" {
+			server = s
+		}
+		for _, a := range s.GetAttributes() {
+			if strings.Contains(s.GetName()+a.GetKey()+a.GetValue().GetStringValue(), tracedKey) {
+				t.Errorf("span %s shows the key: %v", s.GetName(), a)
+			}
+		}
+	}
+	if server == nil {
+		t.Fatalf("no span PUT /v1/cache/{key}")
+	}
+	if hex.EncodeToString(server.GetTraceId()) != callerTrace || hex.EncodeToString(server.GetParentSpanId()) != callerSpan {
+		t.Errorf("the PUT span is in trace %x under %x, want the caller's %s under %s",
+			server.GetTraceId(), server.GetParentSpanId(), callerTrace, callerSpan)
+	}
+	for _, s := range spans {
+		if s.GetName() == "tiercache.l2.set" && slices.Equal(s.GetParentSpanId(), server.GetSpanId()) {
+			return
+		}
+	}
+	t.Errorf("no tiercache.l2.set span under the PUT span")
 }
 
 // clearOTELEnv unsets the standard variables that would redirect or
@@ -104,8 +147,19 @@ func TestRun_ServeTracing(t *testing.T) {
 	s := startServe(t, "serve", "--addr", "127.0.0.1:0")
 	base := "http://" + s.addr
 
-	if code, body := request(t, "PUT", base+"/v1/cache/k", "v", ""); code != http.StatusNoContent {
-		t.Fatalf("PUT: %d %s", code, body)
+	// The PUT continues the caller's trace (W3C traceparent).
+	req, err := http.NewRequestWithContext(t.Context(), "PUT", base+"/v1/cache/"+tracedKey, strings.NewReader("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Traceparent", "00-"+callerTrace+"-"+callerSpan+"-01")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("PUT: %d", resp.StatusCode)
 	}
 	if code, body := request(t, "GET", base+"/v1/cache/absent", "", ""); code != http.StatusNotFound {
 		t.Fatalf("GET absent: %d %s", code, body)
@@ -126,7 +180,7 @@ func TestRun_ServeTracing(t *testing.T) {
 	// deliver the del span.
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")
 	s = startServe(t, "serve", "--addr", "127.0.0.1:0")
-	if code, body := request(t, "DELETE", "http://"+s.addr+"/v1/cache/k", "", ""); code != http.StatusNoContent {
+	if code, body := request(t, "DELETE", "http://"+s.addr+"/v1/cache/"+tracedKey, "", ""); code != http.StatusNoContent {
 		t.Fatalf("DELETE: %d %s", code, body)
 	}
 	if rcv.has("tiercache.l2.del") {
@@ -142,6 +196,7 @@ func TestRun_ServeTracing(t *testing.T) {
 
 	rcv.mu.Lock()
 	defer rcv.mu.Unlock()
+	checkSpanTree(t, rcv.got)
 	if len(rcv.errs) > 0 {
 		t.Errorf("bad exports: %v", rcv.errs)
 	}
