@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -324,5 +325,30 @@ func TestJournal_BadOptions(t *testing.T) {
 			}
 			t.Errorf("%s: %v, want ErrInvalidOptions", name, err)
 		}
+	}
+}
+
+// TestJournal_WriteFails: when the journal cannot be written, a write
+// while Redis is unreachable fails with ErrJournal, not ErrQueued: it was
+// neither applied nor queued, so nothing was promised.
+func TestJournal_WriteFails(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	c, _ := mustJournaled(t, testNamespace(t), addr, t.TempDir(), func(o *Options) { o.Redis.LazyConnect = true })
+	j := c.rec.jnl
+	j.mu.Lock()
+	j.broken = errors.New("input/output error")      // as after a failed fsync
+	j.path = filepath.Join(t.TempDir(), "gone", "x") // and the rewrite fails too
+	j.mu.Unlock()
+	err = c.Set(context.Background(), "k", 1)
+	if !errors.Is(err, ErrJournal) || errors.Is(err, ErrQueued) {
+		t.Fatalf("Set with a broken journal: %v, want ErrJournal and not ErrQueued", err)
+	}
+	if n := c.QueueLength(); n != 0 {
+		t.Fatalf("queue length %d, want 0", n)
 	}
 }
