@@ -33,6 +33,7 @@ bench:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/envelope
+	$(GO) test -run '^$$' -fuzz FuzzDecodeJournal -fuzztime 30s .
 
 serve:
 	$(GO) run ./cmd/tiercache serve

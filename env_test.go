@@ -267,7 +267,7 @@ func TestOptionsFromConfig_EveryOption(t *testing.T) {
 		"Logger":         "serve builds it from log.level and log.format",
 		"OnAccess":       "a Go callback (warming's hot-key tracker)",
 		"Recorder":       "serve builds it when monitoring.enabled",
-		"TracerProvider": "an OpenTelemetry SDK object, set from Go",
+		"TracerProvider": "serve builds it from the tracing section",
 		"Now":            "a clock, for tests",
 	}
 	mapped := map[string]bool{}
