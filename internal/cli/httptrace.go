@@ -19,16 +19,24 @@ const httpTracerName = "github.com/tiercache/tiercache/serve"
 // data).
 var fixedRoutes = []string{"/", "/healthz", "/readyz", "/metrics", "/v1/stats", "/v1/warm", "/v1/invalidate", "/v1/clear"}
 
+// untracedRoutes are the probes' and the scraper's routes: a span every
+// few seconds per probe would bury the requests worth looking at.
+var untracedRoutes = []string{"/healthz", "/readyz", "/metrics"}
+
 // traceRequests gives each request a server span, the parent of the
-// cache's spans for that request. A W3C traceparent header in the
-// request makes the span a child of the caller's, so that the sampler
-// follows the caller's decision.
+// cache's spans for that request, except the untracedRoutes. A W3C
+// traceparent header in the request makes the span a child of the
+// caller's, so that the sampler follows the caller's decision.
 func traceRequests(h http.Handler, tp trace.TracerProvider) http.Handler {
 	tracer := tp.Tracer(httpTracerName)
 	prop := propagation.TraceContext{}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 		route := httpRoute(r.URL.Path)
+		if slices.Contains(untracedRoutes, route) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		ctx := prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 		ctx, span := tracer.Start(ctx, strings.TrimSpace(r.Method+" "+route),
 			trace.WithSpanKind(trace.SpanKindServer),
 			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("http.route", route)))

@@ -87,14 +87,17 @@ const (
 )
 
 // checkSpanTree checks that the PUT's server span continues the caller's
-// trace and is the parent of the Redis set span, and that no span names
-// the key.
+// trace and is the parent of the Redis set span, that no span names the
+// key, and that probes and scrapes have none.
 func checkSpanTree(t *testing.T, spans []*tracepb.Span) {
 	t.Helper()
 	var server *tracepb.Span
 	for _, s := range spans {
-		if s.GetName() == "PUT /v1/cache/{key}" {
+		switch s.GetName() {
+		case "PUT /v1/cache/{key}":
 			server = s
+		case "GET /healthz", "GET /readyz", "GET /metrics":
+			t.Errorf("a span for the probe or scrape %s", s.GetName())
 		}
 		for _, a := range s.GetAttributes() {
 			if strings.Contains(s.GetName()+a.GetKey()+a.GetValue().GetStringValue(), tracedKey) {
@@ -163,6 +166,11 @@ func TestRun_ServeTracing(t *testing.T) {
 	}
 	if code, body := request(t, "GET", base+"/v1/cache/absent", "", ""); code != http.StatusNotFound {
 		t.Fatalf("GET absent: %d %s", code, body)
+	}
+	for _, probe := range []string{"/healthz", "/readyz", "/metrics"} { // no span
+		if code, body := request(t, "GET", base+probe, "", ""); code != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", probe, code, body)
+		}
 	}
 	deadline := time.Now().Add(runTimeout)
 	for !rcv.has("tiercache.l2.set") || !rcv.has("tiercache.l2.get") {
