@@ -8,10 +8,13 @@ import (
 
 // DrainReport is what Drain saw: operations applied while it ran (by it
 // or by the background replay), and operations still queued when it
-// returned (kept in the journal, when there is one, for the next start).
+// returned. Journaled counts the kept operations the recovery journal
+// holds for the next start: all of them, unless there is no journal (0)
+// or a journal write failed (logged at ERROR) for some of them.
 type DrainReport struct {
-	Applied int
-	Kept    int
+	Applied   int
+	Kept      int
+	Journaled int
 }
 
 // Drain applies the recovery queue until it is empty or ctx ends, retrying
@@ -21,11 +24,16 @@ type DrainReport struct {
 // ctx's error when ctx ended with operations kept, and ErrClosed after
 // Close.
 func (c *Cache) Drain(ctx context.Context) (DrainReport, error) {
-	if c.closed.Load() {
-		return DrainReport{Kept: c.QueueLength()}, ErrClosed
-	}
 	if c.rec == nil {
+		if c.closed.Load() {
+			return DrainReport{}, ErrClosed
+		}
 		return DrainReport{}, nil
+	}
+	if c.closed.Load() {
+		rep := DrainReport{}
+		rep.Kept, rep.Journaled = c.rec.counts()
+		return rep, ErrClosed
 	}
 	before := c.rec.replayed.Load()
 	backoff := replayMinGap
@@ -46,8 +54,14 @@ func (c *Cache) Drain(ctx context.Context) (DrainReport, error) {
 			case <-ctx.Done():
 			}
 		}
-		rep := DrainReport{Applied: int(c.rec.replayed.Load() - before), Kept: c.QueueLength()}
-		return rep, fmt.Errorf("tiercache: drain: %d operations kept: %w", rep.Kept, ctx.Err())
+		if c.rec.jnl != nil {
+			if err := c.rec.journalRest(); err != nil {
+				c.logger.Error("tiercache: recovery journal write failed", "namespace", c.opts.Namespace, "err", err)
+			}
+		}
+		rep := DrainReport{Applied: int(c.rec.replayed.Load() - before)}
+		rep.Kept, rep.Journaled = c.rec.counts()
+		return rep, fmt.Errorf("tiercache: drain: %d operations kept (%d in the recovery journal): %w", rep.Kept, rep.Journaled, ctx.Err())
 	}
 	return DrainReport{Applied: int(c.rec.replayed.Load() - before)}, nil
 }
@@ -89,7 +103,8 @@ func (c *Cache) startJournal() error {
 }
 
 // closeJournal releases the journal after the replay loop stopped. The
-// operations still queued stay in it.
+// operations still queued stay in it; the log line counts them, and says
+// how many only memory held (lost at exit).
 func (c *Cache) closeJournal() error {
 	if c.rec == nil {
 		return nil
@@ -101,7 +116,14 @@ func (c *Cache) closeJournal() error {
 		}
 		return nil
 	}
-	if n := c.rec.jnl.pending(); n > 0 {
+	jerr := c.rec.journalRest()
+	n, journaled := c.rec.counts()
+	switch {
+	case n > journaled:
+		c.logger.Error("tiercache: closing with queued operations the recovery journal could not keep; they are lost",
+			"namespace", c.opts.Namespace, "operations", n, "journaled", journaled, "lost", n-journaled,
+			"path", c.rec.jnl.path, "err", jerr)
+	case n > 0:
 		c.logger.Warn("tiercache: closing with queued operations; the recovery journal keeps them for the next start",
 			"namespace", c.opts.Namespace, "operations", n, "path", c.rec.jnl.path)
 	}

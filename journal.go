@@ -139,6 +139,9 @@ func decodeJournal(b []byte) (*journalFile, error) {
 			return nil, corruptAt(off, "record of %d bytes, at most %d", n, maxJournalRecord)
 		}
 		if n > len(rest)-8 {
+			if err := tornRecord(rest[8:], n); err != nil {
+				return nil, corruptAt(off, "record of %d bytes runs past the end of the file, and %v", n, err)
+			}
 			return f.tornAt(off), nil
 		}
 		p := rest[8 : 8+n]
@@ -225,6 +228,76 @@ func (f *journalFile) applyAdd(seq uint64, p []byte) error {
 	f.ops[seq] = journalOp{seq: seq, kind: kind, key: string(p[1+m:])}
 	f.maxSeq = max(f.maxSeq, seq)
 	return nil
+}
+
+// tornRecord reports why p, the bytes after the length and checksum of a
+// record of n payload bytes that runs past the end of the file, cannot be
+// an incomplete last write; nil when they can. Only the last write can be
+// torn, and it was one record or more: p must be the beginning of one
+// record of exactly n bytes (a corrupt length field in the middle of the
+// file does not agree with the record it belongs to), and no complete
+// record may follow it.
+func tornRecord(p []byte, n int) error {
+	if len(p) == 0 || allZero(p) {
+		return nil
+	}
+	var want int // the payload length p's own fields give; 0 when unknown
+	switch p[0] {
+	case 'D':
+		if n > 1+binary.MaxVarintLen64 {
+			return fmt.Errorf("a done record has at most %d bytes", 1+binary.MaxVarintLen64)
+		}
+		if _, m := binary.Uvarint(p[1:]); m > 0 {
+			want = 1 + m
+		}
+	case 'A':
+		want = addLength(p)
+	default:
+		return fmt.Errorf("its %d bytes do not begin a record (type %d)", len(p), p[0])
+	}
+	if want != 0 && want != n {
+		return fmt.Errorf("its payload is a record of %d bytes (records after it would be dropped)", want)
+	}
+	if off, ok := completeRecordIn(p); ok {
+		return fmt.Errorf("a complete record follows %d bytes into it", off)
+	}
+	return nil
+}
+
+// addLength is the payload length of the add record that p begins, from
+// its sequence and key length fields; 0 when p is too short to tell or
+// malformed.
+func addLength(p []byte) int {
+	_, m := binary.Uvarint(p[1:])
+	if m <= 0 || len(p) < 2+m {
+		return 0
+	}
+	kl, k := binary.Uvarint(p[2+m:])
+	if k <= 0 || kl > maxJournalRecord {
+		return 0
+	}
+	return 2 + m + k + int(kl)
+}
+
+// completeRecordIn reports whether a complete, valid record starts
+// somewhere in b, and where. Only done records and add records with keys
+// of up to maxTornKey bytes are looked for, which keeps the scan linear.
+func completeRecordIn(b []byte) (int, bool) {
+	const maxTornKey = 512
+	for off := 1; off+8 < len(b); off++ {
+		n := int(binary.LittleEndian.Uint32(b[off:]))
+		if n < 2 || n > 1+binary.MaxVarintLen64+1+2+maxTornKey || off+8+n > len(b) {
+			continue
+		}
+		p := b[off+8 : off+8+n]
+		if crc32.Checksum(p, crc32c) != binary.LittleEndian.Uint32(b[off+4:]) {
+			continue
+		}
+		if (&journalFile{ops: map[uint64]journalOp{}}).apply(p) == nil {
+			return off, true
+		}
+	}
+	return 0, false
 }
 
 func allZero(b []byte) bool {

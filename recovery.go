@@ -121,10 +121,63 @@ func (r *recovery) done(op *recOp) {
 		r.countSet(op, -1)
 	}
 	r.length.Store(int64(r.order.Len()))
+	seq := op.seq
 	r.mu.Unlock()
-	if r.jnl != nil && op.seq != 0 {
-		r.jnl.done(op.seq)
+	if r.jnl != nil && seq != 0 {
+		r.jnl.done(seq)
 	}
+}
+
+// counts returns the number of queued ops and how many of them the
+// journal holds.
+func (r *recovery) counts() (queued, journaled int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for el := r.order.Front(); el != nil; el = el.Next() {
+		if el.Value.(*recOp).seq != 0 {
+			journaled++
+		}
+	}
+	return r.order.Len(), journaled
+}
+
+// journalRest journals the queued ops the journal does not hold yet (a
+// journal write failed when they were queued), with one fsync. It returns
+// the journal's error.
+func (r *recovery) journalRest() error {
+	r.mu.Lock()
+	var rest []*recOp
+	for el := r.order.Front(); el != nil; el = el.Next() {
+		if op := el.Value.(*recOp); op.seq == 0 {
+			rest = append(rest, op)
+		}
+	}
+	r.mu.Unlock()
+	if len(rest) == 0 || r.jnl == nil {
+		return nil
+	}
+	ops := make([]recOp, len(rest))
+	for i, op := range rest {
+		ops[i] = recOp{kind: op.kind, key: op.key}
+	}
+	seqs, err := r.jnl.add(ops)
+	if err != nil {
+		return err
+	}
+	var stale []uint64 // ops applied or replaced meanwhile
+	r.mu.Lock()
+	for i, op := range rest {
+		if el, ok := r.byKey[op.key]; ok && el.Value.(*recOp) == op && op.seq == 0 {
+			op.seq = seqs[i]
+		} else {
+			stale = append(stale, seqs[i])
+		}
+	}
+	r.mu.Unlock()
+	if len(stale) > 0 {
+		r.jnl.done(stale...)
+	}
+	return nil
 }
 
 // pending reports whether key has a queued operation.
@@ -362,19 +415,62 @@ func (c *Cache) restamp(ctx context.Context, b []byte) ([]byte, error) {
 
 // replayRecent re-queues recently acknowledged invalidations after a lost
 // link: if the link was lost to a failover, the new master may not have
-// them.
+// them. With a journal, those not queued already are journaled first, all
+// with one fsync, so that a stop or a crash does not lose them either.
+// When the journal cannot be written they are queued in memory only, and
+// Close says so.
 func (c *Cache) replayRecent() {
-	if c.rec == nil {
+	if c.rec == nil || c.closed.Load() {
 		return
 	}
-	for _, op := range c.rec.recentOps(c.opts.Now()) {
+	ops := c.rec.notQueued(c.rec.recentOps(c.opts.Now()))
+	if len(ops) == 0 {
+		return
+	}
+	jnl := c.rec.jnl
+	if jnl != nil {
+		seqs, err := jnl.add(ops)
+		if err != nil {
+			c.logger.Error("tiercache: recovery journal write failed; invalidations re-queued after a lost link are kept in memory only",
+				"namespace", c.opts.Namespace, "operations", len(ops), "err", err)
+			jnl = nil
+		}
+		for i := range seqs {
+			ops[i].seq = seqs[i]
+		}
+	}
+	for _, op := range ops {
 		if op.kind == opIncr {
 			c.vers.markPending(op.key)
 		}
-		if _, err := c.rec.add(op, false); err != nil {
+		// replace false: an operation queued since (by a caller, or by
+		// another lost link) is newer; this one is then not queued, and
+		// its journal record is marked done at once.
+		skipped, err := c.rec.add(op, false)
+		if err != nil {
 			c.logger.Error("tiercache: recovery queue full; invalidation not replayed after a lost link", "key", truncKey(op.key), "err", err)
+			skipped = op.seq
+		}
+		if jnl != nil && skipped != 0 {
+			jnl.done(skipped)
 		}
 	}
+}
+
+// notQueued returns the ops whose keys have no queued operation, one per
+// key.
+func (r *recovery) notQueued(ops []recOp) []recOp {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := make(map[string]bool, len(ops))
+	out := ops[:0]
+	for _, op := range ops {
+		if _, ok := r.byKey[op.key]; !ok && !seen[op.key] {
+			seen[op.key] = true
+			out = append(out, op)
+		}
+	}
+	return out
 }
 
 // countSet keeps r.sets; r.mu is held.
