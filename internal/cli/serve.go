@@ -263,13 +263,18 @@ func drain(ctx context.Context, timeout time.Duration, journalDir string, logger
 	defer cancel()
 	start := time.Now()
 	rep, err := c.Drain(dctx)
-	keptIn := "the journal in " + journalDir + ", applied at the next start"
-	if journalDir == "" {
-		keptIn = "memory only: lost at exit"
-	}
 	attrs := []any{"applied", rep.Applied, "kept", rep.Kept, "took", time.Since(start).Round(time.Millisecond).String()}
-	if rep.Kept > 0 {
-		attrs = append(attrs, "kept_in", keptIn)
+	switch {
+	case rep.Kept == 0:
+	case journalDir == "":
+		attrs = append(attrs, "kept_in", "memory only: lost at exit")
+	case rep.Journaled == rep.Kept:
+		attrs = append(attrs, "kept_in", "the journal in "+journalDir+", applied at the next start")
+	default:
+		// A journal write failed (logged at ERROR when it happened):
+		// only part of what is kept survives the exit.
+		attrs = append(attrs, "journaled", rep.Journaled, "lost_at_exit", rep.Kept-rep.Journaled,
+			"kept_in", "the journal in "+journalDir+" (journaled part only)")
 	}
 	switch {
 	case err != nil && rep.Kept > 0:
