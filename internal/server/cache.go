@@ -21,6 +21,9 @@ import (
 // unreachable, the value held in L1) answers 200 with X-Cache: stale and
 // the staleness headers of cacheHeaders.
 func (s *Server) getValue(w http.ResponseWriter, r *http.Request) {
+	if !s.checkQuery(w, r) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
 	var raw tiercache.Raw
@@ -86,6 +89,9 @@ func contentType(codec string) string {
 // putValue answers PUT /v1/cache/{key...}?ttl=30s&tags=a,b by storing the
 // body as raw bytes.
 func (s *Server) putValue(w http.ResponseWriter, r *http.Request) {
+	if !s.checkQuery(w, r, "ttl", "tags") {
+		return
+	}
 	opts, err := setOptions(r.URL.Query())
 	if err != nil {
 		s.writeError(w, http.StatusBadRequest, codeInvalidParameter, err.Error())
@@ -157,6 +163,9 @@ func parseTTL(v string) (time.Duration, error) {
 // deleteValue answers DELETE /v1/cache/{key...}. Deleting a missing key
 // succeeds.
 func (s *Server) deleteValue(w http.ResponseWriter, r *http.Request) {
+	if !s.checkQuery(w, r) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
 	if err := s.cache.Delete(ctx, r.PathValue("key")); err != nil {

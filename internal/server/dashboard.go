@@ -21,6 +21,9 @@ const dashboardCSP = "default-src 'none'; script-src 'self'; style-src 'self' 'u
 
 // dashboard answers GET / with the live dashboard page.
 func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
+	if !s.checkQuery(w, r, "refresh") {
+		return
+	}
 	page, err := assets.ReadFile("assets/index.html")
 	if err != nil {
 		s.writeError(w, http.StatusInternalServerError, codeInternal, "the dashboard is missing from the build")
@@ -40,6 +43,9 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 func (s *Server) assetsHandler() http.Handler {
 	files := http.FileServerFS(assets)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.checkQuery(w, r) {
+			return
+		}
 		if st, err := fs.Stat(assets, strings.TrimPrefix(r.URL.Path, "/")); err != nil || st.IsDir() {
 			s.writeError(w, http.StatusNotFound, codeNoSuchEndpoint, "no such asset")
 			return

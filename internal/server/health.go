@@ -16,6 +16,9 @@ import (
 // others, such as a load balancer's probe, get only {"status": "..."}:
 // the report names Redis's addresses.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if !s.checkQuery(w, r) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
 	h := s.cache.Health(ctx)
@@ -40,6 +43,9 @@ type healthVerdict struct {
 // stats answers GET /v1/stats with the cache's report: counters, hit
 // ratios, latency percentiles and Redis INFO per node.
 func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
+	if !s.checkQuery(w, r) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
 	rep, err := s.cache.Stats(ctx)

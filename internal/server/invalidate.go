@@ -20,6 +20,9 @@ type invalidateRequest struct {
 // invalidate answers POST /v1/invalidate with body {"tags":[...]}: 204 once
 // every tag's version was incremented in L2.
 func (s *Server) invalidate(w http.ResponseWriter, r *http.Request) {
+	if !s.checkQuery(w, r) {
+		return
+	}
 	var req invalidateRequest
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxInvalidateBody+1))
 	dec.DisallowUnknownFields()
@@ -50,6 +53,9 @@ func (s *Server) invalidate(w http.ResponseWriter, r *http.Request) {
 // clear answers POST /v1/clear: 204 once the namespace version was
 // incremented in L2. Other namespaces are untouched.
 func (s *Server) clear(w http.ResponseWriter, r *http.Request) {
+	if !s.checkQuery(w, r) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
 	if err := s.cache.Clear(ctx); err != nil {

@@ -156,12 +156,15 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /v1/stats", s.stats)
-	mux.Handle("GET /metrics", s.metricsHandler())
+	mux.Handle("GET /metrics", s.withQuery(s.metricsHandler()))
 	mux.HandleFunc("GET /{$}", s.dashboard)
 	mux.Handle("GET /assets/", s.assetsHandler())
 	return requestIDs(s.logRequests(s.recoverPanics(s.authenticate(s.canonicalCachePaths(s.jsonMuxErrors(mux))))))
 }
 
-func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if !s.checkQuery(w, r) {
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }

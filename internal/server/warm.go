@@ -41,6 +41,9 @@ const warmingDisabled = "warming is disabled: start tiercache serve with --confi
 // body for every on-demand strategy: 202 once the runs have started in
 // the background, with the strategies in the order they run.
 func (s *Server) startWarm(w http.ResponseWriter, r *http.Request) {
+	if !s.checkQuery(w, r) {
+		return
+	}
 	if s.warmer == nil {
 		s.writeError(w, http.StatusServiceUnavailable, codeWarmingDisabled, warmingDisabled)
 		return
@@ -114,7 +117,10 @@ type warmList struct {
 }
 
 // listWarm answers GET /v1/warm with every strategy and its last run.
-func (s *Server) listWarm(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) listWarm(w http.ResponseWriter, r *http.Request) {
+	if !s.checkQuery(w, r) {
+		return
+	}
 	out := warmList{Enabled: s.warmer != nil, Strategies: []warmStatus{}}
 	if s.warmer != nil {
 		for _, st := range s.warmer.Status() {
