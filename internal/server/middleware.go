@@ -125,7 +125,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			return
 		}
 		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := recorder(w)
 		next.ServeHTTP(rec, r)
 		s.logger.LogAttrs(r.Context(), slog.LevelDebug, "http request",
 			slog.String("request_id", requestID(r.Context())),
@@ -150,7 +150,7 @@ func loggedPath(r *http.Request) string {
 // that the client cannot take a truncated answer for a whole one.
 func (s *Server) recoverPanics(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := recorder(w)
 		defer func() {
 			v := recover()
 			if v == nil {
@@ -170,10 +170,22 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 	})
 }
 
-// statusRecorder remembers the status a handler answered with.
+// statusRecorder remembers the status a handler answered with, and the
+// bytes of its body. One per request serves every middleware that needs
+// it (recorder).
 type statusRecorder struct {
 	http.ResponseWriter
-	code int // zero until the header is written
+	code  int // zero until the header is written
+	bytes int64
+}
+
+// recorder returns w if it is a statusRecorder already, else wraps it in
+// one.
+func recorder(w http.ResponseWriter) *statusRecorder {
+	if rec, ok := w.(*statusRecorder); ok {
+		return rec
+	}
+	return &statusRecorder{ResponseWriter: w}
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
@@ -187,7 +199,9 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 	if r.code == 0 {
 		r.code = http.StatusOK
 	}
-	return r.ResponseWriter.Write(b)
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.

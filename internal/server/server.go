@@ -56,6 +56,9 @@ type Config struct {
 
 	// Metrics is what GET /metrics exports: the registry holding the
 	// cache's tiercacheprom recorder. Nil means GET /metrics answers 404.
+	// When it is also a prometheus.Registerer, as NewMetrics's registry
+	// is, the server adds its own tiercache_http_* metrics to it
+	// (docs/metrics.md) and to /v1/stats.
 	Metrics prometheus.Gatherer
 
 	// Warmer serves POST and GET /v1/warm. Nil means warming is disabled:
@@ -85,6 +88,8 @@ type Server struct {
 	handler    http.Handler
 	metrics    prometheus.Gatherer
 	warmer     Warmer
+	// httpMetrics is nil when Config.Metrics cannot register them.
+	httpMetrics *httpMetrics
 }
 
 // New checks cfg and builds a Server.
@@ -133,6 +138,13 @@ func New(cfg Config) (*Server, error) {
 	if s.auth {
 		s.tokenSum = sha256.Sum256([]byte(cfg.Token))
 	}
+	if reg, ok := cfg.Metrics.(prometheus.Registerer); ok {
+		m, err := newHTTPMetrics(reg)
+		if err != nil {
+			return nil, fmt.Errorf("server: register the HTTP metrics: %w", err)
+		}
+		s.httpMetrics = m
+	}
 	s.handler = s.routes()
 	return s, nil
 }
@@ -141,8 +153,9 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // routes builds the handler chain: the request id outermost so that every
-// answer and log line carries it, then logging so that it sees the status
-// a recovered panic produced, then recovery, then authentication, so that
+// answer and log line carries it, then the HTTP metrics (measure), which
+// must get the request the mux sets its pattern on, then logging so that
+// it sees the status a recovered panic produced, then recovery, then authentication, so that
 // no handler runs for an unauthenticated request.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -159,7 +172,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /metrics", s.withQuery(s.metricsHandler()))
 	mux.HandleFunc("GET /{$}", s.dashboard)
 	mux.Handle("GET /assets/", s.assetsHandler())
-	return requestIDs(s.logRequests(s.recoverPanics(s.authenticate(s.canonicalCachePaths(s.jsonMuxErrors(mux))))))
+	return requestIDs(s.measure(mux, s.logRequests(s.recoverPanics(s.authenticate(s.canonicalCachePaths(s.jsonMuxErrors(mux)))))))
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
