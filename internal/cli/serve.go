@@ -165,6 +165,7 @@ func serveTo(ctx context.Context, cfg *config.Config, logger *slog.Logger, out i
 		handler = traceRequests(handler, tp)
 	}
 	hs := newHTTPServer(cfg.HTTP, handler, tlsConf, logger)
+	hs.ConnState = srv.ConnState() // nil without metrics
 	// Redis.String redacts credentials; the token is only reported as set.
 	logger.Info("tiercache listening", "addr", ln.Addr().String(), "l2", opts.Redis.String(),
 		"namespace", c.Namespace(), "auth", cfg.HTTP.Token != "", "open_reads", cfg.HTTP.OpenReads,
