@@ -18,6 +18,12 @@
 //	.       uvarint  payload length n
 //	.       n        payload, running to the last byte of the value
 //
+// Version 2 is version 1 with one more field between the tags and the
+// payload length: the media type the value was stored with (uvarint length
+// 1..MaxContentTypeLen, then that many bytes of printable ASCII). Encode
+// writes version 2 only for an envelope with a ContentType, so that every
+// other value stays readable by version 1 readers.
+//
 // A compressed payload is a Snappy block written by s2.EncodeSnappy.
 package envelope
 
@@ -32,8 +38,13 @@ import (
 	"github.com/klauspost/compress/s2"
 )
 
-// Version is the wire format version that Encode writes and Decode reads.
+// Version is the wire format version that Encode writes for an envelope
+// without a ContentType. Decode reads it and VersionContentType.
 const Version byte = 1
+
+// VersionContentType is the version Encode writes for an envelope with a
+// ContentType.
+const VersionContentType byte = 2
 
 // Magic bytes that open every envelope.
 const (
@@ -47,6 +58,8 @@ const (
 	MaxTags = 64
 	// MaxTagLen is the longest tag name, in bytes.
 	MaxTagLen = 1024
+	// MaxContentTypeLen is the longest ContentType, in bytes.
+	MaxContentTypeLen = 255
 	// DefaultMaxPayload is the payload limit Decode applies when given
 	// maxPayload <= 0: 512 MiB, the largest string Redis stores.
 	DefaultMaxPayload = 512 << 20
@@ -96,6 +109,10 @@ type Envelope struct {
 	// Tags are the tag versions current when the value was written; nil
 	// when there are none.
 	Tags []TagVersion
+	// ContentType is the media type the value was stored with, such as
+	// "application/json"; empty for none. It is at most
+	// MaxContentTypeLen bytes of printable ASCII (0x20 to 0x7e).
+	ContentType string
 	// Payload is the codec output, uncompressed.
 	Payload []byte
 }
@@ -160,7 +177,11 @@ func Encode(dst []byte, e *Envelope, compressAbove int) ([]byte, error) {
 	dst = slices.Grow(dst, need)
 	flags := e.Flags &^ FlagCompressed
 	flagsAt := len(dst) + 4
-	dst = append(dst, magic0, magic1, Version, e.Codec, byte(flags))
+	version := Version
+	if e.ContentType != "" {
+		version = VersionContentType
+	}
+	dst = append(dst, magic0, magic1, version, e.Codec, byte(flags))
 	dst = binary.AppendUvarint(dst, uint64(e.CreatedAt))
 	dst = binary.AppendUvarint(dst, uint64(e.ExpiresAt))
 	dst = binary.AppendUvarint(dst, e.NsVersion)
@@ -169,6 +190,10 @@ func Encode(dst []byte, e *Envelope, compressAbove int) ([]byte, error) {
 		dst = binary.AppendUvarint(dst, uint64(len(t.Tag)))
 		dst = append(dst, t.Tag...)
 		dst = binary.AppendUvarint(dst, t.Version)
+	}
+	if e.ContentType != "" {
+		dst = binary.AppendUvarint(dst, uint64(len(e.ContentType)))
+		dst = append(dst, e.ContentType...)
 	}
 	if try {
 		var ok bool
@@ -187,6 +212,9 @@ func (e *Envelope) headerLen() int {
 		uvarintLen(e.NsVersion) + uvarintLen(uint64(len(e.Tags)))
 	for _, t := range e.Tags {
 		n += uvarintLen(uint64(len(t.Tag))) + len(t.Tag) + uvarintLen(t.Version)
+	}
+	if e.ContentType != "" {
+		n += uvarintLen(uint64(len(e.ContentType))) + len(e.ContentType)
 	}
 	return n
 }
@@ -255,6 +283,10 @@ func (e *Envelope) validate() error {
 		return fmt.Errorf("%w: unknown flags %#x", ErrInvalid, byte(e.Flags&^knownFlags))
 	case len(e.Tags) > MaxTags:
 		return fmt.Errorf("%w: %d tags, at most %d allowed", ErrInvalid, len(e.Tags), MaxTags)
+	case len(e.ContentType) > MaxContentTypeLen:
+		return fmt.Errorf("%w: content type of %d bytes, at most %d allowed", ErrInvalid, len(e.ContentType), MaxContentTypeLen)
+	case !printable(e.ContentType):
+		return fmt.Errorf("%w: the content type holds a byte outside printable ASCII", ErrInvalid)
 	}
 	for _, t := range e.Tags {
 		if t.Tag == "" || len(t.Tag) > MaxTagLen {
@@ -264,8 +296,19 @@ func (e *Envelope) validate() error {
 	return nil
 }
 
-// Decode parses an envelope. It never panics. Errors match ErrCorrupt for
-// malformed bytes, ErrVersion for another version, and ErrTooLarge when the
+// printable reports whether s holds only printable ASCII, 0x20 to 0x7e.
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// Decode parses an envelope of version 1 or 2. It never panics. Errors
+// match ErrCorrupt for malformed bytes, ErrVersion for another version, and
+// ErrTooLarge when the
 // uncompressed payload would exceed maxPayload bytes (DefaultMaxPayload when
 // maxPayload <= 0); the size is checked before anything is allocated for it.
 //
@@ -282,8 +325,9 @@ func Decode(b []byte, maxPayload int) (Envelope, error) {
 	if len(b) < 3 {
 		return e, corrupt(2, "truncated header")
 	}
-	if b[2] != Version {
-		return e, fmt.Errorf("%w %d (this reader reads %d)", ErrVersion, b[2], Version)
+	version := b[2]
+	if version != Version && version != VersionContentType {
+		return e, fmt.Errorf("%w %d (this reader reads %d and %d)", ErrVersion, version, Version, VersionContentType)
 	}
 	if len(b) < 5 {
 		return e, corrupt(len(b), "truncated header")
@@ -306,6 +350,9 @@ func Decode(b []byte, maxPayload int) (Envelope, error) {
 			e.Tags[i].Tag = d.tag()
 			e.Tags[i].Version = d.uvarint("tag version")
 		}
+	}
+	if version == VersionContentType {
+		e.ContentType = d.contentType()
 	}
 	n := d.uvarint("payload length")
 	if d.err != nil {
@@ -384,6 +431,30 @@ func (d *decoder) time(field string) int64 {
 		return 0
 	}
 	return int64(x)
+}
+
+// contentType reads the media type of a version 2 envelope: never empty,
+// so that an envelope without one has only its version 1 encoding.
+func (d *decoder) contentType() string {
+	n := d.uvarint("content type length")
+	switch {
+	case d.err != nil:
+		return ""
+	case n == 0 || n > MaxContentTypeLen:
+		d.fail(fmt.Sprintf("content type of %d bytes, want 1 to %d", n, MaxContentTypeLen))
+		return ""
+	case n > uint64(len(d.b)-d.i):
+		d.i = len(d.b)
+		d.fail("truncated content type")
+		return ""
+	}
+	s := string(d.b[d.i : d.i+int(n)])
+	if !printable(s) {
+		d.fail("content type holds a byte outside printable ASCII")
+		return ""
+	}
+	d.i += int(n)
+	return s
 }
 
 func (d *decoder) tag() string {

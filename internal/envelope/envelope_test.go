@@ -27,6 +27,7 @@ func equal(a, b Envelope) bool {
 		a.ExpiresAt == b.ExpiresAt &&
 		a.NsVersion == b.NsVersion &&
 		slices.Equal(a.Tags, b.Tags) &&
+		a.ContentType == b.ContentType &&
 		bytes.Equal(a.Payload, b.Payload)
 }
 
@@ -80,6 +81,10 @@ func TestEncodeDecode(t *testing.T) {
 		{name: "empty payload", env: Envelope{Payload: []byte{}}, compressAbove: 1},
 		{name: "compressed with tags", env: Envelope{Codec: 200, Flags: FlagNegative, NsVersion: nsVersion, Tags: []TagVersion{{"a", 1}}, Payload: compressible}, compressAbove: 1, wantCompressed: true},
 		{name: "caller's compressed flag ignored", env: Envelope{Flags: FlagCompressed, Payload: []byte("plain")}},
+		{name: "content type", env: Envelope{Codec: 2, CreatedAt: created, ContentType: "application/json; charset=utf-8", Payload: []byte(`{"a":1}`)}},
+		{name: "content type with tags", env: Envelope{CreatedAt: created, NsVersion: nsVersion, Tags: []TagVersion{{"a", 1}}, ContentType: "text/plain", Payload: []byte("hi")}},
+		{name: "longest content type", env: Envelope{ContentType: "x/" + strings.Repeat("y", MaxContentTypeLen-2)}},
+		{name: "compressed with content type", env: Envelope{ContentType: "application/json", Payload: compressible}, compressAbove: 1, wantCompressed: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,6 +108,9 @@ func TestEncodeDecode(t *testing.T) {
 			if compressed := got.Flags&FlagCompressed != 0; compressed != tt.wantCompressed {
 				t.Fatalf("compressed = %v, want %v", compressed, tt.wantCompressed)
 			}
+			if wantVersion := map[bool]byte{false: Version, true: VersionContentType}[tt.env.ContentType != ""]; b[2] != wantVersion {
+				t.Fatalf("version byte = %d, want %d", b[2], wantVersion)
+			}
 			if tt.wantCompressed && len(b) >= len(tt.env.Payload) {
 				t.Fatalf("compressed envelope of %d bytes for a %d-byte payload", len(b), len(tt.env.Payload))
 			}
@@ -116,6 +124,12 @@ func TestEncode_Layout(t *testing.T) {
 	t.Parallel()
 	e := Envelope{Codec: 2, Flags: FlagNegative, CreatedAt: 300, ExpiresAt: 0, NsVersion: 7, Tags: []TagVersion{{"ab", 5}}, Payload: []byte("{}")}
 	want := []byte{'T', 'C', 1, 2, 0x02, 0xac, 0x02, 0x00, 0x07, 0x01, 0x02, 'a', 'b', 0x05, 0x02, '{', '}'}
+	if got := mustEncode(t, &e, 0); !bytes.Equal(got, want) {
+		t.Fatalf("Encode = % x, want % x", got, want)
+	}
+	// Version 2: the media type sits between the tags and the payload.
+	e.Flags, e.ContentType = 0, "a/b"
+	want = []byte{'T', 'C', 2, 2, 0x00, 0xac, 0x02, 0x00, 0x07, 0x01, 0x02, 'a', 'b', 0x05, 0x03, 'a', '/', 'b', 0x02, '{', '}'}
 	if got := mustEncode(t, &e, 0); !bytes.Equal(got, want) {
 		t.Fatalf("Encode = % x, want % x", got, want)
 	}
@@ -164,6 +178,9 @@ func TestEncode_Invalid(t *testing.T) {
 		{name: "too many tags", env: Envelope{Tags: slices.Repeat([]TagVersion{{"t", 1}}, MaxTags+1)}},
 		{name: "empty tag", env: Envelope{Tags: []TagVersion{{"", 1}}}},
 		{name: "long tag", env: Envelope{Tags: []TagVersion{{strings.Repeat("t", MaxTagLen+1), 1}}}},
+		{name: "long content type", env: Envelope{ContentType: "x/" + strings.Repeat("y", MaxContentTypeLen-1)}},
+		{name: "content type with a newline", env: Envelope{ContentType: "text/plain\r\nX-Evil: 1"}},
+		{name: "content type not ASCII", env: Envelope{ContentType: "text/plain; x=\u00e9"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -192,6 +209,7 @@ func TestDecode_Truncated(t *testing.T) {
 		{name: "plain", env: Envelope{Codec: 1, CreatedAt: created, ExpiresAt: created + 1, NsVersion: nsVersion, Tags: []TagVersion{{"users", 300}, {"org:7", nsVersion}}, Payload: []byte("payload")}},
 		{name: "compressed", env: Envelope{Codec: 2, CreatedAt: created, Tags: []TagVersion{{"a", 1}}, Payload: compressible}, compressAbove: 1},
 		{name: "empty payload", env: Envelope{CreatedAt: created}},
+		{name: "content type", env: Envelope{Codec: 2, CreatedAt: created, Tags: []TagVersion{{"a", 1}}, ContentType: "application/json", Payload: []byte("{}")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -216,6 +234,7 @@ func TestDecode_Errors(t *testing.T) {
 	bomb := []byte{0x80, 0x80, 0x80, 0x80, 0x0f, 0x00} // a Snappy block claiming 4 GiB
 	compressedHeader := []byte{'T', 'C', 1, 1, byte(FlagCompressed), 0, 0, 0, 0}
 	big := mustEncode(t, &Envelope{Payload: compressible}, 1)
+	v2 := func(rest ...byte) []byte { return slices.Concat([]byte{'T', 'C', 2, 1, 0, 0, 0, 0, 0}, rest) }
 	tests := []struct {
 		name       string
 		in         []byte
@@ -227,8 +246,13 @@ func TestDecode_Errors(t *testing.T) {
 		{name: "bad magic", in: with(0, 'X'), want: ErrCorrupt, reason: "no magic"},
 		{name: "plain string", in: []byte("hello world"), want: ErrCorrupt, reason: "no magic"},
 		{name: "version 0", in: with(2, 0), want: ErrVersion},
-		{name: "version 2", in: with(2, 2), want: ErrVersion},
-		{name: "short version 2", in: []byte{'T', 'C', 2}, want: ErrVersion},
+		{name: "version 3", in: with(2, 3), want: ErrVersion},
+		{name: "short version 3", in: []byte{'T', 'C', 3}, want: ErrVersion},
+		{name: "version 2 without content type", in: with(2, 2), want: ErrCorrupt, reason: "truncated payload length"},
+		{name: "version 2 empty content type", in: v2(0), want: ErrCorrupt, reason: "content type of 0 bytes"},
+		{name: "version 2 long content type", in: v2(0x80, 0x02), want: ErrCorrupt, reason: "content type of 256 bytes"},
+		{name: "version 2 content type past end", in: v2(0x05, 'a'), want: ErrCorrupt, reason: "truncated content type"},
+		{name: "version 2 content type with a newline", in: v2(0x02, '\r', '\n', 0x00), want: ErrCorrupt, reason: "printable ASCII"},
 		{name: "unknown flag", in: with(4, 0x04), want: ErrCorrupt, reason: "unknown flags"},
 		{name: "high flag", in: with(4, 0x80), want: ErrCorrupt, reason: "unknown flags"},
 		{name: "trailing byte", in: append(slices.Clone(valid), 0), want: ErrCorrupt, reason: "bytes after the payload"},

@@ -24,7 +24,9 @@ func FuzzDecode(f *testing.F) {
 	for _, b := range [][]byte{
 		nil,
 		[]byte("TC"),
-		{'T', 'C', 2, 1, 0, 0, 0, 0, 0},
+		{'T', 'C', 3, 1, 0, 0, 0, 0, 0},
+		{'T', 'C', 2, 1, 0, 0, 0, 0, 0, 0},
+		{'T', 'C', 2, 1, 0, 0, 0, 0, 0, 2, '\r', '\n', 0},
 		{'T', 'C', 1, 1, 0x04, 0, 0, 0, 0, 0},
 		{'T', 'C', 1, 1, 0, 0x80, 0x00, 0, 0, 0, 0},
 		{'T', 'C', 1, 1, byte(FlagCompressed), 0, 0, 0, 0, 6, 0x80, 0x80, 0x80, 0x80, 0x0f, 0x00},
@@ -69,5 +71,7 @@ func seedEnvelopes() []benchCase {
 		benchCase{name: "negative", env: Envelope{Codec: 1, Flags: FlagNegative, CreatedAt: created, ExpiresAt: created + 30_000, NsVersion: 1}},
 		benchCase{name: "tags", env: Envelope{Codec: 2, CreatedAt: created, NsVersion: nsVersion, Tags: []TagVersion{{"users", 1}, {"org:7", 1 << 40}}, Payload: []byte(`{"id":1}`)}},
 		benchCase{name: "compressed tags", env: Envelope{Codec: 200, Tags: []TagVersion{{"a", 1}}, Payload: compressible}, compressAbove: 1},
+		benchCase{name: "content type", env: Envelope{Codec: 2, CreatedAt: created, Tags: []TagVersion{{"a", 1}}, ContentType: "application/json; charset=utf-8", Payload: []byte(`{"id":1}`)}},
+		benchCase{name: "compressed content type", env: Envelope{ContentType: "text/plain", Payload: compressible}, compressAbove: 1},
 	)
 }
