@@ -41,7 +41,8 @@ type healthVerdict struct {
 }
 
 // stats answers GET /v1/stats with the cache's report: counters, hit
-// ratios, latency percentiles and Redis INFO per node.
+// ratios, latency percentiles and Redis INFO per node, and the server's
+// own HTTP figures when it has HTTP metrics.
 func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	if !s.checkQuery(w, r) {
 		return
@@ -54,5 +55,5 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, rep)
+	writeJSON(w, http.StatusOK, statsReport{Stats: rep, HTTP: s.httpMetrics.report()})
 }
