@@ -154,7 +154,7 @@ type HTTP struct {
 	Addr      string `yaml:"addr" env:"TIERCACHE_ADDR" flag:"addr" default:":8080" help:"listen address"`
 	Token     string `yaml:"token" env:"TIERCACHE_TOKEN" flag:"token" secret:"true" help:"bearer token that every request but /healthz, /readyz and the dashboard's page must present (reads too, unless open_reads); empty means no authentication"`
 	TokenFile string `yaml:"token_file" env:"TIERCACHE_TOKEN_FILE" flag:"token-file" path:"true" help:"file holding the token instead (keeps it out of the process list and the environment)"`
-	OpenReads bool   `yaml:"open_reads" env:"TIERCACHE_OPEN_READS" default:"false" help:"with a token, let GET and HEAD requests through without it"`
+	OpenReads bool   `yaml:"open_reads" env:"TIERCACHE_OPEN_READS" default:"false" help:"with a token, let GET and HEAD requests, and POST /v1/mget, through without it"`
 	TLSCert   string `yaml:"tls_cert" env:"TIERCACHE_TLS_CERT" flag:"tls-cert" path:"true" help:"serve HTTPS with this certificate file (PEM, chain included); with tls_key"`
 	TLSKey    string `yaml:"tls_key" env:"TIERCACHE_TLS_KEY" flag:"tls-key" path:"true" help:"private key file (PEM) of tls_cert"`
 
@@ -166,6 +166,9 @@ type HTTP struct {
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout" env:"TIERCACHE_SHUTDOWN_TIMEOUT" default:"10s" check:"positive" help:"on SIGTERM, how long requests in flight have to finish"`
 	DrainTimeout      time.Duration `yaml:"drain_timeout" env:"TIERCACHE_DRAIN_TIMEOUT" default:"10s" check:"nonnegative" help:"on SIGTERM, after the requests, how long to try to apply the recovery queue before stopping (what is left stays in the journal)"`
 	RetryAfter        time.Duration `yaml:"retry_after" env:"TIERCACHE_RETRY_AFTER" default:"0" check:"nonnegative" help:"Retry-After of 503 answers (rounded up to seconds); 0 means cache.breaker.open_timeout rounded up"`
+
+	MaxBatchKeys  int   `yaml:"max_batch_keys" env:"TIERCACHE_MAX_BATCH_KEYS" default:"1000" check:"positive" help:"most keys (or items) in one POST /v1/mget, /v1/mset or /v1/mdelete; more answers 413"`
+	MaxBatchBytes Bytes `yaml:"max_batch_bytes" env:"TIERCACHE_MAX_BATCH_BYTES" default:"0" check:"nonnegative" help:"largest body of a batch request (values are base64, a third larger); more answers 413; 0 means 32MiB, or one value of cache.max_value_size in base64 plus 1MiB if larger"`
 }
 
 // Log configures the service's log, on standard error.

@@ -147,6 +147,7 @@ func serveTo(ctx context.Context, cfg *config.Config, logger *slog.Logger, out i
 	srv, err := server.New(server.Config{
 		Cache: c, Token: cfg.HTTP.Token, OpenReads: cfg.HTTP.OpenReads, RetryAfter: retryAfter(cfg), Timeout: cfg.HTTP.RequestTimeout,
 		Logger: logger, Metrics: metrics, Warmer: w.warmer(),
+		MaxBatchKeys: cfg.HTTP.MaxBatchKeys, MaxBatchBytes: int64(cfg.HTTP.MaxBatchBytes),
 	})
 	if err != nil {
 		return err

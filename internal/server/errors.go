@@ -22,6 +22,8 @@ const (
 	codeInvalidParameter   = "invalid_parameter"   // 400: a query parameter (ttl, tags, unknown)
 	codeInvalidTag         = "invalid_tag"         // 400: a tag the cache refuses
 	codeInvalidBody        = "invalid_body"        // 400: a body that is not the expected JSON, or unreadable
+	codeInvalidValue       = "invalid_value"       // 400: a batch item's value is not base64
+	codeDuplicateKey       = "duplicate_key"       // 400: a batch names a key twice
 	codeBadRequest         = "bad_request"         // 400: a request HTTP cannot parse (Listener), or another the router refuses
 	codeUnauthorized       = "unauthorized"        // 401: the bearer token is missing or wrong
 	codeNotFound           = "not_found"           // 404: no such key
@@ -31,6 +33,8 @@ const (
 	codeMethodNotAllowed   = "method_not_allowed"  // 405
 	codeNotOnDemand        = "not_on_demand"       // 409: the strategy cannot be run on demand
 	codeValueTooLarge      = "value_too_large"     // 413
+	codeBodyTooLarge       = "body_too_large"      // 413: a batch's body is over the limit
+	codeTooManyKeys        = "too_many_keys"       // 413: a batch has more keys than the limit
 	codeInternal           = "internal"            // 500
 	codeUnavailable        = "unavailable"         // 503: Redis unreachable, breaker open, or the cache closed
 	codeTimeout            = "timeout"             // 503: the cache did not answer within the server's timeout

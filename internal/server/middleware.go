@@ -21,7 +21,7 @@ var openPaths = map[string]bool{"/healthz": true, "/readyz": true}
 // authenticate requires the bearer token on every request but the probes
 // (openPaths) and the dashboard's page and static files, which hold no
 // data: the page asks for the token and sends it with every call it makes.
-// With OpenReads, GET and HEAD need no token either.
+// With OpenReads, GET, HEAD and POST /v1/mget need no token either.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	if !s.auth {
 		return next
@@ -38,9 +38,11 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 }
 
 // readAllowed reports whether r may read without the token: with no token
-// configured, or with OpenReads for GET and HEAD.
+// configured, or with OpenReads for GET, HEAD and POST /v1/mget (a batch
+// of reads that only a POST can carry).
 func (s *Server) readAllowed(r *http.Request) bool {
-	return !s.auth || (s.openReads && (r.Method == http.MethodGet || r.Method == http.MethodHead))
+	return !s.auth || (s.openReads && (r.Method == http.MethodGet || r.Method == http.MethodHead ||
+		r.Method == http.MethodPost && r.URL.Path == "/v1/mget"))
 }
 
 // authorizedRead reports whether r may see what a read shows: reads are

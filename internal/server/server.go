@@ -3,6 +3,7 @@
 package server
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -29,8 +30,9 @@ type Config struct {
 	// token and sends it with its calls). Empty means no authentication.
 	Token string
 
-	// OpenReads lets GET and HEAD requests through without the token
-	// (cache reads, /v1/stats, /v1/warm, /metrics and /readyz's details):
+	// OpenReads lets GET and HEAD requests, and POST /v1/mget, through
+	// without the token (cache reads, batch reads, /v1/stats, /v1/warm,
+	// /metrics and /readyz's details):
 	// the token then guards only changes. It has no effect without a
 	// Token.
 	OpenReads bool
@@ -61,6 +63,16 @@ type Config struct {
 	// (docs/metrics.md) and to /v1/stats.
 	Metrics prometheus.Gatherer
 
+	// MaxBatchKeys bounds the keys (or items) of one batch request:
+	// POST /v1/mget, /v1/mset and /v1/mdelete answer 413 beyond it. Zero
+	// means DefaultMaxBatchKeys.
+	MaxBatchKeys int
+
+	// MaxBatchBytes bounds the body of a batch request, in bytes (413
+	// beyond it). Zero means DefaultMaxBatchBytes, or more when one value
+	// of MaxValueSize, in base64, needs more.
+	MaxBatchBytes int64
+
 	// Warmer serves POST and GET /v1/warm. Nil means warming is disabled:
 	// POST answers 503 and GET an empty list.
 	Warmer Warmer
@@ -78,7 +90,10 @@ type Server struct {
 	cache        *tiercache.Cache
 	logger       *slog.Logger
 	maxValueSize int64
-	timeout      time.Duration
+	maxBatchKeys int
+	// maxBatchBytes bounds the body of a batch request.
+	maxBatchBytes int64
+	timeout       time.Duration
 	// tokenSum is the SHA-256 of Config.Token. Comparing digests keeps the
 	// comparison constant-time whatever the presented token's length.
 	tokenSum   [sha256.Size]byte
@@ -103,6 +118,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Timeout < 0 {
 		return nil, fmt.Errorf("server: Timeout %v is negative", cfg.Timeout)
 	}
+	if cfg.MaxBatchKeys < 0 || cfg.MaxBatchBytes < 0 {
+		return nil, fmt.Errorf("server: MaxBatchKeys %d or MaxBatchBytes %d is negative", cfg.MaxBatchKeys, cfg.MaxBatchBytes)
+	}
 	if cfg.RetryAfter < 0 {
 		return nil, fmt.Errorf("server: RetryAfter %v is negative", cfg.RetryAfter)
 	}
@@ -116,6 +134,7 @@ func New(cfg Config) (*Server, error) {
 		cache:        cfg.Cache,
 		logger:       cfg.Logger,
 		maxValueSize: int64(cfg.MaxValueSize),
+		maxBatchKeys: cmp.Or(cfg.MaxBatchKeys, DefaultMaxBatchKeys),
 		timeout:      cfg.Timeout,
 		auth:         cfg.Token != "",
 		openReads:    cfg.OpenReads,
@@ -129,6 +148,7 @@ func New(cfg Config) (*Server, error) {
 	if s.maxValueSize == 0 {
 		s.maxValueSize = int64(cfg.Cache.MaxValueSize())
 	}
+	s.maxBatchBytes = cmp.Or(cfg.MaxBatchBytes, maxBatchBytes(s.maxValueSize))
 	if s.timeout == 0 {
 		s.timeout = DefaultTimeout
 	}
@@ -164,6 +184,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("DELETE /v1/cache/{key...}", s.deleteValue)
 	mux.HandleFunc("POST /v1/invalidate", s.invalidate)
 	mux.HandleFunc("POST /v1/clear", s.clear)
+	mux.HandleFunc("POST /v1/mget", s.mget)
+	mux.HandleFunc("POST /v1/mset", s.mset)
+	mux.HandleFunc("POST /v1/mdelete", s.mdelete)
 	mux.HandleFunc("POST /v1/warm", s.startWarm)
 	mux.HandleFunc("GET /v1/warm", s.listWarm)
 	mux.HandleFunc("GET /healthz", s.healthz)
