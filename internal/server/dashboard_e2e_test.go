@@ -178,7 +178,7 @@ func TestDashboard_Browser(t *testing.T) {
 		Retries:  -1,
 		Breaker:  tiercache.BreakerOptions{Threshold: 3, OpenTimeout: time.Hour},
 	})
-	ts := newTestServer(t, Config{Cache: cache, Metrics: gatherer, Token: testToken})
+	ts := newMeasuredServer(t, Config{Cache: cache, Metrics: gatherer, Token: testToken})
 	auth := []string{"Authorization", "Bearer " + testToken}
 	b := openDashboard(t, ts)
 	text, waitFor, screenshot := b.text, b.waitFor, b.screenshot
@@ -249,6 +249,26 @@ func TestDashboard_Browser(t *testing.T) {
 	if got := text("#topology tbody"); !strings.Contains(got, srv.Addr) || !strings.Contains(got, "master") {
 		t.Errorf("topology table %q", got)
 	}
+	// The server's own requests: their rate by status, the latency of the
+	// cache routes, and the routes table (the 80 reads of absent keys are
+	// 404s).
+	waitFor("HTTP requests chart", `tiercacheChartData("chart-http")[1].some(function (v) { return v > 10; }) &&
+		tiercacheChartData("chart-http")[3].some(function (v) { return v > 0; })`)
+	waitFor("HTTP latency chart", `tiercacheChartData("chart-http-latency")[2].some(function (v) { return v > 0; })`)
+	waitFor("HTTP status split", `/^2xx [0-9.]+% · 4xx [0-9.]+% · 5xx 0\.0%$/.test(document.getElementById("http-codes").textContent)`)
+	waitFor("HTTP rate", `/^[0-9.]+$/.test(document.getElementById("http-rate").textContent)`)
+	if got := text("#http-conns"); !regexp.MustCompile(`^[1-9][0-9]* connections open, [1-9][0-9]* in flight$`).MatchString(got) {
+		t.Errorf("HTTP connections %q", got)
+	}
+	httpRoute := func(route string) string {
+		return `Array.prototype.filter.call(document.querySelectorAll("#http-routes tbody tr"), function (tr) {
+			return tr.cells[0].textContent === "` + route + `"; })[0]`
+	}
+	waitFor("HTTP routes", httpRoute("GET /v1/cache/{key...}")+` && `+httpRoute("PUT /v1/cache/{key...}")+`.cells[1].textContent === "20"`)
+	if got := text("#http-routes tbody"); !regexp.MustCompile(`GET /v1/cache/\{key\.\.\.\}\t400\t80\t0\t[0-9.]+ (ns|µs|ms)\t[0-9.]+ (ns|µs|ms)\n`).MatchString(got) {
+		t.Errorf("HTTP routes table %q: want the GET route with 400 requests, 80 of them 4xx, none 5xx, and its percentiles", got)
+	}
+	waitFor("no HTTP metrics-off note", `document.getElementById("http-routes-empty").hidden`)
 
 	// Warming runs show in the list of recent runs, newest first: a clean
 	// one as ok, in green; one with failed keys as failed, in red, with
@@ -292,6 +312,10 @@ func TestDashboard_Browser(t *testing.T) {
 		}
 	}
 	waitFor("unhealthy", `document.getElementById("status").textContent === "unhealthy"`)
+	// The three 503s show in the HTTP panel: the 5xx series and the route's count, in red.
+	waitFor("HTTP 5xx chart", `tiercacheChartData("chart-http")[4].some(function (v) { return v > 0; })`)
+	waitFor("HTTP 5xx of the GET route", httpRoute("GET /v1/cache/{key...}")+`.cells[3].textContent === "3" && `+
+		httpRoute("GET /v1/cache/{key...}")+`.cells[3].className === "fail"`)
 	waitFor("breaker open", `document.getElementById("breaker").textContent === "open"`)
 	waitFor("node down", `document.querySelector("#topology tbody").textContent.indexOf("down") >= 0`)
 	// The checks that ask Redis could not run: unknown, never pass; and

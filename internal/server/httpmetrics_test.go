@@ -315,3 +315,21 @@ func TestDocs_HTTPMetrics(t *testing.T) {
 		}
 	}
 }
+
+// newMeasuredServer serves cfg over real HTTP as newTestServer does, with
+// the server's ConnState hook, as tiercache serve sets it.
+func newMeasuredServer(t *testing.T, cfg Config) *httptest.Server {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ts := httptest.NewUnstartedServer(s.Handler())
+	ts.Config.ConnState = s.ConnState()
+	ts.Start()
+	t.Cleanup(ts.Close)
+	return ts
+}

@@ -1,5 +1,5 @@
 // The tiercache dashboard: polls GET /v1/stats and GET /readyz and draws
-// the figures with uPlot. The page
+// the figures with uPlot: the cache's, and the server's own requests. The page
 // URL may carry ?refresh=<seconds> (default 2) for the polling period.
 //
 // When the server has a token, the page asks for it once and keeps it in
@@ -78,6 +78,8 @@
     makeChart("chart-ops", [["reads/s", "#3461c1"]]);
     makeChart("chart-latency", [["L1 p50", "#1f883d"], ["L1 p99", "#8fd19e"], ["L2 p50", "#3461c1"], ["L2 p99", "#9db3e8"]]);
     makeChart("chart-memory", [["L1", "#1f883d"], ["Redis used", "#3461c1"], ["Redis max", "#c62828"]]);
+    makeChart("chart-http", [["2xx", "#1f883d"], ["3xx", "#3461c1"], ["4xx", "#b35900"], ["5xx", "#c62828"]]);
+    makeChart("chart-http-latency", [["p50", "#3461c1"], ["p99", "#9db3e8"]]);
     window.addEventListener("resize", resizeCharts);
   }
 
@@ -146,6 +148,7 @@
 
     renderNodes(rep);
     renderWarming((rep.warming || []).slice().reverse());
+    renderHTTP(rep.http, now);
 
     var ms = function (ns) { return ns ? ns / 1e6 : null; };
     pushPoint("chart-hits", now, [ratio, l1ratio]);
@@ -156,6 +159,97 @@
 
     prev = { t: now, req: req };
     setText("updated", "updated " + new Date().toLocaleTimeString());
+  }
+
+  // The server's own requests: the http section of /v1/stats, absent
+  // when the server has no metrics. The rate, the status split and the
+  // percentiles are over the interval since the previous poll; the
+  // routes table's percentiles since the server started.
+  var cacheRoute = /^[A-Z]+ \/v1\/(cache\/|mget$|mset$|mdelete$)/;
+  var classes = ["2xx", "3xx", "4xx", "5xx"];
+  var prevHTTP = null;
+  function codeClasses(codes) {
+    var c = { "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0, all: 0 };
+    Object.keys(codes || {}).forEach(function (k) {
+      var cls = k.charAt(0) + "xx";
+      if (cls in c) c[cls] += codes[k];
+      c.all += codes[k];
+    });
+    return c;
+  }
+  // cacheDurations sums the duration histograms of the cache routes.
+  function cacheDurations(h) {
+    var out = { count: 0, buckets: h.duration.buckets.map(function (b) { return { le: b.le, count: 0 }; }) };
+    h.routes.forEach(function (r) {
+      if (!cacheRoute.test(r.route)) return;
+      out.count += r.duration.count;
+      r.duration.buckets.forEach(function (b, i) { if (out.buckets[i]) out.buckets[i].count += b.count; });
+    });
+    return out;
+  }
+  function diffHist(cur, prev) {
+    if (!prev || prev.buckets.length !== cur.buckets.length) return cur;
+    return { count: cur.count - prev.count, buckets: cur.buckets.map(function (b, i) { return { le: b.le, count: b.count - prev.buckets[i].count }; }) };
+  }
+  // quantile estimates the q-quantile of a cumulative histogram, in
+  // seconds, interpolating within the bucket as Prometheus's
+  // histogram_quantile does; past the last bound it answers that bound.
+  function quantile(q, h) {
+    if (!h.count) return null;
+    var rank = q * h.count, lo = 0, below = 0;
+    for (var i = 0; i < h.buckets.length; i++) {
+      var b = h.buckets[i];
+      if (b.count >= rank) return lo + (b.le - lo) * (b.count > below ? (rank - below) / (b.count - below) : 1);
+      lo = b.le; below = b.count;
+    }
+    return lo;
+  }
+  function fmtSec(s) { return s === null ? "–" : fmtDur(s * 1e9); }
+
+  function renderHTTP(h, now) {
+    $("http-routes-empty").hidden = !!h;
+    if (!h) {
+      setText("http-rate", "off");
+      setText("http-codes", "HTTP metrics are off");
+      setText("http-conns", "");
+      setText("http-latency", "–");
+      fillTable("http-routes", []);
+      return;
+    }
+    var codes = codeClasses(h.codes), dur = cacheDurations(h);
+    var dt = 0, d = null, lat = null;
+    if (prevHTTP) {
+      dt = now - prevHTTP.t;
+      d = {};
+      classes.concat("all").forEach(function (k) { d[k] = codes[k] - prevHTTP.codes[k]; });
+      lat = diffHist(dur, prevHTTP.dur);
+    }
+    var rate = d && dt > 0 ? d.all / dt : null;
+    setText("http-rate", rate === null ? "…" : rate.toFixed(rate < 10 ? 1 : 0));
+    setText("http-codes", !d ? "…" : !d.all ? "no requests" : classes.filter(function (k) { return k !== "3xx" || d[k]; })
+      .map(function (k) { return k + " " + fmtPct(d[k] / d.all); }).join(" · "));
+    setText("http-conns", fmtNum(h.connections_open) + " connections open, " + fmtNum(h.in_flight) + " in flight");
+    var p50 = lat ? quantile(0.5, lat) : null, p99 = lat ? quantile(0.99, lat) : null;
+    setText("http-latency", p50 === null ? "–" : fmtSec(p50) + " / " + fmtSec(p99));
+    setText("http-latency-sub", !lat ? "cache routes, last interval" : lat.count ? "cache routes, " + fmtNum(lat.count) + " requests in the last interval" :
+      "no cache requests in the last interval");
+    var perSec = function (k) { return d && dt > 0 ? d[k] / dt : null; };
+    pushPoint("chart-http", now, classes.map(perSec));
+    pushPoint("chart-http-latency", now, [p50 === null ? null : p50 * 1e3, p99 === null ? null : p99 * 1e3]);
+    renderRoutes(h.routes);
+    prevHTTP = { t: now, codes: codes, dur: dur };
+  }
+  function renderRoutes(routes) {
+    fillTable("http-routes", routes.map(function (r) {
+      var tr = document.createElement("tr"), c = codeClasses(r.codes);
+      cell(tr, r.route);
+      cell(tr, fmtNum(r.requests));
+      cell(tr, fmtNum(c["4xx"]), c["4xx"] ? "warn" : "");
+      cell(tr, fmtNum(c["5xx"]), c["5xx"] ? "fail" : "");
+      cell(tr, fmtSec(quantile(0.5, r.duration)));
+      cell(tr, fmtSec(quantile(0.99, r.duration)));
+      return tr;
+    }));
   }
 
   function cell(tr, text, cls) {
