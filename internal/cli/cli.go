@@ -37,6 +37,7 @@ type grammar struct {
 
 	Serve      serveCmd   `cmd:"" help:"Run the HTTP cache service until interrupted."`
 	Warm       warmCmd    `cmd:"" help:"Run warming strategies from a configuration file once."`
+	Bench      benchCmd   `cmd:"" help:"Generate load against the HTTP service or the library and report latency and hit ratios."`
 	Lab        labCmd     `cmd:"" help:"Run a local Redis Sentinel or Cluster from the deploy files."`
 	Conf       confCmd    `cmd:"" help:"Check a redis.conf or sentinel.conf against the production checklist."`
 	Config     configCmd  `cmd:"" help:"Print or check tiercache's own configuration."`
@@ -45,7 +46,7 @@ type grammar struct {
 }
 
 // commandNames lists the commands, for the "unknown command" check.
-var commandNames = []string{"serve", "warm", "lab", "conf", "config", "version", "help"}
+var commandNames = []string{"serve", "warm", "bench", "lab", "conf", "config", "version", "help"}
 
 // exitPanic carries an exit code out of kong, whose --help and --version
 // end with Exit.
