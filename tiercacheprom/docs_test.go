@@ -98,7 +98,7 @@ func TestDocs_MetricsTable(t *testing.T) {
 		}
 	}
 	for name := range documented {
-		if _, ok := exported[name]; !ok {
+		if _, ok := exported[name]; !ok && !strings.HasPrefix(name, serverMetricPrefix) {
 			t.Errorf("docs/metrics.md documents %s, which the recorder does not export", name)
 		}
 	}
