@@ -131,6 +131,9 @@ func TestRun_ServeMonitoringOff(t *testing.T) {
 	if code, _ := request(t, "GET", "http://"+s.addr+"/metrics", "", ""); code != http.StatusNotFound {
 		t.Errorf("GET /metrics with monitoring off: %d, want 404", code)
 	}
+	if code, body := request(t, "GET", "http://"+s.addr+"/v1/stats", "", ""); code != http.StatusOK || strings.Contains(body, `"http"`) {
+		t.Errorf("GET /v1/stats with monitoring off: %d, want 200 without the http section: %s", code, body)
+	}
 	if !strings.Contains(s.stderr.String(), `"metrics":false`) {
 		t.Errorf("startup line (JSON) without metrics false:\n%s", s.stderr)
 	}

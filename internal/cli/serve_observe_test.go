@@ -27,6 +27,11 @@ func TestRun_ServeObservability(t *testing.T) {
 		{"/metrics", `tiercache_requests_total{op="get",result="hit_l2"} 1`},
 		{"/metrics", `tiercache_redis_up{node="` + srv.Addr + `"} 1`},
 		{"/metrics", "go_goroutines"},
+		// The server's own metrics, in the same registry: serve counts the
+		// connections, the one of this scrape at least.
+		{"/metrics", `tiercache_http_requests_total{code="204",method="PUT",route="PUT /v1/cache/{key...}"} 1`},
+		{"/metrics", "tiercache_http_connections_open 1"},
+		{"/v1/stats", `"connections_accepted":`},
 		{"/readyz", `"status":"healthy"`},
 		{"/v1/stats", `"topology":"standalone"`},
 		{"/", "<title>tiercache</title>"},
