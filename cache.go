@@ -245,13 +245,34 @@ type Result struct {
 	Codec     string    // the codec of the stored value
 	CreatedAt time.Time // when the value was written
 	ExpiresAt time.Time // its logical expiry; zero for none
+	// ContentType is the media type the value was stored with (see
+	// Raw.ContentType); empty for none.
+	ContentType string
+	// ETag identifies the stored value: 16 hex digits, without quotes.
+	// It changes whenever the value is written again (every write records
+	// a new creation time), and every instance computes the same ETag for
+	// the same stored value. Pass it to IfMatch or DeleteIfMatch for a
+	// write that applies only if the value is still this one.
+	ETag string
 }
 
-// Raw receives a stored payload without decoding it, as the HTTP service
-// does. Pass a *Raw to Get or Lookup.
+// Raw is a stored payload without decoding. Pass a *Raw to Get or Lookup
+// to receive the payload as it is stored, as the HTTP service does; pass
+// a Raw (or *Raw) to Set, SetMany or SetItems to store Data as it is, as
+// the payload of the codec named by Codec, with ContentType beside it.
 type Raw struct {
-	Codec string // "raw", "msgpack", "json", ...
-	Data  []byte
+	// Codec names the codec of Data: "raw" (or empty), "msgpack", "json",
+	// or one in Options.Codecs. When writing, Data must be valid for it:
+	// JSON must parse, MessagePack must be exactly one object (other
+	// codecs' payloads are not checked). Values stored with the json or
+	// msgpack codec can be read into Go types with Get.
+	Codec string
+	// ContentType is the media type stored with the value, such as
+	// "application/json; charset=utf-8" (at most 255 bytes, valid for
+	// mime.ParseMediaType); empty for none. tiercache serve returns it as
+	// the Content-Type of GET.
+	ContentType string
+	Data        []byte
 }
 
 // Get reads key into dst, which must be a non-nil pointer (or a *Raw). On
@@ -304,7 +325,7 @@ func (c *Cache) result(e *l1.Entry, src Source) Result {
 	if e.Stale {
 		src = SourceStale
 	}
-	r := Result{Source: src, Stale: src == SourceStale}
+	r := Result{Source: src, Stale: src == SourceStale, ContentType: e.ContentType, ETag: e.ETag()}
 	if cd, err := c.reg.ByID(e.Codec); err == nil {
 		r.Codec = cd.Name()
 	}
@@ -421,12 +442,13 @@ func (c *Cache) decodeEntry(key string, b []byte, now int64) (e *l1.Entry, expir
 		return nil, false, fmt.Errorf("%w: %w", ErrNotFound, err)
 	}
 	e = &l1.Entry{
-		Payload:   env.Payload,
-		Codec:     env.Codec,
-		Negative:  env.Flags&envelope.FlagNegative != 0,
-		ExpiresAt: exp,
-		CreatedAt: env.CreatedAt * int64(time.Millisecond),
-		NsVer:     env.NsVersion,
+		Payload:     env.Payload,
+		Codec:       env.Codec,
+		Negative:    env.Flags&envelope.FlagNegative != 0,
+		ExpiresAt:   exp,
+		CreatedAt:   env.CreatedAt * int64(time.Millisecond),
+		NsVer:       env.NsVersion,
+		ContentType: env.ContentType,
 	}
 	for _, t := range env.Tags {
 		e.Tags = append(e.Tags, t.Tag)
@@ -456,6 +478,7 @@ func (c *Cache) assign(e *l1.Entry, dst any) error {
 	case *Raw:
 		cd, _ := c.reg.ByID(e.Codec)
 		d.Codec = cd.Name()
+		d.ContentType = e.ContentType
 		d.Data = append(d.Data[:0], e.Payload...)
 		return nil
 	case *[]byte:
@@ -509,6 +532,7 @@ type SetOption func(*setOptions)
 type setOptions struct {
 	ttl  time.Duration
 	tags []string
+	cond *condition // nil: unconditional
 }
 
 // WithTTL sets the entry's lifetime. Zero or less means Options.DefaultTTL.
@@ -583,10 +607,17 @@ func (c *Cache) encode(key string, value any, so setOptions, negative bool, vs s
 		payload []byte
 		cd      codec.Codec
 		err     error
+		ctype   string
 	)
+	raw, isRaw := rawValue(value)
 	switch {
 	case negative:
 		cd = codec.Raw()
+	case isRaw:
+		if cd, err = c.rawCodec(raw); err != nil {
+			return encoded{}, err
+		}
+		payload, ctype = raw.Data, raw.ContentType
 	default:
 		if b, ok := value.([]byte); ok {
 			cd, payload = codec.Raw(), b
@@ -608,10 +639,11 @@ func (c *Cache) encode(key string, value any, so setOptions, negative bool, vs s
 	}
 	now := c.opts.Now()
 	env := envelope.Envelope{
-		Codec:     cd.ID(),
-		CreatedAt: now.UnixMilli(),
-		NsVersion: vs.ns,
-		Payload:   payload,
+		Codec:       cd.ID(),
+		CreatedAt:   now.UnixMilli(),
+		NsVersion:   vs.ns,
+		Payload:     payload,
+		ContentType: ctype,
 	}
 	if ttl > 0 {
 		env.ExpiresAt = now.Add(ttl).UnixMilli()
@@ -626,8 +658,8 @@ func (c *Cache) encode(key string, value any, so setOptions, negative bool, vs s
 	if compress < 0 {
 		compress = 0
 	}
-	e := &l1.Entry{Payload: payload, Codec: cd.ID(), Negative: negative, Tags: so.tags, TagVers: vs.tags, NsVer: vs.ns}
-	if !negative {
+	e := &l1.Entry{Payload: payload, Codec: cd.ID(), Negative: negative, Tags: so.tags, TagVers: vs.tags, NsVer: vs.ns, ContentType: ctype}
+	if !negative && !isRaw {
 		if _, isBytes := value.([]byte); !isBytes {
 			e.SetValue(value)
 		}
@@ -665,6 +697,9 @@ func (c *Cache) Set(ctx context.Context, key string, value any, opts ...SetOptio
 	enc, err := c.encode(key, value, so, false, vs)
 	if err != nil {
 		return keyErr("set", key, err)
+	}
+	if so.cond != nil {
+		return keyErr("set", key, c.writeIf(ctx, key, so.cond, &enc))
 	}
 	return keyErr("set", key, c.write(ctx, []encoded{enc}, true))
 }

@@ -73,6 +73,17 @@ var (
 	// ErrInvalidDestination is returned when the destination of Get or
 	// GetMany is not a non-nil pointer of a suitable type.
 	ErrInvalidDestination = errors.New("tiercache: invalid destination")
+
+	// ErrInvalidValue is returned by writes of a Raw value whose payload
+	// is not valid for its codec (JSON that does not parse, MessagePack
+	// that is not exactly one object), whose codec is not registered, or
+	// whose ContentType is not a valid media type. Nothing is written.
+	ErrInvalidValue = errors.New("tiercache: invalid value")
+
+	// ErrConditionFailed is returned by a conditional write (Set with
+	// IfMatch or IfAbsent, DeleteIfMatch) whose condition did not hold:
+	// nothing was written.
+	ErrConditionFailed = errors.New("tiercache: condition failed")
 )
 
 // KeyError describes a failed operation on one key. It wraps the cause, so

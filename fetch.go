@@ -81,7 +81,7 @@ func fetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 	if load == nil {
 		return zero, Result{}, keyErr("fetch", key, ErrNilLoader)
 	}
-	if err := checkTags(applySet(opts).tags); err != nil {
+	if err := checkFillOptions(opts); err != nil {
 		return zero, Result{}, keyErr("fetch", key, err)
 	}
 	if c.opts.OnAccess != nil {

@@ -168,6 +168,9 @@ func mapDest(dst any) (reflect.Value, error) {
 // SetMany writes every item in one round trip per node. opts apply to all
 // items. Validation happens first: on a bad key or value nothing is written.
 func (c *Cache) SetMany(ctx context.Context, items map[string]any, opts ...SetOption) error {
+	if err := checkFillOptions(opts); err != nil {
+		return fmt.Errorf("tiercache: set many: %w", err)
+	}
 	so := applySet(opts)
 	list := make([]Item, 0, len(items))
 	for k, v := range items {
@@ -187,7 +190,7 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 	if load == nil {
 		return nil, fmt.Errorf("tiercache: fetch many: %w", ErrNilLoader)
 	}
-	if err := checkTags(applySet(opts).tags); err != nil {
+	if err := checkFillOptions(opts); err != nil {
 		return nil, fmt.Errorf("tiercache: fetch many: %w", err)
 	}
 	c.accessed(keys)

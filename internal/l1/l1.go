@@ -40,11 +40,13 @@ type Entry struct {
 	Unconfirmed bool
 	Codec       byte
 
-	TagVers   []uint64      // the tags' versions when written, same order
-	Payload   []byte        // codec output
-	CreatedAt int64         // when written, unix nanoseconds
-	ExpiresAt int64         // logical expiry, unix nanoseconds; 0 = none
-	ttl       time.Duration // how long L1 keeps it
+	TagVers     []uint64      // the tags' versions when written, same order
+	Payload     []byte        // codec output
+	CreatedAt   int64         // when written, unix nanoseconds
+	ExpiresAt   int64         // logical expiry, unix nanoseconds; 0 = none
+	ContentType string        // the media type stored with the value; "" for none
+	ttl         time.Duration // how long L1 keeps it
+	etag        atomic.Pointer[string]
 }
 
 // Decoded is an entry's decoded value, with what copying it into a
@@ -82,9 +84,13 @@ func (e *Entry) StaleCopy(expiresAt int64) *Entry {
 	c := &Entry{
 		NsVer: e.NsVer, Tags: e.Tags, Negative: e.Negative, Stale: true, Codec: e.Codec,
 		TagVers: e.TagVers, Payload: e.Payload, CreatedAt: e.CreatedAt, ExpiresAt: expiresAt,
-		Unconfirmed: e.Unconfirmed,
+		Unconfirmed: e.Unconfirmed, ContentType: e.ContentType,
 	}
 	c.value.Store(e.value.Load())
+	// The copy holds the same stored value: it keeps the original's
+	// entity tag, which its changed expiry must not alter.
+	tag := e.QuotedETag()
+	c.etag.Store(&tag)
 	return c
 }
 
@@ -141,7 +147,7 @@ func New(o Options) (*Cache, error) {
 		Clock:         clock,
 		MaximumWeight: o.MaxBytes,
 		Weigher: func(k string, e *Entry) uint32 {
-			w := uint64(len(k)+len(e.Payload)) + entryOverhead
+			w := uint64(len(k)+len(e.Payload)+len(e.ContentType)) + entryOverhead
 			for _, t := range e.Tags {
 				w += uint64(len(t)) + 24
 			}

@@ -74,3 +74,20 @@ type Invalidation struct {
 	Keys []string
 	All  bool
 }
+
+// ErrConflict is returned by Swapper.CompareAndSwap when the key changed
+// between the read and the write on every attempt.
+var ErrConflict = errors.New("l2: the key kept changing")
+
+// Swapper is a Store that can replace one key's value on a condition,
+// atomically. The cache's conditional writes need it.
+type Swapper interface {
+	// CompareAndSwap reads key's value (nil when the key is missing) and
+	// passes it to check. When check returns nil, it stores value under
+	// key with the TTL (<= 0: no expiry), or deletes the key when value
+	// is nil; check's error is returned as it is otherwise. No other
+	// write of key lands between the read that check saw and the write:
+	// when the key changed meanwhile, CompareAndSwap starts again from
+	// the read, and gives up with ErrConflict after a few attempts.
+	CompareAndSwap(ctx context.Context, key string, check func(cur []byte) error, value []byte, ttl time.Duration) error
+}

@@ -256,7 +256,7 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	if err != nil {
 		return err
 	}
-	if err := c.Do(ctx, setCmd(c, key, string(value), ttl)).Error(); err != nil {
+	if err := c.Do(ctx, setCmd(c.B(), key, string(value), ttl)).Error(); err != nil {
 		return s.wrap(err, "set %q", key)
 	}
 	return nil
@@ -281,7 +281,7 @@ func (s *Store) MSet(ctx context.Context, items []l2.Item) error {
 	}
 	multi := make([]rueidis.Completed, len(items))
 	for i, it := range items {
-		multi[i] = setCmd(c, it.Key, rueidis.BinaryString(it.Value), it.TTL)
+		multi[i] = setCmd(c.B(), it.Key, rueidis.BinaryString(it.Value), it.TTL)
 	}
 	for i, r := range c.DoMulti(ctx, multi...) {
 		if err := r.Error(); err != nil {
@@ -294,8 +294,8 @@ func (s *Store) MSet(ctx context.Context, items []l2.Item) error {
 // setCmd builds SET key value [PX ms]. Set passes a copy of its value:
 // after a cancelled context rueidis may still be writing the command when
 // the caller gets its slice back.
-func setCmd(c rueidis.Client, key, value string, ttl time.Duration) rueidis.Completed {
-	cmd := c.B().Set().Key(key).Value(value)
+func setCmd(b rueidis.Builder, key, value string, ttl time.Duration) rueidis.Completed {
+	cmd := b.Set().Key(key).Value(value)
 	if ttl <= 0 {
 		return cmd.Build()
 	}
