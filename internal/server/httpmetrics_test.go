@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -332,4 +333,49 @@ func newMeasuredServer(t *testing.T, cfg Config) *httptest.Server {
 	ts.Start()
 	t.Cleanup(ts.Close)
 	return ts
+}
+
+// TestHTTPMetrics_Panics: a handler that panics is counted with the 500
+// the server answered; one that panics after its answer started, which
+// aborts the connection, with the status it had sent; neither is left in
+// flight.
+func TestHTTPMetrics_Panics(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	s, err := New(Config{Cache: newCache(t, tiercache.Options{}), Logger: slog.New(slog.DiscardHandler), Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /boom", func(http.ResponseWriter, *http.Request) { panic("boom") })
+	mux.HandleFunc("GET /late", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusAccepted)
+		panic("late boom")
+	})
+	ts := httptest.NewServer(requestIDs(s.measure(mux, s.recoverPanics(mux))))
+	t.Cleanup(ts.Close)
+	ts.Config.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)
+	wantStatus(t, do(t, ts, "GET", "/boom", ""), http.StatusInternalServerError)
+	// On a connection of its own: a client would retry the GET.
+	c, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := fmt.Fprintf(c, "GET /late HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+		if _, err := io.ReadAll(resp.Body); err == nil {
+			t.Errorf("GET /late: %d, a whole answer", resp.StatusCode)
+		}
+	}
+	rep := s.httpMetrics.report()
+	got := map[string]map[string]uint64{}
+	for _, r := range rep.Routes {
+		got[r.Route] = r.Codes
+	}
+	if got["GET /boom"]["500"] != 1 || got["GET /late"]["202"] != 1 || rep.InFlight != 0 || rep.Requests != 2 {
+		t.Errorf("after two panics: %+v", rep)
+	}
 }
