@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -16,10 +17,13 @@ import (
 	"github.com/tiercache/tiercache/config"
 )
 
-// getValue answers GET /v1/cache/{key...} with the stored bytes as they
-// are, whatever the codec that wrote them. A fail-safe stale value (Redis
-// unreachable, the value held in L1) answers 200 with X-Cache: stale and
-// the staleness headers of cacheHeaders.
+// getValue answers GET (and HEAD) /v1/cache/{key...} with the stored
+// bytes as they are, whatever the codec that wrote them, under the
+// Content-Type they were stored with (else the codec's media type). A
+// fail-safe stale value (Redis unreachable, the value held in L1) answers
+// 200 with X-Cache: stale and the staleness headers of cacheHeaders.
+// If-None-Match naming the value's ETag answers 304 without a body;
+// If-Match naming another answers 412.
 func (s *Server) getValue(w http.ResponseWriter, r *http.Request) {
 	if !s.checkQuery(w, r) {
 		return
@@ -36,16 +40,33 @@ func (s *Server) getValue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
-	h.Set("Content-Type", contentType(raw.Codec))
+	etag := `"` + res.ETag + `"`
+	cacheHeaders(h, res, etag, time.Now())
+	if im := r.Header.Values("If-Match"); len(im) > 0 && !etagMatches(im, etag, false) {
+		s.writeError(w, http.StatusPreconditionFailed, codePreconditionFailed, "the key's current value does not match If-Match")
+		return
+	}
+	if inm := r.Header.Values("If-None-Match"); len(inm) > 0 && etagMatches(inm, etag, true) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	ct := raw.ContentType
+	if ct == "" {
+		ct = contentType(raw.Codec)
+	}
+	h.Set("Content-Type", ct)
 	h.Set("Content-Length", strconv.Itoa(len(raw.Data)))
 	h.Set("X-Content-Type-Options", "nosniff")
-	cacheHeaders(h, res, time.Now())
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(raw.Data)
 }
 
-// cacheHeaders describes where an answer came from and how old it is:
+// cacheHeaders describes the value an answer carries (or, for 304,
+// would carry), where it came from and how old it is:
 //
+//   - ETag: the stored value's entity tag (Result.ETag, quoted), the same
+//     on every instance.
+//   - Cache-Control: see cacheControl.
 //   - X-Cache: hit-l1, hit-l2, loader or stale.
 //   - Age: whole seconds since the value was written (RFC 9111 section
 //     5.1), when the value records it.
@@ -54,11 +75,14 @@ func (s *Server) getValue(w http.ResponseWriter, r *http.Request) {
 //     A stale answer adds detail=stale.
 //   - Warning: 110 - "Response is Stale" on a stale answer, for clients
 //     that look for the older signal (RFC 7234 section 5.5.1).
-func cacheHeaders(h http.Header, res tiercache.Result, now time.Time) {
+func cacheHeaders(h http.Header, res tiercache.Result, etag string, now time.Time) {
+	h.Set("ETag", etag)
 	h.Set("X-Cache", res.Source.String())
-	if !res.CreatedAt.IsZero() {
-		h.Set("Age", strconv.FormatInt(max(0, int64(now.Sub(res.CreatedAt)/time.Second)), 10))
+	age := ageSeconds(res, now)
+	if age >= 0 {
+		h.Set("Age", strconv.FormatInt(age, 10))
 	}
+	h.Set("Cache-Control", cacheControl(res, max(age, 0), now))
 	status := "tiercache; hit"
 	if !res.ExpiresAt.IsZero() {
 		left := res.ExpiresAt.Sub(now)
@@ -87,7 +111,8 @@ func contentType(codec string) string {
 }
 
 // putValue answers PUT /v1/cache/{key...}?ttl=30s&tags=a,b by storing the
-// body as raw bytes.
+// body with its Content-Type (see bodyCodec), conditionally with If-Match
+// or "If-None-Match: *".
 func (s *Server) putValue(w http.ResponseWriter, r *http.Request) {
 	if !s.checkQuery(w, r, "ttl", "tags") {
 		return
@@ -95,6 +120,15 @@ func (s *Server) putValue(w http.ResponseWriter, r *http.Request) {
 	opts, err := setOptions(r.URL.Query())
 	if err != nil {
 		s.writeError(w, http.StatusBadRequest, codeInvalidParameter, err.Error())
+		return
+	}
+	ct := r.Header.Get("Content-Type")
+	if err := tiercache.CheckContentType(ct); err != nil {
+		s.writeError(w, http.StatusBadRequest, codeInvalidContentType, "Content-Type: "+causeText(err))
+		return
+	}
+	cond, ok := s.precondition(w, r, true)
+	if !ok {
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxValueSize))
@@ -109,16 +143,42 @@ func (s *Server) putValue(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
-	if err := s.cache.Set(ctx, r.PathValue("key"), body, opts...); err != nil {
+	value := tiercache.Raw{Codec: bodyCodec(ct), ContentType: ct, Data: body}
+	if err := s.cache.Set(ctx, r.PathValue("key"), value, append(opts, cond.options()...)...); err != nil {
+		if errors.Is(err, tiercache.ErrInvalidValue) {
+			s.writeError(w, http.StatusBadRequest, codeInvalidBody, "the body does not match its Content-Type: "+causeText(err))
+			return
+		}
 		s.writeCacheError(ctx, w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// setOptions turns the query of a PUT into write options. Unknown
-// parameters are rejected so that a misspelt ttl does not silently store
-// with the default lifetime.
+// bodyCodec picks the codec a PUT body is stored with: json for JSON media
+// types (application/json and any +json type), msgpack for MessagePack
+// ones, raw for everything else. Go programs can then read JSON and
+// MessagePack bodies into their own types; the library checks that such
+// a body parses.
+func bodyCodec(ct string) string {
+	if ct == "" {
+		return "raw"
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	switch {
+	case err != nil:
+		return "raw"
+	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
+		return "json"
+	case mt == "application/msgpack" || mt == "application/x-msgpack" || mt == "application/vnd.msgpack":
+		return "msgpack"
+	}
+	return "raw"
+}
+
+// setOptions turns the query of a PUT into write options. checkQuery has
+// refused unknown parameters, so that a misspelt ttl does not silently
+// store with the default lifetime.
 func setOptions(q url.Values) ([]tiercache.SetOption, error) {
 	var opts []tiercache.SetOption
 	for name, vals := range q {
@@ -161,14 +221,24 @@ func parseTTL(v string) (time.Duration, error) {
 }
 
 // deleteValue answers DELETE /v1/cache/{key...}. Deleting a missing key
-// succeeds.
+// succeeds, unless If-Match asks for a current value.
 func (s *Server) deleteValue(w http.ResponseWriter, r *http.Request) {
 	if !s.checkQuery(w, r) {
 		return
 	}
+	cond, ok := s.precondition(w, r, false)
+	if !ok {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
-	if err := s.cache.Delete(ctx, r.PathValue("key")); err != nil {
+	var err error
+	if cond.match != nil {
+		err = s.cache.DeleteIfMatch(ctx, r.PathValue("key"), cond.match...)
+	} else {
+		err = s.cache.Delete(ctx, r.PathValue("key"))
+	}
+	if err != nil {
 		s.writeCacheError(ctx, w, r, err)
 		return
 	}

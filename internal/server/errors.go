@@ -18,30 +18,33 @@ import (
 // lists them all (TestDocs_ErrorCodes checks it); a client may switch on
 // them, so a code never changes meaning.
 const (
-	codeInvalidKey         = "invalid_key"         // 400: empty, too long, or a malformed path
-	codeInvalidParameter   = "invalid_parameter"   // 400: a query parameter (ttl, tags, unknown)
-	codeInvalidTag         = "invalid_tag"         // 400: a tag the cache refuses
-	codeInvalidBody        = "invalid_body"        // 400: a body that is not the expected JSON, or unreadable
-	codeInvalidValue       = "invalid_value"       // 400: a batch item's value is not base64
-	codeDuplicateKey       = "duplicate_key"       // 400: a batch names a key twice
-	codeBadRequest         = "bad_request"         // 400: a request HTTP cannot parse (Listener), or another the router refuses
-	codeUnauthorized       = "unauthorized"        // 401: the bearer token is missing or wrong
-	codeNotFound           = "not_found"           // 404: no such key
-	codeNoSuchEndpoint     = "no_such_endpoint"    // 404: no such path (or asset)
-	codeMetricsDisabled    = "metrics_disabled"    // 404: GET /metrics on a server without metrics
-	codeUnknownStrategy    = "unknown_strategy"    // 404: POST /v1/warm names a strategy that does not exist
-	codeMethodNotAllowed   = "method_not_allowed"  // 405
-	codeNotOnDemand        = "not_on_demand"       // 409: the strategy cannot be run on demand
-	codeValueTooLarge      = "value_too_large"     // 413
-	codeBodyTooLarge       = "body_too_large"      // 413: a batch's body is over the limit
-	codeTooManyKeys        = "too_many_keys"       // 413: a batch has more keys than the limit
-	codeInternal           = "internal"            // 500
-	codeUnavailable        = "unavailable"         // 503: Redis unreachable, breaker open, or the cache closed
-	codeTimeout            = "timeout"             // 503: the cache did not answer within the server's timeout
-	codeQueueFull          = "queue_full"          // 503: Redis unreachable and the recovery queue is full
-	codeJournalFailed      = "journal_failed"      // 503: Redis unreachable and the recovery journal could not be written
-	codeWarmingDisabled    = "warming_disabled"    // 503: POST /v1/warm on a server without warming
-	codeWarmingUnavailable = "warming_unavailable" // 503: the warming runner cannot start runs (stopping)
+	codeInvalidKey         = "invalid_key"          // 400: empty, too long, or a malformed path
+	codeInvalidParameter   = "invalid_parameter"    // 400: a query parameter (ttl, tags, unknown)
+	codeInvalidTag         = "invalid_tag"          // 400: a tag the cache refuses
+	codeInvalidBody        = "invalid_body"         // 400: a body that is not the expected JSON, or unreadable
+	codeInvalidValue       = "invalid_value"        // 400: a batch item's value is not base64, or not valid for its content type
+	codeInvalidContentType = "invalid_content_type" // 400: a Content-Type that is not a valid media type
+	codeInvalidCondition   = "invalid_condition"    // 400: an If-Match or If-None-Match the endpoint does not take
+	codeDuplicateKey       = "duplicate_key"        // 400: a batch names a key twice
+	codeBadRequest         = "bad_request"          // 400: a request HTTP cannot parse (Listener), or another the router refuses
+	codeUnauthorized       = "unauthorized"         // 401: the bearer token is missing or wrong
+	codeNotFound           = "not_found"            // 404: no such key
+	codeNoSuchEndpoint     = "no_such_endpoint"     // 404: no such path (or asset)
+	codeMetricsDisabled    = "metrics_disabled"     // 404: GET /metrics on a server without metrics
+	codeUnknownStrategy    = "unknown_strategy"     // 404: POST /v1/warm names a strategy that does not exist
+	codeMethodNotAllowed   = "method_not_allowed"   // 405
+	codeNotOnDemand        = "not_on_demand"        // 409: the strategy cannot be run on demand
+	codePreconditionFailed = "precondition_failed"  // 412: If-Match or If-None-Match does not hold
+	codeValueTooLarge      = "value_too_large"      // 413
+	codeBodyTooLarge       = "body_too_large"       // 413: a batch's body is over the limit
+	codeTooManyKeys        = "too_many_keys"        // 413: a batch has more keys than the limit
+	codeInternal           = "internal"             // 500
+	codeUnavailable        = "unavailable"          // 503: Redis unreachable, breaker open, or the cache closed
+	codeTimeout            = "timeout"              // 503: the cache did not answer within the server's timeout
+	codeQueueFull          = "queue_full"           // 503: Redis unreachable and the recovery queue is full
+	codeJournalFailed      = "journal_failed"       // 503: Redis unreachable and the recovery journal could not be written
+	codeWarmingDisabled    = "warming_disabled"     // 503: POST /v1/warm on a server without warming
+	codeWarmingUnavailable = "warming_unavailable"  // 503: the warming runner cannot start runs (stopping)
 )
 
 // errorBody is the JSON body of every error answer:
@@ -114,6 +117,11 @@ func (s *Server) classify(err error) (status int, code, msg string, level slog.L
 		return http.StatusBadRequest, codeInvalidKey, "invalid key: " + causeText(err), slog.LevelDebug
 	case errors.Is(err, tiercache.ErrInvalidTag):
 		return http.StatusBadRequest, codeInvalidTag, "invalid tag: " + causeText(err), slog.LevelDebug
+	case errors.Is(err, tiercache.ErrConditionFailed):
+		return http.StatusPreconditionFailed, codePreconditionFailed,
+			"the key's current value does not satisfy the request's If-Match or If-None-Match: nothing was written", slog.LevelDebug
+	case errors.Is(err, tiercache.ErrInvalidValue):
+		return http.StatusBadRequest, codeInvalidValue, "invalid value: " + causeText(err), slog.LevelDebug
 	case errors.Is(err, tiercache.ErrValueTooLarge):
 		return http.StatusRequestEntityTooLarge, codeValueTooLarge,
 			fmt.Sprintf("the value is larger than the cache's limit of %d bytes", s.cache.MaxValueSize()), slog.LevelDebug
@@ -141,7 +149,7 @@ func (s *Server) classify(err error) (status int, code, msg string, level slog.L
 // and involves no Redis.
 func causeText(err error) string {
 	msg := err.Error()
-	for _, p := range []string{"invalid key: ", "invalid tag: "} {
+	for _, p := range []string{"invalid key: ", "invalid tag: ", "invalid value: "} {
 		if i := strings.LastIndex(msg, p); i >= 0 {
 			msg = msg[i+len(p):]
 		}

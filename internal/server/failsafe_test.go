@@ -177,31 +177,37 @@ func errStatus(r response) error {
 	return fmt.Errorf("%d X-Cache=%q %s", r.status, r.header.Get("X-Cache"), r.body)
 }
 
-// TestCacheHeaders checks Age and Cache-Status against a fixed clock.
+// TestCacheHeaders checks Age, Cache-Control and Cache-Status against a
+// fixed clock. max-age counts from the value's creation, as Age does, so
+// that max-age minus Age is the whole seconds of TTL left.
 func TestCacheHeaders(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
-		name                         string
-		res                          tiercache.Result
-		xCache, age, status, warning string
+		name                             string
+		res                              tiercache.Result
+		xCache, age, cc, status, warning string
 	}{
 		{"fresh with a TTL", tiercache.Result{Source: tiercache.SourceL1, CreatedAt: now.Add(-90500 * time.Millisecond), ExpiresAt: now.Add(30 * time.Second)},
-			"hit-l1", "90", "tiercache; hit; ttl=30", ""},
+			"hit-l1", "90", "max-age=120", "tiercache; hit; ttl=30", ""},
+		{"fresh, fractions of seconds", tiercache.Result{Source: tiercache.SourceL2, CreatedAt: now.Add(-999 * time.Millisecond), ExpiresAt: now.Add(59001 * time.Millisecond)},
+			"hit-l2", "0", "max-age=59", "tiercache; hit; ttl=59", ""},
+		{"less than a second left", tiercache.Result{Source: tiercache.SourceL1, CreatedAt: now.Add(-10 * time.Second), ExpiresAt: now.Add(500 * time.Millisecond)},
+			"hit-l1", "10", "max-age=10", "tiercache; hit; ttl=0", ""},
 		{"no TTL, no creation time", tiercache.Result{Source: tiercache.SourceL2},
-			"hit-l2", "", "tiercache; hit", ""},
+			"hit-l2", "", "no-cache", "tiercache; hit", ""},
 		{"stale past its TTL", tiercache.Result{Source: tiercache.SourceStale, Stale: true, CreatedAt: now.Add(-time.Hour), ExpiresAt: now.Add(-1500 * time.Millisecond)},
-			"stale", "3600", "tiercache; hit; ttl=-2; detail=stale", `110 - "Response is Stale"`},
+			"stale", "3600", "no-cache", "tiercache; hit; ttl=-2; detail=stale", `110 - "Response is Stale"`},
 		{"stale within its TTL (link lost)", tiercache.Result{Source: tiercache.SourceStale, Stale: true, CreatedAt: now.Add(-time.Minute), ExpiresAt: now.Add(time.Minute)},
-			"stale", "60", "tiercache; hit; ttl=60; detail=stale", `110 - "Response is Stale"`},
+			"stale", "60", "no-cache", "tiercache; hit; ttl=60; detail=stale", `110 - "Response is Stale"`},
 		{"written by a clock ahead", tiercache.Result{Source: tiercache.SourceL2, CreatedAt: now.Add(2 * time.Second)},
-			"hit-l2", "0", "tiercache; hit", ""},
+			"hit-l2", "0", "no-cache", "tiercache; hit", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := http.Header{}
-			cacheHeaders(h, tc.res, now)
-			got := [4]string{h.Get("X-Cache"), h.Get("Age"), h.Get("Cache-Status"), h.Get("Warning")}
-			if want := [4]string{tc.xCache, tc.age, tc.status, tc.warning}; got != want {
+			cacheHeaders(h, tc.res, `"0123456789abcdef"`, now)
+			got := [6]string{h.Get("X-Cache"), h.Get("Age"), h.Get("Cache-Control"), h.Get("Cache-Status"), h.Get("Warning"), h.Get("ETag")}
+			if want := [6]string{tc.xCache, tc.age, tc.cc, tc.status, tc.warning, `"0123456789abcdef"`}; got != want {
 				t.Errorf("got %q, want %q", got, want)
 			}
 		})
