@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -44,10 +45,11 @@ type msetRequest struct {
 // seconds or a string as the ttl query parameter of a PUT takes it; Value
 // is a pointer so that a missing value is told from an empty one.
 type msetItem struct {
-	Key   string          `json:"key"`
-	Value *string         `json:"value"`
-	TTL   json.RawMessage `json:"ttl"`
-	Tags  []string        `json:"tags"`
+	Key         string          `json:"key"`
+	Value       *string         `json:"value"`
+	TTL         json.RawMessage `json:"ttl"`
+	Tags        []string        `json:"tags"`
+	ContentType string          `json:"content_type"`
 }
 
 // mgetAnswer is the body of a 200 answer to POST /v1/mget.
@@ -63,8 +65,9 @@ type mgetItem struct {
 	Status      string       `json:"status"`
 	Value       *string      `json:"value,omitempty"` // base64 (RFC 4648, padded)
 	ContentType string       `json:"content_type,omitempty"`
-	Age         *int64       `json:"age,omitempty"` // seconds since the value was written
-	TTL         *int64       `json:"ttl,omitempty"` // seconds of freshness left; negative once expired
+	ETag        string       `json:"etag,omitempty"` // as the ETag header of a GET: quoted
+	Age         *int64       `json:"age,omitempty"`  // seconds since the value was written
+	TTL         *int64       `json:"ttl,omitempty"`  // seconds of freshness left; negative once expired
 	Error       *errorDetail `json:"error,omitempty"`
 }
 
@@ -96,7 +99,10 @@ func (s *Server) mget(w http.ResponseWriter, r *http.Request) {
 		case res.Err == nil:
 			raw := values[res.Key]
 			v := base64.StdEncoding.EncodeToString(raw.Data)
-			it.Status, it.Value, it.ContentType = res.Result.Source.String(), &v, contentType(raw.Codec)
+			it.Status, it.Value, it.ContentType = res.Result.Source.String(), &v, cmp.Or(raw.ContentType, contentType(raw.Codec))
+			if res.Result.ETag != "" {
+				it.ETag = `"` + res.Result.ETag + `"`
+			}
 			it.Age, it.TTL = ageAndTTL(res.Result, now)
 		case errors.Is(res.Err, tiercache.ErrNotFound):
 			it.Status = tiercache.SourceNone.String()
@@ -145,9 +151,9 @@ func ageAndTTL(res tiercache.Result, now time.Time) (age, ttl *int64) {
 }
 
 // mset answers POST /v1/mset with body {"items":[{"key":"a","value":
-// "<base64>","ttl":"30s","tags":["t"]}]}: 204 once Redis acknowledged
-// every item, 202 when Redis is unreachable and they were queued. Every
-// item is checked before anything is written.
+// "<base64>","ttl":"30s","tags":["t"],"content_type":"text/plain"}]}: 204
+// once Redis acknowledged every item, 202 when Redis is unreachable and
+// they were queued. Every item is checked before anything is written.
 func (s *Server) mset(w http.ResponseWriter, r *http.Request) {
 	var req msetRequest
 	if !s.checkQuery(w, r) || !s.decodeBatch(w, r, &req, `{"items":[{"key":"a","value":"<base64>"}]}`) {
@@ -179,7 +185,9 @@ func (s *Server) mset(w http.ResponseWriter, r *http.Request) {
 }
 
 // msetItem checks one item of a POST /v1/mset and turns it into a
-// tiercache.Item; msg is not empty when the item is refused.
+// tiercache.Item; msg is not empty when the item is refused. As with a
+// PUT, the content type picks the codec (bodyCodec): the cache refuses a
+// JSON or MessagePack value that does not parse, before writing anything.
 func (s *Server) msetItem(it msetItem) (item tiercache.Item, status int, code, msg string) {
 	if it.Value == nil {
 		return item, http.StatusBadRequest, codeInvalidBody, `"value" is missing (base64; "" for an empty value)`
@@ -201,7 +209,11 @@ func (s *Server) msetItem(it msetItem) (item tiercache.Item, status int, code, m
 			return item, http.StatusBadRequest, codeInvalidTag, `"tags" holds an empty tag`
 		}
 	}
-	return tiercache.Item{Key: it.Key, Value: value, TTL: ttl, Tags: it.Tags}, 0, "", ""
+	if err := tiercache.CheckContentType(it.ContentType); err != nil {
+		return item, http.StatusBadRequest, codeInvalidContentType,
+			fmt.Sprintf(`"content_type" %q is not a media type such as "application/json" (printable ASCII, at most 255 bytes)`, truncate(it.ContentType, 64))
+	}
+	return tiercache.Item{Key: it.Key, Value: tiercache.Raw{Codec: bodyCodec(it.ContentType), ContentType: it.ContentType, Data: value}, TTL: ttl, Tags: it.Tags}, 0, "", ""
 }
 
 // batchTTL reads the ttl of an item: absent or null for the default, a

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -24,6 +25,7 @@ type batchAnswer struct {
 		Status      string       `json:"status"`
 		Value       *string      `json:"value"`
 		ContentType string       `json:"content_type"`
+		ETag        string       `json:"etag"`
 		Age         *int64       `json:"age"`
 		TTL         *int64       `json:"ttl"`
 		Error       *errorDetail `json:"error"`
@@ -123,6 +125,7 @@ func testBatchRoundTrip(t *testing.T, ts *httptest.Server, c *tiercache.Cache, m
 		Value string   `json:"value"`
 		TTL   any      `json:"ttl,omitempty"`
 		Tags  []string `json:"tags,omitempty"`
+		Type  string   `json:"content_type,omitempty"`
 	}
 	var items []item
 	var keys []string
@@ -139,6 +142,9 @@ func testBatchRoundTrip(t *testing.T, ts *httptest.Server, c *tiercache.Cache, m
 		}
 		if i%2 == 0 {
 			it.Tags = []string{"even", "org:7"}
+		}
+		if i%4 == 1 {
+			it.Type = "image/png"
 		}
 		items = append(items, it)
 		keys = append(keys, k)
@@ -185,8 +191,12 @@ func testBatchRoundTrip(t *testing.T, ts *httptest.Server, c *tiercache.Cache, m
 			if v := a.value(t, i+1); string(v) != string(values[k]) {
 				t.Errorf("%s = %x, want %x", k, v, values[k])
 			}
-			if it.ContentType != "application/octet-stream" {
-				t.Errorf("%s content_type %q", k, it.ContentType)
+			if want := cmp.Or(items[i].Type, "application/octet-stream"); it.ContentType != want {
+				t.Errorf("%s content_type %q, want %q", k, it.ContentType, want)
+			}
+			var raw tiercache.Raw
+			if res, err := c.Lookup(t.Context(), k, &raw); err != nil || it.ETag != `"`+res.ETag+`"` || len(res.ETag) != 16 {
+				t.Errorf("%s etag %s, want the quoted ETag of the value (%q, %v)", k, it.ETag, res.ETag, err)
 			}
 			want := time.Hour // the default TTL
 			if i%3 != 2 {
@@ -200,6 +210,13 @@ func testBatchRoundTrip(t *testing.T, ts *httptest.Server, c *tiercache.Cache, m
 				t.Errorf("%s age %v", k, it.Age)
 			}
 		}
+	}
+
+	// A new value has a new ETag.
+	before := mget(t, ts, keys[1:2]).Items[0].ETag
+	wantStatus(t, do(t, ts, "POST", "/v1/mset", `{"items":[{"key":"`+keys[1]+`","value":"bmV3"}]}`), http.StatusNoContent)
+	if a := mget(t, ts, keys[1:2]); a.Items[0].ETag == before || string(a.value(t, 0)) != "new" || a.Items[0].ContentType != "application/octet-stream" {
+		t.Errorf("rewritten %s: etag %s (was %s), %+v", keys[1], a.Items[0].ETag, before, a.Items[0])
 	}
 
 	wantStatus(t, do(t, ts, "POST", "/v1/invalidate", `{"tags":["even"]}`), http.StatusNoContent)
@@ -254,6 +271,9 @@ func testBatchRefused(t *testing.T, ts *httptest.Server) {
 		{"long key", "/v1/mset", `{"items":[` + good + `,{"key":"` + long + `","value":"YQ=="}]}`, 400, codeInvalidKey},
 		{"empty tag", "/v1/mset", `{"items":[` + good + `,{"key":"bad:1","value":"YQ==","tags":[""]}]}`, 400, codeInvalidTag},
 		{"long tag", "/v1/mset", `{"items":[` + good + `,{"key":"bad:1","value":"YQ==","tags":["` + long + `"]}]}`, 400, codeInvalidTag},
+		{"bad content type", "/v1/mset", `{"items":[` + good + `,{"key":"bad:1","value":"YQ==","content_type":"not a type"}]}`, 400, codeInvalidContentType},
+		{"content type a list", "/v1/mset", `{"items":[` + good + `,{"key":"bad:1","value":"YQ==","content_type":["a/b"]}]}`, 400, codeInvalidBody},
+		{"not the JSON it claims", "/v1/mset", `{"items":[` + good + `,{"key":"bad:1","value":"e30=","content_type":"application/json"},{"key":"bad:2","value":"bm90IGpzb24=","content_type":"application/json"}]}`, 400, codeInvalidValue},
 		{"trailing data", "/v1/mset", `{"items":[` + good + `]} {}`, 400, codeInvalidBody},
 		{"query parameter", "/v1/mset?ttl=1m", `{"items":[` + good + `]}`, 400, codeInvalidParameter},
 		{"mdelete duplicate", "/v1/mdelete", `{"keys":["keep","keep"]}`, 400, codeDuplicateKey},
@@ -272,8 +292,8 @@ func testBatchRefused(t *testing.T, ts *httptest.Server) {
 			t.Errorf("%s: code %q (%s), want %q", tc.name, e.Error.Code, e.Error.Message, tc.code)
 		}
 	}
-	a := mget(t, ts, []string{"bad:0", "bad:1", "keep"})
-	if a.Items[0].Status != "miss" || a.Items[1].Status != "miss" || string(a.value(t, 2)) != "keep" {
+	a := mget(t, ts, []string{"bad:0", "bad:1", "keep", "bad:2"})
+	if a.Items[0].Status != "miss" || a.Items[1].Status != "miss" || a.Items[3].Status != "miss" || string(a.value(t, 2)) != "keep" {
 		t.Errorf("after refused batches: %+v; want nothing written and keep kept", a.Items)
 	}
 }
@@ -343,5 +363,25 @@ func TestBatch_Auth(t *testing.T) {
 			wantStatus(t, r, http.StatusUnauthorized)
 			mget(t, ts, []string{"a"}, auth...)
 		}
+	}
+}
+
+// TestBatch_JSONValue: as with a PUT, a value stored with a JSON content
+// type is stored with the JSON codec, so that Go code reads it into its
+// own types, and mget gives the content type back.
+func TestBatch_JSONValue(t *testing.T) {
+	t.Parallel()
+	c := newCache(t, tiercache.Options{})
+	ts := newTestServer(t, Config{Cache: c})
+	v := base64.StdEncoding.EncodeToString([]byte(`{"name":"Ada"}`))
+	wantStatus(t, do(t, ts, "POST", "/v1/mset", `{"items":[{"key":"user:1","value":"`+v+`","content_type":"application/json; charset=utf-8"}]}`), http.StatusNoContent)
+	var u struct {
+		Name string `json:"name"`
+	}
+	if err := c.Get(t.Context(), "user:1", &u); err != nil || u.Name != "Ada" {
+		t.Errorf("Get into a struct: %+v, %v", u, err)
+	}
+	if a := mget(t, ts, []string{"user:1"}); a.Items[0].ContentType != "application/json; charset=utf-8" || string(a.value(t, 0)) != `{"name":"Ada"}` {
+		t.Errorf("mget: %+v", a.Items[0])
 	}
 }
