@@ -179,6 +179,13 @@ type statusRecorder struct {
 	http.ResponseWriter
 	code  int // zero until the header is written
 	bytes int64
+
+	// muxErrors, until the header is written, replaces an error answer
+	// to req that ServeMux wrote itself (req.Pattern empty) with its JSON
+	// form (jsonMuxErrors); replaced then drops ServeMux's plain text.
+	muxErrors *Server
+	req       *http.Request
+	replaced  bool
 }
 
 // recorder returns w if it is a statusRecorder already, else wraps it in
@@ -191,6 +198,14 @@ func recorder(w http.ResponseWriter) *statusRecorder {
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
+	if s := r.muxErrors; s != nil {
+		r.muxErrors = nil
+		if r.req.Pattern == "" && code >= 400 {
+			s.writeMuxError(r, r.req, code)
+			r.replaced = true
+			return
+		}
+	}
 	if r.code == 0 && code >= 200 {
 		r.code = code
 	}
@@ -198,6 +213,9 @@ func (r *statusRecorder) WriteHeader(code int) {
 }
 
 func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.replaced {
+		return len(b), nil
+	}
 	if r.code == 0 {
 		r.code = http.StatusOK
 	}
@@ -244,44 +262,27 @@ func cleanPath(p string) string {
 
 // jsonMuxErrors makes the answers ServeMux writes itself (404 for an
 // unknown path, 405 for a known path with another method) JSON, like
-// every other error.
+// every other error. It matches no route itself: the request's
+// statusRecorder replaces such an answer when it is written, for a
+// request the mux found no pattern for (it sets Request.Pattern before
+// calling the handler).
 func (s *Server) jsonMuxErrors(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, pattern := mux.Handler(r); pattern == "" {
-			w = &muxErrorWriter{ResponseWriter: w, s: s, method: r.Method}
-		}
-		mux.ServeHTTP(w, r)
+		rec := recorder(w)
+		rec.muxErrors, rec.req = s, r
+		mux.ServeHTTP(rec, r)
 	})
 }
 
-// muxErrorWriter replaces a plain-text error answer with a JSON one and
-// drops the plain text. Headers set before, such as Allow, are kept.
-type muxErrorWriter struct {
-	http.ResponseWriter
-	s        *Server
-	method   string
-	replaced bool
-}
-
-func (w *muxErrorWriter) WriteHeader(code int) {
+// writeMuxError writes the JSON form of an error answer ServeMux gave
+// r. Headers set before, such as Allow, are kept.
+func (s *Server) writeMuxError(w http.ResponseWriter, r *http.Request, code int) {
 	switch code {
 	case http.StatusNotFound:
-		w.s.writeError(w.ResponseWriter, code, codeNoSuchEndpoint, "no such endpoint")
+		s.writeError(w, code, codeNoSuchEndpoint, "no such endpoint")
 	case http.StatusMethodNotAllowed:
-		w.s.writeError(w.ResponseWriter, code, codeMethodNotAllowed, fmt.Sprintf("method %s is not allowed here; allowed: %s", w.method, w.Header().Get("Allow")))
+		s.writeError(w, code, codeMethodNotAllowed, fmt.Sprintf("method %s is not allowed here; allowed: %s", r.Method, w.Header().Get("Allow")))
 	default:
-		if code < 400 {
-			w.ResponseWriter.WriteHeader(code)
-			return
-		}
-		w.s.writeError(w.ResponseWriter, code, codeBadRequest, strings.ToLower(http.StatusText(code)))
+		s.writeError(w, code, codeBadRequest, strings.ToLower(http.StatusText(code)))
 	}
-	w.replaced = true
-}
-
-func (w *muxErrorWriter) Write(b []byte) (int, error) {
-	if w.replaced {
-		return len(b), nil
-	}
-	return w.ResponseWriter.Write(b)
 }
