@@ -378,3 +378,19 @@ func TestDashboard_BrowserTopologies(t *testing.T) {
 		b.screenshot("dashboard-cluster.png")
 	})
 }
+
+// TestDashboard_BrowserHTTPMetricsOff: a server without metrics
+// (monitoring off) has no http section in /v1/stats; the dashboard's HTTP
+// panel says so instead of showing zeros.
+func TestDashboard_BrowserHTTPMetricsOff(t *testing.T) {
+	requireChromium(t)
+	b := openDashboard(t, newTestServer(t, Config{}))
+	b.waitFor("HTTP metrics off", `document.getElementById("http-rate").textContent === "off" &&
+		!document.getElementById("http-routes-empty").hidden`)
+	if got := b.text("#http-codes"); got != "HTTP metrics are off" {
+		t.Errorf("HTTP status split without metrics: %q", got)
+	}
+	if got := b.text("#topology-kind"); got != "memory" {
+		t.Errorf("topology %q", got)
+	}
+}
