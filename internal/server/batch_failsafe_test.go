@@ -97,3 +97,52 @@ func TestBatch_RedisDown(t *testing.T) {
 		return nil
 	})
 }
+
+// TestBatch_OneRoundTrip puts 50 ms of round trip between the cache and
+// Redis: a batch of 100 keys takes a few round trips, not one per key
+// (which would take 5 s).
+func TestBatch_OneRoundTrip(t *testing.T) {
+	t.Parallel()
+	srv := redistest.NewStandalone(t)
+	px := redistest.NewProxy(t, srv.Addr)
+	c := newCache(t, tiercache.Options{
+		Namespace:        "batchrtt",
+		Redis:            tiercache.RedisOptions{Addrs: []string{px.Addr}},
+		L1:               tiercache.L1Options{Disabled: true}, // every read goes to Redis
+		OperationTimeout: 5 * time.Second,
+	})
+	ts := newTestServer(t, Config{Cache: c, Timeout: 10 * time.Second})
+	const n, rtt = 100, 50 * time.Millisecond
+	var items, keys []string
+	for i := range n {
+		k := fmt.Sprintf("k%d", i)
+		keys = append(keys, `"`+k+`"`)
+		items = append(items, fmt.Sprintf(`{"key":%q,"value":"dg==","tags":["t"]}`, k))
+	}
+	// Warm the connection and the tag and namespace versions first.
+	wantStatus(t, do(t, ts, "POST", "/v1/mset", `{"items":[{"key":"warm","value":"dg==","tags":["t"]}]}`), http.StatusNoContent)
+	if err := px.Latency(rtt / 2); err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []struct {
+		path, body string
+		status     int
+	}{
+		{"/v1/mset", `{"items":[` + strings.Join(items, ",") + `]}`, http.StatusNoContent},
+		{"/v1/mget", `{"keys":[` + strings.Join(keys, ",") + `]}`, http.StatusOK},
+		{"/v1/mdelete", `{"keys":[` + strings.Join(keys, ",") + `]}`, http.StatusNoContent},
+	} {
+		start := time.Now()
+		r := do(t, ts, "POST", req.path, req.body)
+		took := time.Since(start)
+		wantStatus(t, r, req.status)
+		if req.path == "/v1/mget" && strings.Count(r.body, `"status":"hit-l2"`) != n {
+			t.Errorf("mget: %s", r.body)
+		}
+		// A few round trips (versions, then the batch), far from n.
+		if took > 10*rtt {
+			t.Errorf("%s of %d keys took %v, more than 10 round trips of %v", req.path, n, took, rtt)
+		}
+		t.Logf("%s of %d keys: %v (%.1f round trips)", req.path, n, took, float64(took)/float64(rtt))
+	}
+}
