@@ -36,7 +36,8 @@ type KeyResult struct {
 // with Result.Source SourceStale, and the other keys get the error in
 // their KeyResult. The returned error is for the call as a whole: an
 // invalid key (nothing is read), an invalid destination, or a closed
-// cache.
+// cache. Each distinct key counts as one read of OpGetMany in
+// Counters.Requests.
 func (c *Cache) LookupMany(ctx context.Context, keys []string, dst any) ([]KeyResult, error) {
 	if err := c.checkKeys("get", keys); err != nil {
 		return nil, err
