@@ -86,6 +86,7 @@ func TestRaw_Invalid(t *testing.T) {
 		"two msgpacks":      {Codec: "msgpack", Data: []byte{0x01, 0x02}},
 		"unknown codec":     {Codec: "yaml", Data: []byte("a: 1")},
 		"bad content type":  {ContentType: "not a type", Data: []byte("x")},
+		"no subtype":        {ContentType: "json", Data: []byte("x")},
 		"content type crlf": {ContentType: "text/plain\r\nX-A: b", Data: []byte("x")},
 		"long content type": {ContentType: "text/" + string(make([]byte, 300)), Data: []byte("x")},
 	} {

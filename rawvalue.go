@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"mime"
+	"strings"
 
 	"github.com/tiercache/tiercache/codec"
 	"github.com/tiercache/tiercache/internal/envelope"
@@ -52,8 +53,8 @@ func (c *Cache) rawCodec(r Raw) (codec.Codec, error) {
 }
 
 // CheckContentType reports whether ct can be stored as Raw.ContentType:
-// empty, or a media type that mime.ParseMediaType accepts, of at most
-// 255 bytes of printable ASCII. The error matches ErrInvalidValue.
+// empty, or a type/subtype media type, with parameters, that
+// mime.ParseMediaType accepts, of at most 255 bytes of printable ASCII. The error matches ErrInvalidValue.
 func CheckContentType(ct string) error {
 	if ct == "" {
 		return nil
@@ -66,8 +67,13 @@ func CheckContentType(ct string) error {
 			return fmt.Errorf("%w: the content type holds a byte outside printable ASCII", ErrInvalidValue)
 		}
 	}
-	if _, _, err := mime.ParseMediaType(ct); err != nil {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
 		return fmt.Errorf("%w: content type %q: %w", ErrInvalidValue, ct, err)
+	}
+	// ParseMediaType also takes a lone token, as Content-Disposition has.
+	if typ, sub, ok := strings.Cut(mt, "/"); !ok || typ == "" || sub == "" {
+		return fmt.Errorf("%w: content type %q is not type/subtype", ErrInvalidValue, ct)
 	}
 	return nil
 }
