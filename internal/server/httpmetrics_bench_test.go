@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -101,4 +102,45 @@ func benchServer(b *testing.B, value string, reg *prometheus.Registry) http.Hand
 		b.Fatalf("PUT: %d", w.status())
 	}
 	return s.Handler()
+}
+
+// BenchmarkHandler_GetL1MetricsOverhead times two identical servers, one
+// with the HTTP metrics and one without, in alternating blocks of GETs
+// from L1 within one run, so that the machine's noise falls on both
+// alike. It reports ns/op of each and their ratio on/off.
+func BenchmarkHandler_GetL1MetricsOverhead(b *testing.B) {
+	body := strings.Repeat("v", 100)
+	on, off := benchServer(b, body, prometheus.NewRegistry()), benchServer(b, body, nil)
+	req, err := http.NewRequest(http.MethodGet, "/v1/cache/bench-key", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := &discardWriter{h: http.Header{}}
+	const block = 2000
+	var tOn, tOff time.Duration
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		h, t := on, &tOn
+		if n%(2*block) >= block {
+			h, t = off, &tOff
+		}
+		if n%block == 0 {
+			start := time.Now()
+			for range block {
+				h.ServeHTTP(w, req)
+			}
+			*t += time.Since(start)
+		}
+		n++
+	}
+	blocks := n / block
+	if blocks < 2 {
+		return
+	}
+	perOn := float64(tOn.Nanoseconds()) / float64((blocks+1)/2*block)
+	perOff := float64(tOff.Nanoseconds()) / float64(blocks/2*block)
+	b.ReportMetric(perOn, "ns/get-on")
+	b.ReportMetric(perOff, "ns/get-off")
+	b.ReportMetric(perOn/perOff, "ratio-on/off")
 }
