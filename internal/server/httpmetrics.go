@@ -89,7 +89,7 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 		}, []string{"route", "method", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tiercache_http_request_duration_seconds",
-			Help:    "Time from the request's headers read to its answer written, by route.",
+			Help:    "Time in the server's handlers, from the request's headers parsed to its answer handed to the connection, by route.",
 			Buckets: httpDurationBuckets,
 		}, []string{"route"}),
 		respBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
