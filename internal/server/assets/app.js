@@ -218,6 +218,8 @@
     }
     var codes = codeClasses(h.codes), dur = cacheDurations(h);
     var dt = 0, d = null, lat = null;
+    // A restarted server counts from zero again: no interval across it.
+    if (prevHTTP && codes.all < prevHTTP.codes.all) prevHTTP = null;
     if (prevHTTP) {
       dt = now - prevHTTP.t;
       d = {};
