@@ -254,6 +254,21 @@ type Result struct {
 	// the same stored value. Pass it to IfMatch or DeleteIfMatch for a
 	// write that applies only if the value is still this one.
 	ETag string
+
+	quotedETag string // ETag in double quotes, kept with the entry
+}
+
+// QuotedETag returns ETag in double quotes, as an HTTP ETag header
+// carries it, or "" when ETag is empty. For a Result from Lookup it costs
+// no allocation.
+func (r Result) QuotedETag() string {
+	switch {
+	case r.quotedETag != "":
+		return r.quotedETag
+	case r.ETag == "":
+		return ""
+	}
+	return `"` + r.ETag + `"`
 }
 
 // Raw is a stored payload without decoding. Pass a *Raw to Get or Lookup
@@ -325,7 +340,8 @@ func (c *Cache) result(e *l1.Entry, src Source) Result {
 	if e.Stale {
 		src = SourceStale
 	}
-	r := Result{Source: src, Stale: src == SourceStale, ContentType: e.ContentType, ETag: e.ETag()}
+	q := e.QuotedETag()
+	r := Result{Source: src, Stale: src == SourceStale, ContentType: e.ContentType, ETag: q[1 : len(q)-1], quotedETag: q}
 	if cd, err := c.reg.ByID(e.Codec); err == nil {
 		r.Codec = cd.Name()
 	}

@@ -40,7 +40,7 @@ func (s *Server) getValue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
-	etag := `"` + res.ETag + `"`
+	etag := res.QuotedETag()
 	cacheHeaders(h, res, etag, time.Now())
 	if im := r.Header.Values("If-Match"); len(im) > 0 && !etagMatches(im, etag, false) {
 		s.writeError(w, http.StatusPreconditionFailed, codePreconditionFailed, "the key's current value does not match If-Match")

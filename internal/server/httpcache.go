@@ -25,7 +25,8 @@ func cacheControl(res tiercache.Result, age int64, now time.Time) string {
 		return "no-cache"
 	}
 	left := max(int64(res.ExpiresAt.Sub(now)/time.Second), 0)
-	return "max-age=" + strconv.FormatInt(left+age, 10)
+	var buf [32]byte
+	return string(strconv.AppendInt(append(buf[:0], "max-age="...), left+age, 10))
 }
 
 // ageSeconds is the Age of a value: whole seconds since it was written, or
