@@ -34,6 +34,7 @@ bench:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/envelope
 	$(GO) test -run '^$$' -fuzz FuzzDecodeJournal -fuzztime 30s .
+	$(GO) test -run '^$$' -fuzz FuzzBatch -fuzztime 30s ./internal/server
 
 serve:
 	$(GO) run ./cmd/tiercache serve
