@@ -168,7 +168,7 @@ type HTTP struct {
 	RetryAfter        time.Duration `yaml:"retry_after" env:"TIERCACHE_RETRY_AFTER" default:"0" check:"nonnegative" help:"Retry-After of 503 answers (rounded up to seconds); 0 means cache.breaker.open_timeout rounded up"`
 
 	MaxBatchKeys  int   `yaml:"max_batch_keys" env:"TIERCACHE_MAX_BATCH_KEYS" default:"1000" check:"positive" help:"most keys (or items) in one POST /v1/mget, /v1/mset or /v1/mdelete; more answers 413"`
-	MaxBatchBytes Bytes `yaml:"max_batch_bytes" env:"TIERCACHE_MAX_BATCH_BYTES" default:"0" check:"nonnegative" help:"largest body of a batch request (values are base64, a third larger); more answers 413; 0 means 32MiB, or one value of cache.max_value_size in base64 plus 1MiB if larger"`
+	MaxBatchBytes Bytes `yaml:"max_batch_bytes" env:"TIERCACHE_MAX_BATCH_BYTES" default:"0" check:"nonnegative" help:"largest body of a batch request, and largest total of the values an mget answers (values are base64, a third larger); more answers 413; 0 means 32MiB, or one value of cache.max_value_size in base64 plus 1MiB if larger"`
 }
 
 // Log configures the service's log, on standard error.

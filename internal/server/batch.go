@@ -89,6 +89,11 @@ func (s *Server) mget(w http.ResponseWriter, r *http.Request) {
 		s.writeBatchError(ctx, w, r, err, req.Keys, "keys")
 		return
 	}
+	if n := answerBytes(values); n > s.maxBatchBytes {
+		s.writeError(w, http.StatusRequestEntityTooLarge, codeBodyTooLarge,
+			fmt.Sprintf("the values asked for take %d bytes in base64, more than the limit of %d; ask for fewer keys", n, s.maxBatchBytes))
+		return
+	}
 	now := time.Now()
 	ans := mgetAnswer{Items: make([]mgetItem, len(results))}
 	var failed error // the first key that failed, for the log
@@ -120,6 +125,17 @@ func (s *Server) mget(w http.ResponseWriter, r *http.Request) {
 		s.logCause(r, level, code, failed)
 	}
 	writeJSON(w, http.StatusOK, ans)
+}
+
+// answerBytes is the size of the values of an mget answer in base64: the
+// answer is bounded like a request's body, so that a batch of large
+// values cannot make one answer of gigabytes.
+func answerBytes(values map[string]tiercache.Raw) int64 {
+	var n int64
+	for _, v := range values {
+		n += int64(base64.StdEncoding.EncodedLen(len(v.Data)))
+	}
+	return n
 }
 
 // keyErrorDetail is the error of one key of a batch read, in the terms

@@ -300,7 +300,7 @@ func testBatchRefused(t *testing.T, ts *httptest.Server) {
 
 // TestBatch_Limits: more keys than MaxBatchKeys, a body over
 // MaxBatchBytes and a value over MaxValueSize answer 413, and nothing is
-// written.
+// written; an mget whose values exceed MaxBatchBytes answers 413 too.
 func TestBatch_Limits(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, Config{MaxBatchKeys: 3, MaxBatchBytes: 300, MaxValueSize: 16})
@@ -331,6 +331,21 @@ func TestBatch_Limits(t *testing.T) {
 	wantStatus(t, do(t, ts, "POST", "/v1/mset", `{"items":[`+item("a", strings.Repeat("x", 16))+`,`+item("b", "2")+`,`+item("c", "3")+`]}`), http.StatusNoContent)
 	if a := mget(t, ts, []string{"a", "b", "c"}); string(a.value(t, 0)) != strings.Repeat("x", 16) {
 		t.Errorf("a = %q", a.value(t, 0))
+	}
+
+	// An mget answer is bounded like a body: three values of 100 bytes
+	// take 408 bytes in base64, more than 300.
+	ts = newTestServer(t, Config{MaxBatchBytes: 300, MaxValueSize: 100})
+	for _, k := range []string{"x", "y", "z"} {
+		wantStatus(t, do(t, ts, "POST", "/v1/mset", `{"items":[`+item(k, strings.Repeat(k, 100))+`]}`), http.StatusNoContent)
+	}
+	r := do(t, ts, "POST", "/v1/mget", `{"keys":["x","y","z"]}`)
+	wantStatus(t, r, http.StatusRequestEntityTooLarge)
+	if e := decodeError(t, r); e.Error.Code != codeBodyTooLarge {
+		t.Errorf("mget of 408 bytes of values: code %q, want %q", e.Error.Code, codeBodyTooLarge)
+	}
+	if a := mget(t, ts, []string{"x", "y"}); string(a.value(t, 1)) != strings.Repeat("y", 100) {
+		t.Errorf("mget of 272 bytes of values: %+v", a.Items)
 	}
 	if _, err := New(Config{Cache: newCache(t, tiercache.Options{}), MaxBatchKeys: -1}); err == nil {
 		t.Error("New accepted a negative MaxBatchKeys")

@@ -36,7 +36,7 @@ const (
 	codeNotOnDemand        = "not_on_demand"        // 409: the strategy cannot be run on demand
 	codePreconditionFailed = "precondition_failed"  // 412: If-Match or If-None-Match does not hold
 	codeValueTooLarge      = "value_too_large"      // 413
-	codeBodyTooLarge       = "body_too_large"       // 413: a batch's body is over the limit
+	codeBodyTooLarge       = "body_too_large"       // 413: a batch's body, or the values an mget asks for, over the limit
 	codeTooManyKeys        = "too_many_keys"        // 413: a batch has more keys than the limit
 	codeInternal           = "internal"             // 500
 	codeUnavailable        = "unavailable"          // 503: Redis unreachable, breaker open, or the cache closed

@@ -68,8 +68,8 @@ type Config struct {
 	// means DefaultMaxBatchKeys.
 	MaxBatchKeys int
 
-	// MaxBatchBytes bounds the body of a batch request, in bytes (413
-	// beyond it). Zero means DefaultMaxBatchBytes, or more when one value
+	// MaxBatchBytes bounds the body of a batch request, and the values
+	// of an mget answer in base64, in bytes (413 beyond it). Zero means DefaultMaxBatchBytes, or more when one value
 	// of MaxValueSize, in base64, needs more.
 	MaxBatchBytes int64
 
