@@ -37,7 +37,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, check func(cur [
 	val := string(value)
 	for range casAttempts {
 		done := false
-		err := cli.Dedicated(func(c rueidis.DedicatedClient) error {
+		err := dedicated(ctx, cli, func(c rueidis.DedicatedClient) error {
 			var err error
 			done, err = s.casOnce(ctx, c, key, check, value == nil, val, ttl)
 			return err
@@ -53,6 +53,21 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, check func(cur [
 		}
 	}
 	return l2.ErrConflict
+}
+
+// dedicated runs fn on a dedicated connection, but returns when ctx ends:
+// taking a connection from the pool may have to open one, and opening one
+// to a frozen server does not follow ctx. fn then still runs, later, and
+// its commands fail at once on the ended ctx.
+func dedicated(ctx context.Context, cli rueidis.Client, fn func(rueidis.DedicatedClient) error) error {
+	done := make(chan error, 1)
+	go func() { done <- cli.Dedicated(fn) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // casOnce is one attempt: it reports whether the write was applied, and
