@@ -298,3 +298,33 @@ func TestQueryRule(t *testing.T) {
 		t.Fatalf("PUT with a misspelt ttl: %q, want the allowed parameters named", e.Error.Message)
 	}
 }
+
+// TestHTTPCaching_RedisFrozen: a conditional write to a frozen Redis
+// (SIGSTOP) answers 503 within the cache's operation timeout, not the
+// server's much longer one, though it needs a connection of its own.
+func TestHTTPCaching_RedisFrozen(t *testing.T) {
+	t.Parallel()
+	srv := redistest.NewStandalone(t)
+	ts := newTestServer(t, Config{Timeout: 20 * time.Second, Cache: newCache(t, tiercache.Options{
+		Redis:            tiercache.RedisOptions{Addrs: []string{srv.Addr}},
+		OperationTimeout: 300 * time.Millisecond,
+	})})
+	wantStatus(t, do(t, ts, "PUT", "/v1/cache/k", "v"), http.StatusNoContent)
+	etag := do(t, ts, "GET", "/v1/cache/k", "").header.Get("ETag")
+	if err := srv.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Resume() })
+	start := time.Now()
+	r := do(t, ts, "PUT", "/v1/cache/k", "v2", "If-Match", etag)
+	wantStatus(t, r, http.StatusServiceUnavailable)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("answered after %v, want about the operation timeout", d)
+	}
+	if err := srv.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyHTTP(t, func() bool {
+		return do(t, ts, "PUT", "/v1/cache/k", "v3", "If-Match", etag).status == http.StatusNoContent
+	})
+}
