@@ -549,6 +549,7 @@ type setOptions struct {
 	ttl  time.Duration
 	tags []string
 	cond *condition // nil: unconditional
+	etag *string    // ReportETag's destination
 }
 
 // WithTTL sets the entry's lifetime. Zero or less means Options.DefaultTTL.
@@ -715,9 +716,14 @@ func (c *Cache) Set(ctx context.Context, key string, value any, opts ...SetOptio
 		return keyErr("set", key, err)
 	}
 	if so.cond != nil {
-		return keyErr("set", key, c.writeIf(ctx, key, so.cond, &enc))
+		err = c.writeIf(ctx, key, so.cond, &enc)
+	} else {
+		err = c.write(ctx, []encoded{enc}, true)
 	}
-	return keyErr("set", key, c.write(ctx, []encoded{enc}, true))
+	if err == nil && so.etag != nil {
+		*so.etag = enc.entry.ETag()
+	}
+	return keyErr("set", key, err)
 }
 
 // write stores encoded values in L2 and then updates L1. With queue, a

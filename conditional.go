@@ -77,12 +77,21 @@ func (c *condition) holds(etag string) bool {
 	return true
 }
 
+// ReportETag makes Set store the ETag (as Result.ETag) of the value it
+// wrote in *dst, when it returns nil: a following conditional write can
+// use it without reading the value back. A write that is only queued
+// (ErrQueued) reports none: its value may be stamped again when it is
+// applied. Only Set takes it.
+func ReportETag(dst *string) SetOption {
+	return func(o *setOptions) { o.etag = dst }
+}
+
 // checkFillOptions validates the options of a write other than Set: its
 // tags, and no condition.
 func checkFillOptions(opts []SetOption) error {
 	so := applySet(opts)
-	if so.cond != nil {
-		return fmt.Errorf("%w: IfMatch and IfAbsent apply to Set only", ErrInvalidOptions)
+	if so.cond != nil || so.etag != nil {
+		return fmt.Errorf("%w: IfMatch, IfAbsent and ReportETag apply to Set only", ErrInvalidOptions)
 	}
 	return checkTags(so.tags)
 }

@@ -120,9 +120,11 @@ func TestConditionalWrites(t *testing.T) {
 			t.Fatalf("IfAbsent on a present key: %v, want ErrConditionFailed", err)
 		}
 		_, r1 := lookupRaw(t, c, "k")
-		if err := d.Set(ctx, "k", []byte("v2"), IfMatch(`"`+r1.ETag+`"`), WithTags("g")); err != nil {
+		var reported string
+		if err := d.Set(ctx, "k", []byte("v2"), IfMatch(`"`+r1.ETag+`"`), WithTags("g"), ReportETag(&reported)); err != nil {
 			t.Fatalf("IfMatch with the current quoted ETag: %v", err)
 		}
+		waitFor(t, func() bool { _, r := lookupRaw(t, c, "k"); return r.ETag == reported })
 		waitFor(t, func() bool { v, _ := lookupRaw(t, c, "k"); return string(v.Data) == "v2" })
 		if err := c.Set(ctx, "k", []byte("v3"), IfMatch(r1.ETag)); !errors.Is(err, ErrConditionFailed) {
 			t.Fatalf("IfMatch with an old ETag: %v, want ErrConditionFailed", err)

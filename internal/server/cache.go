@@ -144,7 +144,9 @@ func (s *Server) putValue(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
 	value := tiercache.Raw{Codec: bodyCodec(ct), ContentType: ct, Data: body}
-	if err := s.cache.Set(ctx, r.PathValue("key"), value, append(opts, cond.options()...)...); err != nil {
+	var etag string
+	opts = append(append(opts, cond.options()...), tiercache.ReportETag(&etag))
+	if err := s.cache.Set(ctx, r.PathValue("key"), value, opts...); err != nil {
 		if errors.Is(err, tiercache.ErrInvalidValue) {
 			s.writeError(w, http.StatusBadRequest, codeInvalidBody, "the body does not match its Content-Type: "+causeText(err))
 			return
@@ -152,6 +154,9 @@ func (s *Server) putValue(w http.ResponseWriter, r *http.Request) {
 		s.writeCacheError(ctx, w, r, err)
 		return
 	}
+	// The stored representation is the body as sent (RFC 9110 section
+	// 8.8.3): its ETag lets the client's next write use If-Match.
+	w.Header().Set("ETag", `"`+etag+`"`)
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -137,7 +137,11 @@ func testConditionalWrites(t *testing.T, a, b *httptest.Server) {
 	const path = "/v1/cache/doc"
 	wantStatus(t, do(t, a, "PUT", path, "v0", "If-Match", "*"), http.StatusPreconditionFailed)
 	wantStatus(t, do(t, a, "DELETE", path, "", "If-Match", "*"), http.StatusPreconditionFailed)
-	wantStatus(t, do(t, a, "PUT", path+"?tags=docs", "v1", "If-None-Match", "*"), http.StatusNoContent)
+	created := do(t, a, "PUT", path+"?tags=docs", "v1", "If-None-Match", "*")
+	wantStatus(t, created, http.StatusNoContent)
+	if got := do(t, b, "GET", path, "").header.Get("ETag"); got != created.header.Get("ETag") {
+		t.Fatalf("PUT answered ETag %q, GET %q", created.header.Get("ETag"), got)
+	}
 	wantStatus(t, do(t, b, "PUT", path, "v1b", "If-None-Match", "*"), http.StatusPreconditionFailed)
 	for _, hdr := range [][2]string{{"If-None-Match", `"abc"`}, {"If-Match", "abc"}, {"If-Match", `"a"b"`}} {
 		r := do(t, b, "PUT", path, "x", hdr[0], hdr[1])
