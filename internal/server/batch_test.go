@@ -92,6 +92,12 @@ func batchTopology(t *testing.T, name string) (tiercache.Options, func() []*redi
 	case "production":
 		// The ACL user may only touch keys under "tiercache:".
 		p := redistest.NewProduction(t)
+		t.Cleanup(func() {
+			// Every command the batches sent is one the ACL grants.
+			if denied, err := p.ACLDenials(p.Username); err != nil || len(denied) > 0 {
+				t.Errorf("the ACL refused the tiercache user: %v %v", denied, err)
+			}
+		})
 		return tiercache.Options{Namespace: "tiercache:" + ns, Redis: tiercache.RedisOptions{Addrs: []string{p.Addr}, Username: p.Username, Password: p.Password}},
 			func() []*redistest.Server { return []*redistest.Server{p.Master} }
 	}
