@@ -697,8 +697,18 @@ func (c *Cache) encode(key string, value any, so setOptions, negative bool, vs s
 }
 
 // Set writes value under key in L2, then L1. It returns once Redis has
-// acknowledged the write. A []byte value is stored as-is; anything else
-// goes through the codec the key's rules pick.
+// acknowledged the write. A []byte value is stored as-is, a Raw as the
+// payload of its codec with its media type; anything else goes through
+// the codec the key's rules pick.
+//
+// With IfMatch or IfAbsent the write is conditional: Redis checks the
+// key's current value and writes in one WATCH/MULTI/EXEC transaction on a
+// connection of the key's node (no Lua), so no other write or delete of
+// the key lands in between; ErrConditionFailed when the condition does
+// not hold. A conditional write is never queued: while L2 is unreachable
+// it returns an error matching ErrUnavailable. A tag invalidation or
+// Clear racing with it is ordered after it (the new value records the
+// versions read before the check), as docs/http-api.md details.
 func (c *Cache) Set(ctx context.Context, key string, value any, opts ...SetOption) error {
 	if err := c.check("set", key); err != nil {
 		return err
