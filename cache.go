@@ -706,9 +706,12 @@ func (c *Cache) encode(key string, value any, so setOptions, negative bool, vs s
 // connection of the key's node (no Lua), so no other write or delete of
 // the key lands in between; ErrConditionFailed when the condition does
 // not hold. A conditional write is never queued: while L2 is unreachable
-// it returns an error matching ErrUnavailable. A tag invalidation or
-// Clear racing with it is ordered after it (the new value records the
-// versions read before the check), as docs/http-api.md details.
+// it returns an error matching ErrUnavailable. Tag and namespace versions
+// live on other keys (other nodes on Cluster), outside the transaction: a
+// tag invalidation or Clear that lands between the check and the write
+// does not stop it, but the new value records the versions read before
+// the check, so the invalidation still removes it if it carries that tag
+// (docs/http-api.md, "HTTP caching").
 func (c *Cache) Set(ctx context.Context, key string, value any, opts ...SetOption) error {
 	if err := c.check("set", key); err != nil {
 		return err
