@@ -28,7 +28,7 @@ func (s *Server) getValue(w http.ResponseWriter, r *http.Request) {
 	if !s.checkQuery(w, r) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	ctx, cancel := withLazyTimeout(r.Context(), s.timeout)
 	defer cancel()
 	var raw tiercache.Raw
 	res, err := s.cache.Lookup(ctx, r.PathValue("key"), &raw)
@@ -39,9 +39,8 @@ func (s *Server) getValue(w http.ResponseWriter, r *http.Request) {
 		s.writeCacheError(ctx, w, r, err)
 		return
 	}
-	h := w.Header()
 	etag := res.QuotedETag()
-	cacheHeaders(h, res, etag, time.Now())
+	cacheHeaders(w.Header(), res, etag, time.Now())
 	if im := r.Header.Values("If-Match"); len(im) > 0 && !etagMatches(im, etag, false) {
 		s.writeError(w, http.StatusPreconditionFailed, codePreconditionFailed, "the key's current value does not match If-Match")
 		return
@@ -54,11 +53,29 @@ func (s *Server) getValue(w http.ResponseWriter, r *http.Request) {
 	if ct == "" {
 		ct = contentType(raw.Codec)
 	}
-	h.Set("Content-Type", ct)
-	h.Set("Content-Length", strconv.Itoa(len(raw.Data)))
-	h.Set("X-Content-Type-Options", "nosniff")
+	h := headerValues{h: w.Header()}
+	h.set("Content-Type", ct)
+	h.set("Content-Length", strconv.Itoa(len(raw.Data)))
+	h.set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(raw.Data)
+}
+
+// headerValues sets the headers of an answer from one backing array of
+// values: one allocation for all of them instead of one each, and no
+// canonicalisation of the keys, which must be given canonical.
+type headerValues struct {
+	h    http.Header
+	vals []string
+}
+
+func (hv *headerValues) set(key, value string) {
+	if hv.vals == nil {
+		hv.vals = make([]string, 0, 10)
+	}
+	hv.vals = append(hv.vals, value)
+	n := len(hv.vals)
+	hv.h[key] = hv.vals[n-1 : n : n]
 }
 
 // cacheHeaders describes the value an answer carries (or, for 304,
@@ -75,14 +92,15 @@ func (s *Server) getValue(w http.ResponseWriter, r *http.Request) {
 //     A stale answer adds detail=stale.
 //   - Warning: 110 - "Response is Stale" on a stale answer, for clients
 //     that look for the older signal (RFC 7234 section 5.5.1).
-func cacheHeaders(h http.Header, res tiercache.Result, etag string, now time.Time) {
-	h.Set("ETag", etag)
-	h.Set("X-Cache", res.Source.String())
+func cacheHeaders(hdr http.Header, res tiercache.Result, etag string, now time.Time) {
+	h := headerValues{h: hdr}
+	h.set("Etag", etag)
+	h.set("X-Cache", res.Source.String())
 	age := ageSeconds(res, now)
 	if age >= 0 {
-		h.Set("Age", strconv.FormatInt(age, 10))
+		h.set("Age", strconv.FormatInt(age, 10))
 	}
-	h.Set("Cache-Control", cacheControl(res, max(age, 0), now))
+	h.set("Cache-Control", cacheControl(res, max(age, 0), now))
 	status := "tiercache; hit"
 	if !res.ExpiresAt.IsZero() {
 		left := res.ExpiresAt.Sub(now)
@@ -94,9 +112,9 @@ func cacheHeaders(h http.Header, res tiercache.Result, etag string, now time.Tim
 	}
 	if res.Stale {
 		status += "; detail=stale"
-		h.Set("Warning", `110 - "Response is Stale"`)
+		h.set("Warning", `110 - "Response is Stale"`)
 	}
-	h.Set("Cache-Status", status)
+	h.set("Cache-Status", status)
 }
 
 // contentType maps a codec name to the media type of its payload.
@@ -143,6 +161,12 @@ func (s *Server) putValue(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
+	if ct == "application/octet-stream" {
+		// What GET answers for raw bytes anyway: not stored, so that
+		// the value stays a version 1 envelope, readable by older
+		// instances during an upgrade, and 25 bytes shorter.
+		ct = ""
+	}
 	value := tiercache.Raw{Codec: bodyCodec(ct), ContentType: ct, Data: body}
 	var etag string
 	opts = append(append(opts, cond.options()...), tiercache.ReportETag(&etag))
