@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"path"
 	"runtime/debug"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -93,8 +95,20 @@ func requestIDs(next http.Handler) http.Handler {
 	})
 }
 
-// newRequestID returns 26 random base32 characters (130 bits).
-func newRequestID() string { return rand.Text() }
+// Request ids are a random prefix drawn once per process (80 bits, 16
+// base32 characters) and a sequence number: unique without drawing
+// random bits for every request.
+var (
+	requestIDPrefix = rand.Text()[:16] + "-"
+	requestIDSeq    atomic.Uint64
+)
+
+// newRequestID returns the next request id, such as
+// "7KXQ4M2ZP3VJ5TNA-1c".
+func newRequestID() string {
+	var b [40]byte
+	return string(strconv.AppendUint(append(b[:0], requestIDPrefix...), requestIDSeq.Add(1), 36))
+}
 
 func saneRequestID(id string) bool {
 	if id == "" || len(id) > maxRequestID {
