@@ -34,8 +34,13 @@ func benchEnv(name string, def int) int {
 
 // serveEnv is the environment of a serve helper on srv with the token:
 // serve's defaults otherwise (monitoring on, info logs, L1 on).
+// TIERCACHE_BENCH_SERVE_PROFILE names a file for serve's CPU profile.
 func serveEnv(srv *redistest.Server, extra ...string) []string {
-	return append([]string{"REDIS_URL=redis://" + srv.Addr + "/0", "TIERCACHE_TOKEN=" + testToken, "CACHE_NAMESPACE=bench"}, extra...)
+	env := []string{"REDIS_URL=redis://" + srv.Addr + "/0", "TIERCACHE_TOKEN=" + testToken, "CACHE_NAMESPACE=bench"}
+	if p := os.Getenv("TIERCACHE_BENCH_SERVE_PROFILE"); p != "" {
+		env = append(env, helperProfileEnv+"="+p)
+	}
+	return append(env, extra...)
 }
 
 // httpTarget is a generator target on h with one connection per worker.
@@ -93,11 +98,7 @@ func BenchmarkServe_GetL1(b *testing.B) {
 	redistest.Require(b)
 	srv := redistest.NewStandalone(b)
 	rounds, secs := benchEnv("ROUNDS", 5), benchEnv("ROUND_SECONDS", 4)
-	var env []string
-	if p := os.Getenv("TIERCACHE_BENCH_SERVE_PROFILE"); p != "" {
-		env = append(env, helperProfileEnv+"="+p)
-	}
-	serve := startHelper(b, "serve", serveEnv(srv, env...)...)
+	serve := startHelper(b, "serve", serveEnv(srv)...)
 	bare := startHelper(b, "bare")
 	st, bt := httpTarget(b, serve, 64, 5*time.Second), httpTarget(b, bare, 64, 5*time.Second)
 	load := readLoad(time.Duration(secs) * time.Second)
