@@ -332,3 +332,35 @@ func TestHTTPCaching_RedisFrozen(t *testing.T) {
 		return do(t, ts, "PUT", "/v1/cache/k", "v3", "If-Match", etag).status == http.StatusNoContent
 	})
 }
+
+func TestEntityTagLists(t *testing.T) {
+	t.Parallel()
+	const etag = `"0123456789abcdef"`
+	for _, tc := range []struct {
+		lines       []string
+		weak, match bool
+		tags        []string // entityTags; nil when refused
+	}{
+		{[]string{etag}, false, true, []string{"0123456789abcdef"}},
+		{[]string{`W/` + etag}, false, false, []string{`W/` + etag}},
+		{[]string{`W/` + etag}, true, true, []string{`W/` + etag}},
+		{[]string{`"x", ` + etag}, false, true, []string{"x", "0123456789abcdef"}},
+		{[]string{`"x"`, ` ` + etag + ` `}, false, true, []string{"x", "0123456789abcdef"}},
+		{[]string{`"x",,"y"`}, false, false, []string{"x", "y"}},
+		{[]string{"*"}, false, true, []string{"*"}},
+		{[]string{"0123456789abcdef"}, false, false, nil}, // unquoted
+		{[]string{`"a"b"`}, false, false, nil},
+		{[]string{`,`}, false, false, nil},
+	} {
+		if got := etagMatches(tc.lines, etag, tc.weak); got != tc.match {
+			t.Errorf("etagMatches(%q, weak=%v) = %v, want %v", tc.lines, tc.weak, got, tc.match)
+		}
+		tags, ok := entityTags(tc.lines)
+		if ok != (tc.tags != nil) || strings.Join(tags, "|") != strings.Join(tc.tags, "|") {
+			t.Errorf("entityTags(%q) = %q, %v; want %q", tc.lines, tags, ok, tc.tags)
+		}
+	}
+	if etagMatches([]string{"*"}, "", true) {
+		t.Error(`"*" matched a key without a current value`)
+	}
+}
