@@ -25,13 +25,18 @@ import (
 // If-None-Match naming the value's ETag answers 304 without a body;
 // If-Match naming another answers 412.
 func (s *Server) getValue(w http.ResponseWriter, r *http.Request) {
+	s.getKey(w, r, r.PathValue("key"))
+}
+
+// getKey is getValue of key.
+func (s *Server) getKey(w http.ResponseWriter, r *http.Request, key string) {
 	if !s.checkQuery(w, r) {
 		return
 	}
 	ctx, cancel := withLazyTimeout(r.Context(), s.timeout)
 	defer cancel()
 	var raw tiercache.Raw
-	res, err := s.cache.Lookup(ctx, r.PathValue("key"), &raw)
+	res, err := s.cache.Lookup(ctx, key, &raw)
 	if err != nil {
 		if errors.Is(err, tiercache.ErrNotFound) {
 			w.Header().Set("X-Cache", tiercache.SourceNone.String())

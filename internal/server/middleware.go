@@ -280,7 +280,7 @@ func cleanPath(p string) string {
 // statusRecorder replaces such an answer when it is written, for a
 // request the mux found no pattern for (it sets Request.Pattern before
 // calling the handler).
-func (s *Server) jsonMuxErrors(mux *http.ServeMux) http.Handler {
+func (s *Server) jsonMuxErrors(mux http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := recorder(w)
 		rec.muxErrors, rec.req = s, r

@@ -195,7 +195,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /metrics", s.withQuery(s.metricsHandler()))
 	mux.HandleFunc("GET /{$}", s.dashboard)
 	mux.Handle("GET /assets/", s.assetsHandler())
-	return requestIDs(s.measure(mux, s.logRequests(s.recoverPanics(s.authenticate(s.canonicalCachePaths(s.jsonMuxErrors(mux)))))))
+	return requestIDs(s.measure(mux, s.logRequests(s.recoverPanics(s.authenticate(s.canonicalCachePaths(s.jsonMuxErrors(s.cacheReads(mux))))))))
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
