@@ -107,25 +107,38 @@ func BenchmarkServe_GetL1(b *testing.B) {
 	warm.Duration = time.Second // reads from L2 fill L1
 	run(b, st, warm)
 
-	var ratios, sRates, bRates, l1 []float64
+	// leg runs the load on one server and returns its report and the
+	// server's CPU time per request.
+	leg := func(h *helper, t loadgen.Target) (*loadgen.Report, float64) {
+		c0 := h.cpu()
+		rep := run(b, t, load)
+		return rep, float64(h.cpu()-c0) / float64(time.Microsecond) / float64(rep.Requests)
+	}
+	var ratios, sRates, bRates, l1, sCPU, bCPU []float64
 	for r := range rounds {
 		var s, bb *loadgen.Report
+		var sc, bc float64
 		if r%2 == 0 {
-			bb, s = run(b, bt, load), run(b, st, load)
+			bb, bc = leg(bare, bt)
+			s, sc = leg(serve, st)
 		} else {
-			s, bb = run(b, st, load), run(b, bt, load)
+			s, sc = leg(serve, st)
+			bb, bc = leg(bare, bt)
 		}
 		if s.ErrorsTotal+bb.ErrorsTotal > 0 {
 			b.Fatalf("round %d: errors serve %v, bare %v", r, s.Errors, bb.Errors)
 		}
 		ratios = append(ratios, s.OpsPerSec/bb.OpsPerSec)
 		sRates, bRates = append(sRates, s.OpsPerSec), append(bRates, bb.OpsPerSec)
+		sCPU, bCPU = append(sCPU, sc), append(bCPU, bc)
 		l1 = append(l1, s.HitRatio["hit-l1"])
-		b.Logf("round %d: serve %.0f req/s (p99 %.2f ms, hit-l1 %.3f), bare %.0f req/s (p99 %.2f ms): %.3f×",
-			r+1, s.OpsPerSec, s.Latency.P99, s.HitRatio["hit-l1"], bb.OpsPerSec, bb.Latency.P99, s.OpsPerSec/bb.OpsPerSec)
+		b.Logf("round %d: serve %.0f req/s (p99 %.2f ms, hit-l1 %.3f, %.1f µs CPU/req), bare %.0f req/s (p99 %.2f ms, %.1f µs CPU/req): %.3f×",
+			r+1, s.OpsPerSec, s.Latency.P99, s.HitRatio["hit-l1"], sc, bb.OpsPerSec, bb.Latency.P99, bc, s.OpsPerSec/bb.OpsPerSec)
 	}
 	b.ReportMetric(median(sRates), "serve-req/s")
 	b.ReportMetric(median(bRates), "bare-req/s")
+	b.ReportMetric(median(sCPU), "serve-µs-CPU/req")
+	b.ReportMetric(median(bCPU), "bare-µs-CPU/req")
 	b.ReportMetric(median(l1), "hit-l1")
 	b.ReportMetric(median(ratios), "serve/bare")
 }
