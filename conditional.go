@@ -141,7 +141,7 @@ func (c *Cache) writeIf(ctx context.Context, key string, cond *condition, enc *e
 	if enc != nil {
 		value, ttl = enc.bytes, enc.ttl
 	}
-	check := func(cur []byte) error { return c.checkCondition(ctx, key, cur, cond) }
+	check := func(ctx context.Context, cur []byte) error { return c.checkCondition(ctx, key, cur, cond) }
 	sw, ok := c.store.(l2.Swapper)
 	if !ok {
 		return fmt.Errorf("tiercache: the L2 store %T does not support conditional writes", c.store)
@@ -191,13 +191,21 @@ func (c *Cache) checkCondition(ctx context.Context, key string, cur []byte, cond
 // CompareAndSwap runs a conditional write under the breaker and the
 // timeout, never retried: after an answer lost in transit the write may
 // have been applied, and a retry would then find its own write and fail
-// the condition.
-func (g *guarded) CompareAndSwap(ctx context.Context, key string, check func(cur []byte) error, value []byte, ttl time.Duration) error {
+// the condition. The reads check makes (tag and namespace versions) run
+// under the write's breaker admission: taking their own could fail in
+// the half-open state, whose few probes the write already holds one of,
+// and reopen the breaker although L2 answers.
+func (g *guarded) CompareAndSwap(ctx context.Context, key string, check func(ctx context.Context, cur []byte) error, value []byte, ttl time.Duration) error {
 	sw, ok := g.s.(l2.Swapper)
 	if !ok {
 		return fmt.Errorf("tiercache: the L2 store %T does not support conditional writes", g.s)
 	}
 	return g.do(ctx, "cas", false, func(ctx context.Context) error {
-		return sw.CompareAndSwap(ctx, key, check, value, ttl)
+		return sw.CompareAndSwap(context.WithValue(ctx, admittedKey{}, true), key, check, value, ttl)
 	})
 }
+
+// admittedKey marks the context of operations that run within another
+// operation the breaker has admitted: they take no admission of their
+// own.
+type admittedKey struct{}

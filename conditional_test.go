@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tiercache/tiercache/internal/redistest"
 )
 
 // sibling returns a second instance of c's namespace on topology topo, as
@@ -202,4 +204,50 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		return errors.New("not yet")
 	})
+}
+
+// A conditional write may be the half-open breaker's one probe: the
+// version reads its check makes run under that admission instead of
+// being refused as a second probe, so the write succeeds and the breaker
+// closes.
+func TestConditionalWrites_HalfOpenProbe(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := redistest.NewStandalone(t)
+	ns := testNamespace(t)
+	mk := func() *Cache {
+		c, err := New(Options{Namespace: ns, Redis: RedisOptions{Addrs: []string{srv.Addr}}, Retries: -1,
+			OperationTimeout: 200 * time.Millisecond,
+			Breaker:          BreakerOptions{Threshold: 1, OpenTimeout: 100 * time.Millisecond, HalfOpenProbes: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	writer, d := mk(), mk()
+	if err := writer.Set(ctx, "k", []byte("v"), WithTags("g")); err != nil {
+		t.Fatal(err)
+	}
+	_, res := lookupRaw(t, writer, "k")
+	// d's breaker opens on a frozen Redis (and the lost link makes it
+	// forget every version).
+	if err := srv.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Get(ctx, "other", new(Raw)); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Get with Redis frozen: %v", err)
+	}
+	if err := srv.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return d.BreakerState() == BreakerHalfOpen })
+	// A conditional delete needs no stamp: its compare-and-swap is the
+	// probe, and its check must read the versions.
+	if err := d.DeleteIfMatch(ctx, "k", res.ETag); err != nil {
+		t.Fatalf("conditional delete as the half-open probe: %v", err)
+	}
+	if s := d.BreakerState(); s != BreakerClosed {
+		t.Fatalf("breaker %s after the probe succeeded, want closed", s)
+	}
 }

@@ -122,7 +122,7 @@ func (g *guarded) once(ctx context.Context, name string, op func(ctx context.Con
 		return err
 	}
 	done := func(error) {}
-	if g.cb != nil {
+	if g.cb != nil && ctx.Value(admittedKey{}) == nil {
 		var err error
 		if done, err = g.cb.Allow(); err != nil {
 			g.obs.l2Rejected(name)

@@ -83,11 +83,12 @@ var ErrConflict = errors.New("l2: the key kept changing")
 // atomically. The cache's conditional writes need it.
 type Swapper interface {
 	// CompareAndSwap reads key's value (nil when the key is missing) and
-	// passes it to check. When check returns nil, it stores value under
+	// passes it to check, with the operation's context. When check
+	// returns nil, it stores value under
 	// key with the TTL (<= 0: no expiry), or deletes the key when value
 	// is nil; check's error is returned as it is otherwise. No other
 	// write of key lands between the read that check saw and the write:
 	// when the key changed meanwhile, CompareAndSwap starts again from
 	// the read, and gives up with ErrConflict after a few attempts.
-	CompareAndSwap(ctx context.Context, key string, check func(cur []byte) error, value []byte, ttl time.Duration) error
+	CompareAndSwap(ctx context.Context, key string, check func(ctx context.Context, cur []byte) error, value []byte, ttl time.Duration) error
 }

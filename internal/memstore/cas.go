@@ -15,7 +15,7 @@ const casAttempts = 8
 // CompareAndSwap implements l2.Swapper. check runs without the shard's
 // lock held (it may read other keys of the store); the write then takes
 // the lock and goes ahead only if the key still holds what check saw.
-func (s *Store) CompareAndSwap(ctx context.Context, key string, check func(cur []byte) error, value []byte, ttl time.Duration) error {
+func (s *Store) CompareAndSwap(ctx context.Context, key string, check func(ctx context.Context, cur []byte) error, value []byte, ttl time.Duration) error {
 	sh := s.shard(key)
 	for range casAttempts {
 		if err := ctx.Err(); err != nil {
@@ -24,7 +24,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, check func(cur [
 		sh.mu.RLock()
 		cur := s.currentLocked(sh, key)
 		sh.mu.RUnlock()
-		if err := check(cur); err != nil {
+		if err := check(ctx, cur); err != nil {
 			return err
 		}
 		sh.mu.Lock()
@@ -62,7 +62,7 @@ func (s *Store) currentLocked(sh *shard, key string) []byte {
 
 // CompareAndSwap implements l2.Swapper and notifies the other views of a
 // write it made.
-func (v *View) CompareAndSwap(ctx context.Context, key string, check func(cur []byte) error, value []byte, ttl time.Duration) error {
+func (v *View) CompareAndSwap(ctx context.Context, key string, check func(ctx context.Context, cur []byte) error, value []byte, ttl time.Duration) error {
 	err := v.Store.CompareAndSwap(ctx, key, check, value, ttl)
 	if err == nil {
 		v.notify([]string{key})

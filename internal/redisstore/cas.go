@@ -27,7 +27,7 @@ func (c checkFailed) Error() string { return c.err.Error() }
 // key was written meanwhile; then start again from the WATCH. On Cluster
 // the dedicated connection goes to the node that serves the key's slot;
 // every command names that one key. When check fails, UNWATCH.
-func (s *Store) CompareAndSwap(ctx context.Context, key string, check func(cur []byte) error, value []byte, ttl time.Duration) error {
+func (s *Store) CompareAndSwap(ctx context.Context, key string, check func(ctx context.Context, cur []byte) error, value []byte, ttl time.Duration) error {
 	cli, err := s.conn()
 	if err != nil {
 		return err
@@ -72,7 +72,7 @@ func dedicated(ctx context.Context, cli rueidis.Client, fn func(rueidis.Dedicate
 
 // casOnce is one attempt: it reports whether the write was applied, and
 // false with no error when the key changed under WATCH.
-func (s *Store) casOnce(ctx context.Context, c rueidis.DedicatedClient, key string, check func([]byte) error, del bool, val string, ttl time.Duration) (bool, error) {
+func (s *Store) casOnce(ctx context.Context, c rueidis.DedicatedClient, key string, check func(context.Context, []byte) error, del bool, val string, ttl time.Duration) (bool, error) {
 	if err := c.Do(ctx, c.B().Watch().Key(key).Build()).Error(); err != nil {
 		return false, err
 	}
@@ -85,7 +85,7 @@ func (s *Store) casOnce(ctx context.Context, c rueidis.DedicatedClient, key stri
 	default:
 		cur = nonNil(cur)
 	}
-	if err := check(cur); err != nil {
+	if err := check(ctx, cur); err != nil {
 		if uerr := c.Do(ctx, c.B().Unwatch().Build()).Error(); uerr != nil {
 			return false, uerr
 		}
