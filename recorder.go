@@ -39,7 +39,8 @@ type Recorder interface {
 	Attach(c *Cache)
 
 	// RecordL2 reports one attempt of an L2 operation. op is one of get,
-	// mget, set, mset, del, incr, setnx, lock and unlock. result is "ok"
+	// mget, set, mset, del, incr, setnx, lock, unlock and cas (a
+	// conditional write or delete). result is "ok"
 	// (a miss included), "error" (Redis answered with an error),
 	// "unavailable" (no answer in time, or no connection), "canceled" (the
 	// caller's context ended) or "rejected" (the circuit breaker refused

@@ -103,7 +103,7 @@ var (
 
 // l2Ops and l2Results are the values RecordL2 receives.
 var (
-	l2OpNames     = []string{"get", "mget", "set", "mset", "del", "incr", "setnx", "lock", "unlock"}
+	l2OpNames     = []string{"get", "mget", "set", "mset", "del", "incr", "setnx", "lock", "unlock", "cas"}
 	l2ResultNames = []string{"ok", "error", "unavailable", "canceled", "rejected"}
 )
 
