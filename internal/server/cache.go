@@ -33,8 +33,8 @@ func (s *Server) getKey(w http.ResponseWriter, r *http.Request, key string) {
 	if !s.checkQuery(w, r) {
 		return
 	}
-	ctx, cancel := withLazyTimeout(r.Context(), s.timeout)
-	defer cancel()
+	ctx := withLazyTimeout(r.Context(), s.timeout)
+	defer ctx.stop()
 	var raw tiercache.Raw
 	res, err := s.cache.Lookup(ctx, key, &raw)
 	if err != nil {
@@ -45,7 +45,8 @@ func (s *Server) getKey(w http.ResponseWriter, r *http.Request, key string) {
 		return
 	}
 	etag := res.QuotedETag()
-	cacheHeaders(w.Header(), res, etag, time.Now())
+	h := headerValues{h: w.Header()}
+	h.cacheHeaders(res, etag, time.Now())
 	if im := r.Header.Values("If-Match"); len(im) > 0 && !etagMatches(im, etag, false) {
 		s.writeError(w, http.StatusPreconditionFailed, codePreconditionFailed, "the key's current value does not match If-Match")
 		return
@@ -58,7 +59,6 @@ func (s *Server) getKey(w http.ResponseWriter, r *http.Request, key string) {
 	if ct == "" {
 		ct = contentType(raw.Codec)
 	}
-	h := headerValues{h: w.Header()}
 	h.set("Content-Type", ct)
 	h.set("Content-Length", strconv.Itoa(len(raw.Data)))
 	h.set("X-Content-Type-Options", "nosniff")
@@ -99,6 +99,11 @@ func (hv *headerValues) set(key, value string) {
 //     that look for the older signal (RFC 7234 section 5.5.1).
 func cacheHeaders(hdr http.Header, res tiercache.Result, etag string, now time.Time) {
 	h := headerValues{h: hdr}
+	h.cacheHeaders(res, etag, now)
+}
+
+// cacheHeaders is the function cacheHeaders, into hv's values.
+func (h *headerValues) cacheHeaders(res tiercache.Result, etag string, now time.Time) {
 	h.set("Etag", etag)
 	h.set("X-Cache", res.Source.String())
 	age := ageSeconds(res, now)

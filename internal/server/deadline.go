@@ -20,11 +20,11 @@ type lazyTimeout struct {
 	cancel   context.CancelFunc
 }
 
-// withLazyTimeout returns the context and its cancel, to be deferred as
-// context.WithTimeout's.
-func withLazyTimeout(parent context.Context, d time.Duration) (*lazyTimeout, func()) {
-	l := &lazyTimeout{parent: parent, deadline: time.Now().Add(d)}
-	return l, l.stop
+// withLazyTimeout returns the context; defer its stop as
+// context.WithTimeout's cancel. (Returning l.stop as a function value
+// would cost an allocation of its own.)
+func withLazyTimeout(parent context.Context, d time.Duration) *lazyTimeout {
+	return &lazyTimeout{parent: parent, deadline: time.Now().Add(d)}
 }
 
 // made returns the deadline context, making it on first use.

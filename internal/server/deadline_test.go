@@ -11,7 +11,8 @@ type ctxKey struct{}
 
 func TestLazyTimeout_Unused(t *testing.T) {
 	parent := context.WithValue(context.Background(), ctxKey{}, "v")
-	ctx, cancel := withLazyTimeout(parent, time.Hour)
+	ctx := withLazyTimeout(parent, time.Hour)
+	cancel := ctx.stop
 	if d, ok := ctx.Deadline(); !ok || time.Until(d) < 59*time.Minute {
 		t.Errorf("Deadline() = %v, %v; want about an hour from now", d, ok)
 	}
@@ -36,7 +37,8 @@ func TestLazyTimeout_Unused(t *testing.T) {
 }
 
 func TestLazyTimeout_Expires(t *testing.T) {
-	ctx, cancel := withLazyTimeout(context.Background(), 20*time.Millisecond)
+	ctx := withLazyTimeout(context.Background(), 20*time.Millisecond)
+	cancel := ctx.stop
 	defer cancel()
 	if ctx.Err() != nil {
 		t.Fatalf("Err() = %v before the deadline", ctx.Err())
@@ -53,7 +55,8 @@ func TestLazyTimeout_Expires(t *testing.T) {
 
 func TestLazyTimeout_ParentAndChildren(t *testing.T) {
 	parent, cancelParent := context.WithTimeout(context.Background(), time.Minute)
-	ctx, cancel := withLazyTimeout(parent, time.Hour)
+	ctx := withLazyTimeout(parent, time.Hour)
+	cancel := ctx.stop
 	if d, _ := ctx.Deadline(); time.Until(d) > 2*time.Minute {
 		t.Errorf("Deadline() = %v; want the parent's earlier one", d)
 	}
@@ -71,7 +74,8 @@ func TestLazyTimeout_ParentAndChildren(t *testing.T) {
 	cancel()
 
 	// A child made before cancel ends with it.
-	ctx2, cancel2 := withLazyTimeout(context.Background(), time.Hour)
+	ctx2 := withLazyTimeout(context.Background(), time.Hour)
+	cancel2 := ctx2.stop
 	child2, cancelChild2 := context.WithCancel(ctx2)
 	defer cancelChild2()
 	cancel2()
