@@ -352,6 +352,7 @@ func (r *runner) work(ctx context.Context, i int) {
 	ch := r.keys.chooser(r.cfg.Mix, r.cfg.Seed, i)
 	sh := r.stats.shard(i)
 	end := r.start.Add(r.cfg.Duration)
+	var sleep sleeper
 	if r.interval > 0 {
 		defer func() {
 			if ctx.Err() != nil {
@@ -370,7 +371,7 @@ func (r *runner) work(ctx context.Context, i int) {
 			if r.cfg.Duration > 0 && !begin.Before(end) {
 				return
 			}
-			if !sleepUntil(ctx, begin) {
+			if !sleep.until(ctx, begin) {
 				r.unsent.Add(1)
 				return
 			}
@@ -408,18 +409,27 @@ func (r *runner) countUnsent() {
 	}
 }
 
-// sleepUntil waits until t, and reports false when ctx ended first.
-func sleepUntil(ctx context.Context, t time.Time) bool {
+// sleeper waits for a worker's intended start times with one reusable
+// timer: with thousands of workers, a timer made and dropped per
+// operation is a cost of its own.
+type sleeper struct{ timer *time.Timer }
+
+// until waits until t, and reports false when ctx ended first.
+func (s *sleeper) until(ctx context.Context, t time.Time) bool {
 	d := time.Until(t)
 	if d <= 0 {
 		return ctx.Err() == nil
 	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
+	if s.timer == nil {
+		s.timer = time.NewTimer(d)
+	} else {
+		s.timer.Reset(d) // Go 1.23+ timers: no stale value to drain
+	}
 	select {
-	case <-timer.C:
+	case <-s.timer.C:
 		return true
 	case <-ctx.Done():
+		s.timer.Stop()
 		return false
 	}
 }
