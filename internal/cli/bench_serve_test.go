@@ -270,14 +270,19 @@ func (r *holdResult) kibPerConn(conns int) float64 {
 }
 
 // hold starts a helper, preloads and reads the keys once through a few
-// connections, notes its RSS, then runs load on load.Workers connections
-// and notes its RSS and open descriptors with them still open.
+// connections, notes its RSS, opens load.Workers connections, runs load
+// on them and notes its RSS and open descriptors with them still open.
 func hold(b *testing.B, mode string, srv *redistest.Server, load loadgen.Config) *holdResult {
+	var env []string
+	heap := os.Getenv("TIERCACHE_BENCH_HEAP_PREFIX") // heap profiles <prefix><mode>.prof with the connections open
+	if heap != "" {
+		env = append(env, helperHeapEnv+"="+heap+mode+".prof")
+	}
 	var h *helper
 	if mode == "serve" {
-		h = startHelper(b, "serve", serveEnv(srv)...)
+		h = startHelper(b, "serve", serveEnv(srv, env...)...)
 	} else {
-		h = startHelper(b, "bare")
+		h = startHelper(b, "bare", env...)
 	}
 	defer h.stop()
 	warm := httpTarget(b, h, 8, 5*time.Second)
@@ -288,8 +293,19 @@ func hold(b *testing.B, mode string, srv *redistest.Server, load loadgen.Config)
 	_ = warm.Close()
 	res := &holdResult{mode: mode, idleRSS: h.rss()}
 	t := httpTarget(b, h, load.Workers, 10*time.Second)
+	// Open the connections first, one request each over 5 s, so that
+	// the hold measures requests on open connections, not a burst of
+	// handshakes in its first second.
+	connect := load
+	connect.Rate, connect.Duration, connect.Requests = float64(load.Workers)/5, 0, int64(load.Workers)
+	if c := run(b, t, connect); c.ErrorsTotal > 0 || c.Requests != int64(load.Workers) {
+		b.Fatalf("%s: opening %d connections: %d requests, errors %v", mode, load.Workers, c.Requests, c.Errors)
+	}
 	res.rep = run(b, t, load)
 	res.heldRSS, res.fds = h.rss(), h.fds()
+	if heap != "" {
+		h.heapProfile(heap + mode + ".prof")
+	}
 	_ = t.Close()
 	return res
 }

@@ -33,6 +33,9 @@ const (
 	helperEnv = "TIERCACHE_BENCH_HELPER" // "serve" or "bare"
 	// helperProfileEnv names a file for the helper's CPU profile.
 	helperProfileEnv = "TIERCACHE_BENCH_CPUPROFILE"
+	// helperHeapEnv names a file the helper writes its heap profile to
+	// on SIGUSR1.
+	helperHeapEnv = "TIERCACHE_BENCH_HEAPPROFILE"
 )
 
 func TestMain(m *testing.M) {
@@ -64,6 +67,9 @@ func runHelper(mode string) int {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if path := os.Getenv(helperHeapEnv); path != "" {
+		go heapOnSignal(ctx, path)
+	}
 	switch mode {
 	case "serve":
 		return Run(ctx, []string{"serve"}, os.Stdout, os.Stderr)
@@ -72,6 +78,23 @@ func runHelper(mode string) int {
 	}
 	fmt.Fprintf(os.Stderr, "unknown helper %q\n", mode)
 	return 2
+}
+
+// heapOnSignal writes a heap profile to path on every SIGUSR1.
+func heapOnSignal(ctx context.Context, path string) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sig:
+			if f, err := os.Create(path); err == nil {
+				_ = pprof.Lookup("heap").WriteTo(f, 0)
+				_ = f.Close()
+			}
+		}
+	}
 }
 
 func runBare(ctx context.Context) int {
@@ -168,6 +191,20 @@ func procStatus(pid int, field string) int64 {
 		}
 	}
 	return 0
+}
+
+// heapProfile asks the helper for its heap profile (helperHeapEnv) and
+// waits up to a second for it to be written.
+func (h *helper) heapProfile(path string) {
+	_ = os.Remove(path)
+	_ = h.cmd.Process.Signal(syscall.SIGUSR1)
+	for range 100 {
+		if st, err := os.Stat(path); err == nil && st.Size() > 0 {
+			time.Sleep(50 * time.Millisecond) // let the writer finish
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // rss is the helper's resident memory in bytes.
