@@ -135,6 +135,9 @@ func startHelper(b *testing.B, mode string, env ...string) *helper {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append([]string{helperEnv + "=" + mode, "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 		"TIERCACHE_ADDR=127.0.0.1:0", "STATE_DIRECTORY=" + b.TempDir()}, env...)
+	if d := os.Getenv("TIERCACHE_BENCH_HELPER_GODEBUG"); d != "" {
+		cmd.Env = append(cmd.Env, "GODEBUG="+d) // such as gctrace=1
+	}
 	h := &helper{cmd: cmd, stderr: &tiercachetest.Buffer{}, done: make(chan error, 1)}
 	cmd.Stderr = h.stderr
 	cmd.Stdout = io.Discard
@@ -162,11 +165,19 @@ func startHelper(b *testing.B, mode string, env ...string) *helper {
 	}
 }
 
-// stop ends the helper with SIGTERM and waits for it (idempotent).
+// stop ends the helper with SIGTERM and waits for it (idempotent). With
+// TIERCACHE_BENCH_HELPER_LOGS set to a directory, the helper's stderr is
+// saved there as <mode>-<pid>.log.
 func (h *helper) stop() {
 	if h.cmd.Process == nil {
 		return
 	}
+	defer func() {
+		if dir := os.Getenv("TIERCACHE_BENCH_HELPER_LOGS"); dir != "" {
+			name := fmt.Sprintf("%s-%d.log", strings.TrimPrefix(h.cmd.Env[0], helperEnv+"="), h.cmd.Process.Pid)
+			_ = os.WriteFile(filepath.Join(dir, name), []byte(h.stderr.String()), 0o644)
+		}
+	}()
 	_ = h.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-h.done:
