@@ -1,9 +1,11 @@
 package server
 
 import (
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -58,5 +60,45 @@ func TestCacheReads_SameAsMux(t *testing.T) {
 	got := testutil.ToFloat64(s.httpMetrics.requests.WithLabelValues(getPattern, "GET", "200"))
 	if got != 5 {
 		t.Errorf("requests_total{route=%q,method=GET,code=200} = %v, want 5", getPattern, got)
+	}
+}
+
+// TestGet_ContentLength checks over a real connection that GET and HEAD
+// carry the value's Content-Length whether the handler sets it (large
+// values) or net/http does (small ones), never a chunked body.
+func TestGet_ContentLength(t *testing.T) {
+	c, err := tiercache.New(tiercache.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := New(Config{Cache: c, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+	for _, n := range []int{0, 1, autoContentLength, autoContentLength + 1, 100_000} {
+		key := "len-" + strconv.Itoa(n)
+		if err := c.Set(t.Context(), key, []byte(strings.Repeat("x", n))); err != nil {
+			t.Fatal(err)
+		}
+		for _, method := range []string{"GET", "HEAD"} {
+			req, _ := http.NewRequestWithContext(t.Context(), method, ts.URL+"/v1/cache/"+key, nil)
+			resp, err := ts.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			wantBody := n
+			if method == "HEAD" {
+				wantBody = 0
+			}
+			if resp.StatusCode != 200 || resp.ContentLength != int64(n) || len(resp.TransferEncoding) > 0 || len(body) != wantBody {
+				t.Errorf("%s of %d bytes: %d, Content-Length %d, Transfer-Encoding %v, %d bytes of body",
+					method, n, resp.StatusCode, resp.ContentLength, resp.TransferEncoding, len(body))
+			}
+		}
 	}
 }
