@@ -99,7 +99,11 @@ func BenchmarkServe_GetL1(b *testing.B) {
 	srv := redistest.NewStandalone(b)
 	rounds, secs := benchEnv("ROUNDS", 5), benchEnv("ROUND_SECONDS", 4)
 	serve := startHelper(b, "serve", serveEnv(srv)...)
-	bare := startHelper(b, "bare")
+	var bareEnv []string
+	if p := os.Getenv("TIERCACHE_BENCH_BARE_PROFILE"); p != "" {
+		bareEnv = append(bareEnv, helperProfileEnv+"="+p)
+	}
+	bare := startHelper(b, "bare", bareEnv...)
 	st, bt := httpTarget(b, serve, 64, 5*time.Second), httpTarget(b, bare, 64, 5*time.Second)
 	load := readLoad(time.Duration(secs) * time.Second)
 	preload(b, st, load)
@@ -109,21 +113,24 @@ func BenchmarkServe_GetL1(b *testing.B) {
 
 	// leg runs the load on one server and returns its report and the
 	// server's CPU time per request.
-	leg := func(h *helper, t loadgen.Target) (*loadgen.Report, float64) {
-		c0 := h.cpu()
+	var sGen, bGen []float64 // the generator's CPU per request
+	leg := func(h *helper, t loadgen.Target, gen *[]float64) (*loadgen.Report, float64) {
+		c0, g0 := h.cpu(), selfCPU()
 		rep := run(b, t, load)
-		return rep, float64(h.cpu()-c0) / float64(time.Microsecond) / float64(rep.Requests)
+		perReq := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(rep.Requests) }
+		*gen = append(*gen, perReq(selfCPU()-g0))
+		return rep, perReq(h.cpu() - c0)
 	}
 	var ratios, sRates, bRates, l1, sCPU, bCPU []float64
 	for r := range rounds {
 		var s, bb *loadgen.Report
 		var sc, bc float64
 		if r%2 == 0 {
-			bb, bc = leg(bare, bt)
-			s, sc = leg(serve, st)
+			bb, bc = leg(bare, bt, &bGen)
+			s, sc = leg(serve, st, &sGen)
 		} else {
-			s, sc = leg(serve, st)
-			bb, bc = leg(bare, bt)
+			s, sc = leg(serve, st, &sGen)
+			bb, bc = leg(bare, bt, &bGen)
 		}
 		if s.ErrorsTotal+bb.ErrorsTotal > 0 {
 			b.Fatalf("round %d: errors serve %v, bare %v", r, s.Errors, bb.Errors)
@@ -139,6 +146,8 @@ func BenchmarkServe_GetL1(b *testing.B) {
 	b.ReportMetric(median(bRates), "bare-req/s")
 	b.ReportMetric(median(sCPU), "serve-µs-CPU/req")
 	b.ReportMetric(median(bCPU), "bare-µs-CPU/req")
+	b.ReportMetric(median(sGen), "generator-µs-CPU/serve-req")
+	b.ReportMetric(median(bGen), "generator-µs-CPU/bare-req")
 	b.ReportMetric(median(l1), "hit-l1")
 	b.ReportMetric(median(ratios), "serve/bare")
 }
