@@ -168,7 +168,7 @@ func (s *Server) logCause(r *http.Request, level slog.Level, code string, err er
 		return
 	}
 	s.logger.LogAttrs(r.Context(), level, "tiercache: HTTP request failed",
-		slog.String("request_id", requestID(r.Context())),
+		slog.String("request_id", requestID(r)),
 		slog.String("method", r.Method),
 		slog.String("path", loggedPath(r)),
 		slog.String("code", code),

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -78,20 +77,21 @@ const requestIDHeader = "X-Request-Id"
 // maxRequestID bounds an incoming request id.
 const maxRequestID = 128
 
-type requestIDKey struct{}
-
 // requestIDs gives every request an id, returned in X-Request-Id and
 // written in the log lines about the request. An incoming X-Request-Id is
 // kept when it is 1 to 128 letters, digits and "-._:"; any other value is
-// replaced, so that a client cannot forge log lines.
+// replaced, so that a client cannot forge log lines. The id stays in the
+// request's own X-Request-Id header, where requestID finds it: carrying
+// it in the context cost a copy of the request and a context per request.
 func requestIDs(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get(requestIDHeader)
-		if !saneRequestID(id) {
-			id = newRequestID()
+		ids := r.Header[requestIDHeader]
+		if len(ids) != 1 || !saneRequestID(ids[0]) {
+			ids = []string{newRequestID()}
+			r.Header[requestIDHeader] = ids
 		}
-		w.Header().Set(requestIDHeader, id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+		w.Header()[requestIDHeader] = ids
+		next.ServeHTTP(w, r)
 	})
 }
 
@@ -123,10 +123,12 @@ func saneRequestID(id string) bool {
 	return true
 }
 
-// requestID returns the id requestIDs gave the request of ctx.
-func requestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+// requestID returns the id requestIDs gave r.
+func requestID(r *http.Request) string {
+	if ids := r.Header[requestIDHeader]; len(ids) == 1 {
+		return ids[0]
+	}
+	return ""
 }
 
 // maxLoggedPath bounds the path in a log line, since keys can be long.
@@ -144,7 +146,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		rec := recorder(w)
 		next.ServeHTTP(rec, r)
 		s.logger.LogAttrs(r.Context(), slog.LevelDebug, "http request",
-			slog.String("request_id", requestID(r.Context())),
+			slog.String("request_id", requestID(r)),
 			slog.String("method", r.Method),
 			slog.String("path", loggedPath(r)),
 			slog.Int("status", rec.status()),
@@ -175,7 +177,7 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 			if v == http.ErrAbortHandler { // net/http's own way to abort: pass it on
 				panic(v)
 			}
-			s.logger.Error("tiercache: HTTP handler panicked", "request_id", requestID(r.Context()),
+			s.logger.Error("tiercache: HTTP handler panicked", "request_id", requestID(r),
 				"method", r.Method, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			if rec.code != 0 {
 				panic(http.ErrAbortHandler)
