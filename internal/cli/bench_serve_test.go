@@ -250,7 +250,7 @@ func BenchmarkServe_10kConnections(b *testing.B) {
 	// a change in the machine's load falls on both.
 	var errs float64
 	var ratios, sP99, bP99, sKiB, bKiB, sMiB, bMiB []float64
-	for round := range benchEnv("CONN_ROUNDS", 2) {
+	for round := range benchEnv("CONN_ROUNDS", 3) {
 		modes := []string{"serve", "bare"}
 		if round%2 == 1 {
 			modes = []string{"bare", "serve"}
