@@ -176,6 +176,7 @@ func (c *Cache) onInvalidation(inv l2.Invalidation) {
 			if c.l1 != nil {
 				c.l1.Invalidate(k[len(c.prefix):])
 			}
+			c.forgetFlight(k[len(c.prefix):])
 		case c.vers.invalidate(k):
 		default:
 			continue
@@ -765,6 +766,9 @@ func (c *Cache) write(ctx context.Context, encs []encoded, queue bool) error {
 		}
 		err = c.store.MSet(ctx, items)
 	}
+	for _, e := range encs {
+		c.forgetFlight(e.key)
+	}
 	if c.l1 != nil {
 		now := c.now()
 		for i, e := range encs {
@@ -806,10 +810,11 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 	} else {
 		err = c.store.Del(ctx, full...)
 	}
-	if c.l1 != nil {
-		for _, k := range keys {
+	for _, k := range keys {
+		if c.l1 != nil {
 			c.l1.Invalidate(k)
 		}
+		c.forgetFlight(k)
 	}
 	if err != nil {
 		c.counter.errors.Add(1)

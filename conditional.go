@@ -147,6 +147,7 @@ func (c *Cache) writeIf(ctx context.Context, key string, cond *condition, enc *e
 		return fmt.Errorf("tiercache: the L2 store %T does not support conditional writes", c.store)
 	}
 	err := sw.CompareAndSwap(ctx, c.prefix+key, check, value, ttl)
+	c.forgetFlight(key)
 	if c.l1 != nil {
 		if err != nil || c.tracked || enc == nil {
 			c.l1.Invalidate(key)

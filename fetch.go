@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/tiercache/tiercache/internal/l1"
@@ -103,7 +104,7 @@ func fetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 			}
 		}
 	}
-	ch := c.flights.DoChan(key, func() (any, error) {
+	ch := c.flights.DoChan(c.flightKey(key), func() (any, error) {
 		lctx, release := c.loaderContext(ctx)
 		defer release()
 		return fetchLocked(lctx, c, key, load, opts)
@@ -119,6 +120,21 @@ func fetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 		return f.v, f.res, nil
 	}
 }
+
+// flightKey names key's flight. A read that starts after an invalidation
+// this instance knows of must not join a flight that started before it and
+// may return what the invalidation removed: tag and namespace
+// invalidations (and link resets) move every key to a new flight through
+// the versions' generation, and an invalidation of one key forgets that
+// key's flight (forgetFlight).
+func (c *Cache) flightKey(key string) string {
+	var b [20]byte
+	return key + "\x00" + string(strconv.AppendUint(b[:0], c.vers.gen.Load(), 10))
+}
+
+// forgetFlight makes the next read of key start a flight of its own
+// rather than join one that began before key changed.
+func (c *Cache) forgetFlight(key string) { c.flights.Forget(c.flightKey(key)) }
 
 // loaderContext keeps ctx's values, drops its cancellation, and ends when
 // the cache closes.

@@ -346,3 +346,53 @@ func TestCache_ManyRoundTrips(t *testing.T) {
 		}
 	}
 }
+
+// TestFetch_NoJoinAcrossInvalidation: a Fetch that starts after this
+// instance's Delete, Set, InvalidateTags or Clear returned never joins a
+// flight that started before it (and could return what the invalidation
+// removed): it reads or loads on its own.
+func TestFetch_NoJoinAcrossInvalidation(t *testing.T) {
+	eachTopology(t, func(t *testing.T, topo string) {
+		invalidations := map[string]func(ctx context.Context, c *Cache) error{
+			"delete": func(ctx context.Context, c *Cache) error { return c.Delete(ctx, "k") },
+			"set":    func(ctx context.Context, c *Cache) error { return c.Set(ctx, "k", "set", WithTags("g")) },
+			"tags":   func(ctx context.Context, c *Cache) error { return c.InvalidateTags(ctx, "g") },
+			"clear":  func(ctx context.Context, c *Cache) error { return c.Clear(ctx) },
+		}
+		for name, invalidate := range invalidations {
+			t.Run(name, func(t *testing.T) {
+				ctx := context.Background()
+				c := newCache(t, topo)
+				started, release := make(chan struct{}), make(chan struct{})
+				first := make(chan error, 1)
+				go func() {
+					_, err := Fetch(ctx, c, "k", func(context.Context, string) (string, error) {
+						close(started)
+						<-release
+						return "old", nil
+					}, WithTags("g"))
+					first <- err
+				}()
+				<-started
+				defer close(release)
+				if err := invalidate(ctx, c); err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				want := "new"
+				if name == "set" {
+					want = "set"
+				}
+				// Joining the first flight would block until release.
+				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				got, err := Fetch(cctx, c, "k", func(context.Context, string) (string, error) { return "new", nil }, WithTags("g"))
+				if err != nil {
+					t.Fatalf("Fetch after %s: %v (it joined the flight that started before)", name, err)
+				}
+				if got != want {
+					t.Fatalf("Fetch after %s = %q, want %q", name, got, want)
+				}
+			})
+		}
+	})
+}

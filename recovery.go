@@ -353,10 +353,11 @@ func (c *Cache) replay(ctx context.Context) (applied int, ok bool) {
 		if op.kind == opIncr && !c.rec.pending(op.key) {
 			c.vers.clearPending(op.key)
 		}
-		if op.kind == opSet || op.kind == opDel {
-			if c.l1 != nil && len(op.key) > len(c.prefix) && op.key[:len(c.prefix)] == c.prefix {
+		if (op.kind == opSet || op.kind == opDel) && len(op.key) > len(c.prefix) && op.key[:len(c.prefix)] == c.prefix {
+			if c.l1 != nil {
 				c.l1.Invalidate(op.key[len(c.prefix):])
 			}
+			c.forgetFlight(op.key[len(c.prefix):])
 		}
 	}
 }
