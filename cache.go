@@ -870,6 +870,7 @@ type Counters struct {
 	ReplayFailed  uint64 // queued operations L2 refused (logged)
 	L1Entries     int    // entries in L1, fresh or not
 	L1Bytes       uint64 // bytes accounted to L1 entries
+	L1Evictions   uint64 // L1 entries removed to stay within L1.MaxBytes
 
 	// Requests counts reads by operation and result: one per call, and
 	// one per distinct key for GetMany and FetchMany.
@@ -900,6 +901,7 @@ func (c *Cache) Counters() Counters {
 	if c.l1 != nil {
 		s.L1Entries = c.l1.Len()
 		s.L1Bytes = c.l1.WeightedSize()
+		s.L1Evictions = c.l1.Evictions()
 	}
 	if c.rec != nil {
 		s.QueueLength = int(c.rec.length.Load())

@@ -2,6 +2,7 @@ package tiercache
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -447,8 +448,16 @@ func TestCache_L1Bounds(t *testing.T) {
 		}
 	}
 	c.l1.CleanUp()
-	if s := c.Counters(); s.L1Bytes > 64<<10 || s.L1Entries == 0 {
+	s := c.Counters()
+	if s.L1Bytes > 64<<10 || s.L1Entries == 0 {
 		t.Fatalf("L1 holds %d bytes in %d entries; bound is %d", s.L1Bytes, s.L1Entries, 64<<10)
+	}
+	// Every entry written is either still held or counted as evicted.
+	if s.L1Evictions == 0 || s.L1Evictions+uint64(s.L1Entries) != 2000 {
+		t.Fatalf("%d evictions and %d entries held after 2000 writes", s.L1Evictions, s.L1Entries)
+	}
+	if js, _ := json.Marshal(s); !strings.Contains(string(js), fmt.Sprintf(`"l1_evictions":%d`, s.L1Evictions)) {
+		t.Fatalf("the JSON counters %s lack l1_evictions", js)
 	}
 	// Everything is still readable from L2.
 	var got string

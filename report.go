@@ -260,11 +260,12 @@ func (s Counters) MarshalJSON() ([]byte, error) {
 		ReplayFailed  uint64                       `json:"replay_failed"`
 		L1Entries     int                          `json:"l1_entries"`
 		L1Bytes       uint64                       `json:"l1_bytes"`
+		L1Evictions   uint64                       `json:"l1_evictions"`
 		Requests      map[string]map[string]uint64 `json:"requests"`
 	}{
 		s.HitsL1, s.HitsL2, s.Misses, s.Errors, s.Corrupt, s.Loads, s.LoadErrors,
 		s.Invalidations, s.LinkResets, s.LinkSuspects, s.TagBumps, s.StaleServed, s.EagerRefresh,
 		s.LockWaits, s.Breaker, s.QueueLength, s.QueueOverflow, s.Replayed,
-		s.ReplayFailed, s.L1Entries, s.L1Bytes, req,
+		s.ReplayFailed, s.L1Entries, s.L1Bytes, s.L1Evictions, req,
 	})
 }

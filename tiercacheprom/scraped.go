@@ -11,7 +11,7 @@ import (
 type scraped struct {
 	requests, corrupt, invReceived, linkResets, linkSuspects, stale, eager, lockWaits *prometheus.Desc
 	breaker, queueLen, queueOverflows, replayed, replayFailed                         *prometheus.Desc
-	l1Entries, l1Bytes, l1MaxBytes                                                    *prometheus.Desc
+	l1Entries, l1Bytes, l1MaxBytes, l1Evictions                                       *prometheus.Desc
 
 	redisUp, redisInfo, redisPing, usedMem, maxMem, evicted, ksHits, ksMisses *prometheus.Desc
 	clients, replicas, opsPerSec, masterChanges                               *prometheus.Desc
@@ -37,6 +37,7 @@ func newScraped(cl prometheus.Labels) scraped {
 		replayFailed:   d("recovery_replay_failed_total", "Queued operations L2 refused when replayed (dropped and logged)."),
 		l1Entries:      d("l1_entries", "Entries in L1, fresh or not."),
 		l1Bytes:        d("l1_bytes", "Bytes accounted to L1 entries."),
+		l1Evictions:    d("l1_evictions_total", "L1 entries removed to keep L1 within its maximum size (L1.MaxBytes)."),
 		l1MaxBytes:     d("l1_max_bytes", "The L1's bound in bytes; 0 when L1 is disabled."),
 
 		redisUp:       d("redis_up", "1 when the Redis node answered PING and INFO at this scrape, else 0.", "node"),
@@ -58,7 +59,7 @@ func (s *scraped) all() []*prometheus.Desc {
 	return []*prometheus.Desc{
 		s.requests, s.corrupt, s.invReceived, s.linkResets, s.linkSuspects, s.stale, s.eager, s.lockWaits,
 		s.breaker, s.queueLen, s.queueOverflows, s.replayed, s.replayFailed,
-		s.l1Entries, s.l1Bytes, s.l1MaxBytes,
+		s.l1Entries, s.l1Bytes, s.l1MaxBytes, s.l1Evictions,
 		s.redisUp, s.redisInfo, s.redisPing, s.usedMem, s.maxMem, s.evicted, s.ksHits, s.ksMisses,
 		s.clients, s.replicas, s.opsPerSec, s.masterChanges,
 	}
@@ -107,6 +108,7 @@ func (s *scraped) collect(ch chan<- prometheus.Metric, rep *tiercache.Stats) {
 	counter(s.replayFailed, st.ReplayFailed)
 	gauge(s.l1Entries, float64(st.L1Entries))
 	gauge(s.l1Bytes, float64(st.L1Bytes))
+	counter(s.l1Evictions, st.L1Evictions)
 	gauge(s.l1MaxBytes, float64(rep.L1MaxBytes))
 
 	for _, n := range rep.Nodes {

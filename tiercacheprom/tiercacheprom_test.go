@@ -133,6 +133,7 @@ func TestRecorder_Memory(t *testing.T) {
 	wantValue(t, reg, 0, "tiercache_breaker_state", "state", "open")
 	wantValue(t, reg, 0, "tiercache_recovery_queue_length")
 	wantValue(t, reg, tiercache.DefaultL1MaxBytes, "tiercache_l1_max_bytes")
+	wantValue(t, reg, 0, "tiercache_l1_evictions_total") // 3 small entries in 64 MiB
 	wantValue(t, reg, 1, "tiercache_warm_runs_total", "strategy", "startup", "result", "ok")
 	wantValue(t, reg, 1, "tiercache_warm_runs_total", "strategy", "startup", "result", "error")
 	wantValue(t, reg, 50, "tiercache_warm_keys_total", "strategy", "startup", "result", "written")

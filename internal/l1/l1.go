@@ -130,6 +130,7 @@ type Cache struct {
 	keep    time.Duration
 	clock   otter.Clock
 	coarse  *otter.CoarseClock // nil with Options.Now
+	evicted atomic.Uint64      // entries removed to keep within MaxBytes
 }
 
 // New builds an L1.
@@ -159,6 +160,13 @@ func New(o Options) (*Cache, error) {
 		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, *Entry]) time.Duration {
 			return e.Value.ttl
 		}),
+		// Inline, under otter's bucket lock: an atomic add, and no
+		// goroutine per event as OnDeletion would start.
+		OnAtomicDeletion: func(e otter.DeletionEvent[string, *Entry]) {
+			if e.Cause == otter.CauseOverflow {
+				l.evicted.Add(1)
+			}
+		},
 	})
 	if err != nil {
 		l.stopClock()
@@ -266,6 +274,10 @@ func (l *Cache) Len() int { return l.c.EstimatedSize() }
 
 // WeightedSize returns the bytes accounted to entries.
 func (l *Cache) WeightedSize() uint64 { return l.c.WeightedSize() }
+
+// Evictions returns the number of entries removed to keep the L1 within
+// its MaxBytes (expired and invalidated entries are not counted).
+func (l *Cache) Evictions() uint64 { return l.evicted.Load() }
 
 // CleanUp runs pending maintenance, such as evictions, now.
 func (l *Cache) CleanUp() { l.c.CleanUp() }
