@@ -24,13 +24,19 @@ type breakerLog struct {
 
 // changed runs on every state change, under the breaker's lock.
 func (b *breakerLog) changed(from, to BreakerState, threshold uint32) {
+	var opened int64
+	switch {
+	case to == BreakerOpen && from == BreakerClosed:
+		b.openedAt.Store(time.Now().UnixNano())
+		b.failedFast.Store(0)
+	case to == BreakerClosed:
+		opened = b.openedAt.Swap(0)
+	}
 	if b.logger == nil {
 		return
 	}
 	switch {
 	case to == BreakerOpen && from == BreakerClosed:
-		b.openedAt.Store(time.Now().UnixNano())
-		b.failedFast.Store(0)
 		cause := "unknown"
 		if p := b.cause.Load(); p != nil {
 			cause = b.redact(*p)
@@ -38,7 +44,6 @@ func (b *breakerLog) changed(from, to BreakerState, threshold uint32) {
 		b.logger.Warn("tiercache: L2 circuit breaker opened: L2 calls fail fast until Redis answers again",
 			"consecutive_failures", threshold, "cause", cause)
 	case to == BreakerClosed:
-		opened := b.openedAt.Swap(0)
 		if opened == 0 {
 			return
 		}

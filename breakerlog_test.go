@@ -41,6 +41,11 @@ func TestBreakerLog_OneLinePerOutage(t *testing.T) {
 		_ = c.Get(ctx, "missing", &v)
 		time.Sleep(5 * time.Millisecond) // pacing the load, not synchronisation
 	}
+	// Counters.BreakerOpenFor counts from the first opening, across the
+	// re-trips.
+	if d := c.Counters().BreakerOpenFor; d < 5*DefaultBreakerOpenTimeout {
+		t.Errorf("BreakerOpenFor %v during an outage of %v", d, time.Since(outage))
+	}
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -54,6 +59,9 @@ func TestBreakerLog_OneLinePerOutage(t *testing.T) {
 		return nil
 	})
 	closed := logs.waitLine(t, 5*time.Second, "circuit breaker closed")
+	if d := c.Counters().BreakerOpenFor; d != 0 {
+		t.Errorf("BreakerOpenFor %v once the breaker closed, want 0", d)
+	}
 	opened := logs.matching("circuit breaker opened")
 	if len(opened) != 1 || opened[0].level != slog.LevelWarn {
 		t.Fatalf("want exactly one WARN line for the breaker opening; the log:%s", logs.all())

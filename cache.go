@@ -864,13 +864,16 @@ type Counters struct {
 	EagerRefresh  uint64 // background refreshes started by eager refresh
 	LockWaits     uint64 // Fetches that waited for another instance's load
 	Breaker       BreakerState
-	QueueLength   int    // operations waiting in the recovery queue
-	QueueOverflow uint64 // operations refused because the queue was full
-	Replayed      uint64 // queued operations applied
-	ReplayFailed  uint64 // queued operations L2 refused (logged)
-	L1Entries     int    // entries in L1, fresh or not
-	L1Bytes       uint64 // bytes accounted to L1 entries
-	L1Evictions   uint64 // L1 entries removed to stay within L1.MaxBytes
+	// BreakerOpenFor is how long the breaker has been open (or half-open
+	// between probes) since it last opened; 0 while it is closed.
+	BreakerOpenFor time.Duration
+	QueueLength    int    // operations waiting in the recovery queue
+	QueueOverflow  uint64 // operations refused because the queue was full
+	Replayed       uint64 // queued operations applied
+	ReplayFailed   uint64 // queued operations L2 refused (logged)
+	L1Entries      int    // entries in L1, fresh or not
+	L1Bytes        uint64 // bytes accounted to L1 entries
+	L1Evictions    uint64 // L1 entries removed to stay within L1.MaxBytes
 
 	// Requests counts reads by operation and result: one per call, and
 	// one per distinct key for GetMany and FetchMany.
@@ -880,23 +883,24 @@ type Counters struct {
 // Counters returns the current counters.
 func (c *Cache) Counters() Counters {
 	s := Counters{
-		HitsL1:        c.counter.hitL1.Load(),
-		HitsL2:        c.counter.hitL2.Load(),
-		Misses:        c.counter.miss.Load(),
-		Errors:        c.counter.errors.Load(),
-		Corrupt:       c.counter.corrupt.Load(),
-		Loads:         c.counter.loads.Load(),
-		LoadErrors:    c.counter.loadErrors.Load(),
-		Invalidations: c.counter.invalidations.Load(),
-		LinkResets:    c.counter.invalidationsAll.Load(),
-		LinkSuspects:  c.counter.linkSuspects.Load(),
-		TagBumps:      c.counter.tagInvalidations.Load(),
-		StaleServed:   c.counter.staleServed.Load(),
-		EagerRefresh:  c.counter.eagerRefreshes.Load(),
-		LockWaits:     c.counter.lockWaits.Load(),
-		Breaker:       c.guard.state(),
-		ReplayFailed:  c.counter.replayFailed.Load(),
-		Requests:      c.obs.reqs.snapshot(),
+		HitsL1:         c.counter.hitL1.Load(),
+		HitsL2:         c.counter.hitL2.Load(),
+		Misses:         c.counter.miss.Load(),
+		Errors:         c.counter.errors.Load(),
+		Corrupt:        c.counter.corrupt.Load(),
+		Loads:          c.counter.loads.Load(),
+		LoadErrors:     c.counter.loadErrors.Load(),
+		Invalidations:  c.counter.invalidations.Load(),
+		LinkResets:     c.counter.invalidationsAll.Load(),
+		LinkSuspects:   c.counter.linkSuspects.Load(),
+		TagBumps:       c.counter.tagInvalidations.Load(),
+		StaleServed:    c.counter.staleServed.Load(),
+		EagerRefresh:   c.counter.eagerRefreshes.Load(),
+		LockWaits:      c.counter.lockWaits.Load(),
+		Breaker:        c.guard.state(),
+		BreakerOpenFor: c.guard.openFor(time.Now()),
+		ReplayFailed:   c.counter.replayFailed.Load(),
+		Requests:       c.obs.reqs.snapshot(),
 	}
 	if c.l1 != nil {
 		s.L1Entries = c.l1.Len()

@@ -79,6 +79,15 @@ func breakerState(s gobreaker.State) BreakerState {
 	return BreakerClosed
 }
 
+// openFor reports how long the breaker has been away from closed (open,
+// or half-open between probes) at now; 0 while it is closed.
+func (g *guarded) openFor(now time.Time) time.Duration {
+	if at := g.log.openedAt.Load(); at != 0 {
+		return max(now.Sub(time.Unix(0, at)), 0)
+	}
+	return 0
+}
+
 // state reports the breaker's state.
 func (g *guarded) state() BreakerState {
 	if g.cb == nil {

@@ -254,6 +254,7 @@ func (s Counters) MarshalJSON() ([]byte, error) {
 		EagerRefresh  uint64                       `json:"eager_refreshes"`
 		LockWaits     uint64                       `json:"lock_waits"`
 		Breaker       BreakerState                 `json:"breaker"`
+		BreakerOpen   float64                      `json:"breaker_open_seconds"`
 		QueueLength   int                          `json:"queue_length"`
 		QueueOverflow uint64                       `json:"queue_overflows"`
 		Replayed      uint64                       `json:"replayed"`
@@ -265,7 +266,7 @@ func (s Counters) MarshalJSON() ([]byte, error) {
 	}{
 		s.HitsL1, s.HitsL2, s.Misses, s.Errors, s.Corrupt, s.Loads, s.LoadErrors,
 		s.Invalidations, s.LinkResets, s.LinkSuspects, s.TagBumps, s.StaleServed, s.EagerRefresh,
-		s.LockWaits, s.Breaker, s.QueueLength, s.QueueOverflow, s.Replayed,
+		s.LockWaits, s.Breaker, s.BreakerOpenFor.Seconds(), s.QueueLength, s.QueueOverflow, s.Replayed,
 		s.ReplayFailed, s.L1Entries, s.L1Bytes, s.L1Evictions, req,
 	})
 }

@@ -10,7 +10,7 @@ import (
 // each scrape.
 type scraped struct {
 	requests, corrupt, invReceived, linkResets, linkSuspects, stale, eager, lockWaits *prometheus.Desc
-	breaker, queueLen, queueOverflows, replayed, replayFailed                         *prometheus.Desc
+	breaker, breakerOpen, queueLen, queueOverflows, replayed, replayFailed            *prometheus.Desc
 	l1Entries, l1Bytes, l1MaxBytes, l1Evictions                                       *prometheus.Desc
 
 	redisUp, redisInfo, redisPing, usedMem, maxMem, evicted, ksHits, ksMisses *prometheus.Desc
@@ -31,6 +31,7 @@ func newScraped(cl prometheus.Labels) scraped {
 		eager:          d("eager_refreshes_total", "Background refreshes started by eager refresh."),
 		lockWaits:      d("lock_waits_total", "Fetches that waited for another instance's load (fleet lock)."),
 		breaker:        d("breaker_state", "State of the circuit breaker around L2: 1 for the current state, 0 for the others.", "state"),
+		breakerOpen:    d("breaker_open_seconds", "How long the circuit breaker around L2 has been open (or half-open between probes) since it last opened; 0 while closed."),
 		queueLen:       d("recovery_queue_length", "Operations waiting in the auto-recovery queue."),
 		queueOverflows: d("recovery_queue_overflows_total", "Operations refused because the recovery queue was full."),
 		replayed:       d("recovery_replayed_total", "Queued operations applied once L2 answered again."),
@@ -58,7 +59,7 @@ func newScraped(cl prometheus.Labels) scraped {
 func (s *scraped) all() []*prometheus.Desc {
 	return []*prometheus.Desc{
 		s.requests, s.corrupt, s.invReceived, s.linkResets, s.linkSuspects, s.stale, s.eager, s.lockWaits,
-		s.breaker, s.queueLen, s.queueOverflows, s.replayed, s.replayFailed,
+		s.breaker, s.breakerOpen, s.queueLen, s.queueOverflows, s.replayed, s.replayFailed,
 		s.l1Entries, s.l1Bytes, s.l1MaxBytes, s.l1Evictions,
 		s.redisUp, s.redisInfo, s.redisPing, s.usedMem, s.maxMem, s.evicted, s.ksHits, s.ksMisses,
 		s.clients, s.replicas, s.opsPerSec, s.masterChanges,
@@ -106,6 +107,7 @@ func (s *scraped) collect(ch chan<- prometheus.Metric, rep *tiercache.Stats) {
 	counter(s.queueOverflows, st.QueueOverflow)
 	counter(s.replayed, st.Replayed)
 	counter(s.replayFailed, st.ReplayFailed)
+	gauge(s.breakerOpen, st.BreakerOpenFor.Seconds())
 	gauge(s.l1Entries, float64(st.L1Entries))
 	gauge(s.l1Bytes, float64(st.L1Bytes))
 	counter(s.l1Evictions, st.L1Evictions)
