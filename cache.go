@@ -123,7 +123,7 @@ func New(opts Options) (*Cache, error) {
 		c.bg.Add(1)
 		go c.replayLoop()
 	}
-	if p, ok := c.guard.s.(l2.Prober); ok && c.tracked && c.l1 != nil {
+	if p, ok := c.guard.s.(l2.Prober); ok && c.tracked && c.l1 != nil && opts.LivenessInterval >= 0 {
 		c.bg.Add(1)
 		go c.livenessLoop(p)
 	}

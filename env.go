@@ -64,6 +64,7 @@ func OptionsFromConfig(c *config.Config) (Options, error) {
 	o.MaxValueSize = int(cc.MaxValueSize)
 	o.OperationTimeout = cc.OperationTimeout
 	o.ReadTimeout = cc.ReadTimeout
+	o.LivenessInterval = cc.LivenessInterval
 	o.Retries = cc.Retries
 	o.RetryBackoff = cc.RetryBackoff
 	o.LoaderSoftTimeout = cc.LoaderSoftTimeout

@@ -15,7 +15,7 @@ import (
 // would keep serving as fresh what Redis may already have replaced.
 //
 // So while the L2 reports invalidations, the cache probes it every
-// OperationTimeout/4 (50 to 250 ms): it reads one key of its own, and on
+// LivenessInterval, by default OperationTimeout/4 (50 to 250 ms): it reads one key of its own, and on
 // Cluster also PINGs every master (l2.Prober). It gives the probe
 // OperationTimeout/2 (100 ms to 1 s). When it gets no answer in time,
 // every L1 entry stops being fresh, as after a lost link: reads go to L2,
@@ -32,7 +32,10 @@ func (c *Cache) livenessLoop(p l2.Prober) {
 	if timeout <= 0 {
 		timeout = DefaultOperationTimeout
 	}
-	every := min(max(timeout/4, 50*time.Millisecond), 250*time.Millisecond)
+	every := c.opts.LivenessInterval
+	if every == 0 {
+		every = min(max(timeout/4, 50*time.Millisecond), 250*time.Millisecond)
+	}
 	wait := min(max(timeout/2, 100*time.Millisecond), time.Second)
 	t := time.NewTicker(every)
 	defer t.Stop()

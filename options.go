@@ -99,6 +99,16 @@ type Options struct {
 	// the caller's context.
 	OperationTimeout time.Duration
 
+	// LivenessInterval is how often the cache probes L2 while the L1
+	// relies on Redis's invalidations (see docs/consistency.md): a probe
+	// that gets no answer within OperationTimeout/2 (100 ms to 1 s) ends
+	// the freshness of every L1 entry. A shorter interval bounds how long
+	// a silent link can hold back an invalidation more tightly, at one
+	// Redis read per interval (and a PING per master on Cluster). Zero
+	// means OperationTimeout/4, kept within 50 to 250 ms; negative turns
+	// the probe off, leaving only the link's own loss to end freshness.
+	LivenessInterval time.Duration
+
 	// ReadTimeout is one time budget for the L2 part of a whole read call
 	// (Get, Lookup, GetMany, and the L2 reads of Fetch and FetchMany),
 	// version checks, retries and backoff included. When it runs out, the

@@ -800,3 +800,40 @@ func behindProxy(t *testing.T, mod func(*Options)) (*Cache, *redistest.Proxy, *r
 	})
 	return c, px, srv
 }
+
+// TestFault_LivenessIntervalOff: with LivenessInterval negative there is
+// no probe, so a Redis that stops answering (without closing the link) no
+// longer ends L1 freshness: for over three times the span in which
+// TestFault_LivenessEndsFreshness sees it end, the entry stays a fresh L1
+// hit and no link suspect is counted.
+func TestFault_LivenessIntervalOff(t *testing.T) {
+	redistest.Require(t)
+	ctx := context.Background()
+	c, px, _ := behindProxy(t, func(o *Options) {
+		o.Retries, o.OperationTimeout = -1, 200*time.Millisecond
+		o.LivenessInterval = -1
+	})
+	if err := c.Set(ctx, "k", 1); err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	eventually(t, 5*time.Second, "an L1 hit", func() error {
+		if r, err := c.Lookup(ctx, "k", &v); err != nil || r.Source != SourceL1 {
+			return fmt.Errorf("%+v %v", r, err)
+		}
+		return nil
+	})
+	if err := px.Blackhole(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = px.Heal() }()
+	for start := time.Now(); time.Since(start) < 1200*time.Millisecond; {
+		if r, err := c.Lookup(ctx, "k", &v); err != nil || r.Source != SourceL1 || r.Stale {
+			t.Fatalf("after %v: %+v %v, want a fresh L1 hit with the probe off", time.Since(start), r, err)
+		}
+		time.Sleep(10 * time.Millisecond) // pacing the reads, not synchronisation
+	}
+	if n := c.Counters().LinkSuspects; n != 0 {
+		t.Fatalf("LinkSuspects = %d with the probe off", n)
+	}
+}
