@@ -45,6 +45,12 @@ type Cache struct {
 	reg     *codec.Registry
 	rules   *codec.Rules
 	flights singleflight.Group
+	waiters keyWaiters // Fetches waiting for another instance's load
+	// lockPoll is the first and the longest step of a lock waiter's
+	// polling; zero means lockPollFirst and lockPollMax (tests lengthen
+	// it to see the wake-up alone).
+	lockPoll [2]time.Duration
+	noWake   bool // benchmarks: waiters only poll, as a baseline
 	logger  *slog.Logger
 	obs     *observer // metrics, latency and tracing
 
@@ -177,6 +183,9 @@ func (c *Cache) onInvalidation(inv l2.Invalidation) {
 				c.l1.Invalidate(k[len(c.prefix):])
 			}
 			c.forgetFlight(k[len(c.prefix):])
+			if !c.noWake && c.waiters.wake(k[len(c.prefix):]) > 0 {
+				c.counter.lockWakeups.Add(1)
+			}
 		case c.vers.invalidate(k):
 		default:
 			continue
@@ -843,6 +852,7 @@ type counters struct {
 	tagInvalidations                atomic.Uint64
 	staleServed, replayFailed       atomic.Uint64
 	eagerRefreshes, lockWaits       atomic.Uint64
+	lockWakeups                     atomic.Uint64 // waits ended by the key's invalidation
 
 	hitL1 stripedCounter // on the L1-hit path: striped, not one contended word
 }

@@ -347,16 +347,28 @@ func waitForHolder[T any](ctx context.Context, c *Cache, key string) (got any, o
 	}
 	c.counter.lockWaits.Add(1)
 	deadline := time.Now().Add(min(c.opts.Lock.MaxWait, c.opts.Lock.TTL)) // the holder's lock expires within its TTL
-	wait := 5 * time.Millisecond
+	wait, longest := lockPollFirst, lockPollMax
+	if c.lockPoll[0] > 0 {
+		wait, longest = c.lockPoll[0], c.lockPoll[1]
+	}
+	// Woken by the key's invalidation when the holder writes it (wake.go);
+	// registered before each read, so that a write just after the read
+	// still wakes the next wait.
+	changed, unwatch := c.waiters.watch(key)
+	defer func() { unwatch() }()
 	for time.Now().Before(deadline) {
-		t := time.NewTimer(wait)
+		t := time.NewTimer(min(wait, time.Until(deadline)))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return nil, false
+		case <-changed:
+			t.Stop()
 		case <-t.C:
+			wait = min(wait*2, longest)
 		}
-		wait = min(wait*2, 100*time.Millisecond)
+		unwatch()
+		changed, unwatch = c.waiters.watch(key)
 		e, src, _, err := c.entry(ctx, key)
 		if err == nil && !e.Negative {
 			var v T

@@ -837,3 +837,69 @@ func TestFault_LivenessIntervalOff(t *testing.T) {
 		t.Fatalf("LinkSuspects = %d with the probe off", n)
 	}
 }
+
+// TestFault_FleetLockWakesWaiters: a lock waiter is woken by the
+// invalidation Redis sends when the holder writes the key, not by its
+// polling: with polling steps of a minute, the waiter still answers with
+// the holder's value once the holder's loader returns, on every topology
+// with Redis.
+func TestFault_FleetLockWakesWaiters(t *testing.T) {
+	redistest.Require(t)
+	for _, topo := range []string{"standalone", "sentinel", "cluster", "production"} {
+		t.Run(topo, func(t *testing.T) {
+			ctx := context.Background()
+			ns := namespaceFor(t, topo)
+			mk := func() *Cache {
+				return newCache(t, topo, func(o *Options) {
+					o.Namespace = ns
+					o.Lock = LockOptions{Enabled: true, MaxWait: 2 * time.Minute, TTL: 2 * time.Minute}
+					o.Logger = slog.New(slog.DiscardHandler)
+				})
+			}
+			holder, waiter := mk(), mk()
+			waiter.lockPoll = [2]time.Duration{time.Minute, time.Minute}
+			release, loading := make(chan struct{}), make(chan struct{})
+			held := make(chan error, 1)
+			go func() {
+				_, err := Fetch(ctx, holder, "cold", func(context.Context, string) (int, error) {
+					close(loading)
+					<-release
+					return 42, nil
+				})
+				held <- err
+			}()
+			<-loading
+			got := make(chan error, 1)
+			go func() {
+				v, err := Fetch(ctx, waiter, "cold", func(context.Context, string) (int, error) {
+					return 0, errors.New("the waiter loaded: it should have waited for the holder")
+				})
+				if err == nil && v != 42 {
+					err = fmt.Errorf("got %d, want the holder's 42", v)
+				}
+				got <- err
+			}()
+			eventually(t, 10*time.Second, "the waiter waiting", func() error {
+				if n := waiter.Counters().LockWaits; n != 1 {
+					return fmt.Errorf("%d lock waits", n)
+				}
+				return nil
+			})
+			close(release)
+			if err := <-held; err != nil {
+				t.Fatalf("holder: %v", err)
+			}
+			select {
+			case err := <-got:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the waiter was not woken by the holder's write (its next poll is a minute away)")
+			}
+			if n := waiter.counter.lockWakeups.Load(); n == 0 {
+				t.Fatal("lockWakeups = 0")
+			}
+		})
+	}
+}
