@@ -51,8 +51,8 @@ type Cache struct {
 	// it to see the wake-up alone).
 	lockPoll [2]time.Duration
 	noWake   bool // benchmarks: waiters only poll, as a baseline
-	logger  *slog.Logger
-	obs     *observer // metrics, latency and tracing
+	logger   *slog.Logger
+	obs      *observer // metrics, latency and tracing
 
 	closed  atomic.Bool
 	ctx     context.Context // cancelled by Close; background work runs on it
