@@ -36,8 +36,8 @@ func (w *keyWaiters) watch(key string) (ch chan struct{}, done func()) {
 		w.m = map[string][]chan struct{}{}
 	}
 	w.m[key] = append(w.m[key], ch)
+	w.n.Add(1) // under the lock: wake must not see the channel with n at 0
 	w.mu.Unlock()
-	w.n.Add(1)
 	return ch, func() {
 		w.mu.Lock()
 		defer w.mu.Unlock()
