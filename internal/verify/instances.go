@@ -1,0 +1,208 @@
+package verify
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tiercache/tiercache"
+)
+
+// CacheInstance is a library cache under test.
+type CacheInstance struct {
+	Label string
+	Cache *tiercache.Cache
+}
+
+// Name implements Instance.
+func (c CacheInstance) Name() string { return c.Label }
+
+// Get implements Instance.
+func (c CacheInstance) Get(ctx context.Context, key string) (string, error) {
+	var raw tiercache.Raw
+	err := c.Cache.Get(ctx, key, &raw)
+	if errors.Is(err, tiercache.ErrNotFound) {
+		return "", ErrNotFound
+	}
+	return string(raw.Data), err
+}
+
+// Set implements Instance.
+func (c CacheInstance) Set(ctx context.Context, key, value string, tags []string, ttl time.Duration) error {
+	return c.Cache.Set(ctx, key, tiercache.Raw{Data: []byte(value)}, tiercache.WithTTL(ttl), tiercache.WithTags(tags...))
+}
+
+// Delete implements Instance.
+func (c CacheInstance) Delete(ctx context.Context, key string) error {
+	return c.Cache.Delete(ctx, key)
+}
+
+// Invalidate implements Instance.
+func (c CacheInstance) Invalidate(ctx context.Context, tag string) error {
+	return c.Cache.InvalidateTags(ctx, tag)
+}
+
+// HTTPInstance is a running tiercache serve under test. Only 204 counts
+// as acknowledged: 202 (queued) is not applied yet.
+type HTTPInstance struct {
+	Base   string // http://host:port
+	Token  string
+	Client *http.Client // nil means http.DefaultClient
+}
+
+// Name implements Instance.
+func (h HTTPInstance) Name() string { return h.Base }
+
+func (h HTTPInstance) do(ctx context.Context, method, path, ctype, body string, ok int) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, method, h.Base+path, strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if h.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+h.Token)
+	}
+	cl := h.Client
+	if cl == nil {
+		cl = http.DefaultClient
+	}
+	resp, err := cl.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return resp.StatusCode, "", err
+	}
+	if resp.StatusCode != ok && !(method == http.MethodGet && resp.StatusCode == http.StatusNotFound) {
+		return resp.StatusCode, "", fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	return resp.StatusCode, string(b), nil
+}
+
+// Get implements Instance. A stale answer (fail-safe) is returned as
+// read: it is what a client would see.
+func (h HTTPInstance) Get(ctx context.Context, key string) (string, error) {
+	code, body, err := h.do(ctx, http.MethodGet, "/v1/cache/"+url.PathEscape(key), "", "", http.StatusOK)
+	if err != nil {
+		return "", err
+	}
+	if code == http.StatusNotFound {
+		return "", ErrNotFound
+	}
+	return body, nil
+}
+
+// Set implements Instance.
+func (h HTTPInstance) Set(ctx context.Context, key, value string, tags []string, ttl time.Duration) error {
+	q := url.Values{"ttl": {ttl.String()}, "tags": {strings.Join(tags, ",")}}
+	_, _, err := h.do(ctx, http.MethodPut, "/v1/cache/"+url.PathEscape(key)+"?"+q.Encode(), "", value, http.StatusNoContent)
+	return err
+}
+
+// Delete implements Instance.
+func (h HTTPInstance) Delete(ctx context.Context, key string) error {
+	_, _, err := h.do(ctx, http.MethodDelete, "/v1/cache/"+url.PathEscape(key), "", "", http.StatusNoContent)
+	return err
+}
+
+// Invalidate implements Instance.
+func (h HTTPInstance) Invalidate(ctx context.Context, tag string) error {
+	b, _ := json.Marshal(map[string][]string{"tags": {tag}})
+	_, _, err := h.do(ctx, http.MethodPost, "/v1/invalidate", "application/json", string(b), http.StatusNoContent)
+	return err
+}
+
+// DeleteKeys removes keys through inst, for Config.Cleanup.
+func DeleteKeys(inst Instance) func(ctx context.Context, keys []string) error {
+	return func(ctx context.Context, keys []string) error {
+		var errs []error
+		for _, k := range keys {
+			if err := inst.Delete(ctx, k); err != nil {
+				errs = append(errs, err)
+				if len(errs) > 3 {
+					break
+				}
+			}
+		}
+		return errors.Join(errs...)
+	}
+}
+
+// WriteText writes the report for a person.
+func (rep Report) WriteText(w io.Writer) error {
+	var b strings.Builder
+	verdict := "PASS"
+	if !rep.Pass {
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(&b, "%s: %d instances, %v (ended by %s), %d keys in %d tags, grace %v\n",
+		verdict, len(rep.Instances), rep.Duration.Round(time.Millisecond), rep.Stopped, rep.Keys, rep.Groups, rep.Grace)
+	fmt.Fprintf(&b, "  operations      %d writes, %d deletes, %d invalidations, %d reads, %d errors\n",
+		rep.Writes, rep.Deletes, rep.Invalidate, rep.Reads, rep.Errors)
+	fmt.Fprintf(&b, "  lag             p50 %v, p99 %v, max %v over %d (operation, instance) pairs\n",
+		rep.Lag.P50.Round(time.Microsecond), rep.Lag.P99.Round(time.Microsecond), rep.Lag.Max.Round(time.Microsecond), rep.Lag.N)
+	fmt.Fprintf(&b, "  stale reads     %d within the grace, %d beyond it (violations)\n", rep.StaleWithinGrace, rep.Violations)
+	fmt.Fprintf(&b, "  final reads     %d keys read wrong after the writers stopped (lost)\n", rep.Lost)
+	for _, e := range rep.Examples {
+		fmt.Fprintf(&b, "  VIOLATION       %s\n", e)
+	}
+	if n := rep.Violations + rep.Lost - len(rep.Examples); n > 0 {
+		fmt.Fprintf(&b, "  ...             and %d more (one example per instance and key)\n", n)
+	}
+	fmt.Fprintf(&b, "  cleanup         %s\n", rep.Cleanup)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// OpenCaches opens n library caches with opts, in a namespace of the
+// run's own (opts.Namespace + "-verify-" + a random suffix), each with its
+// own L1 and connections, as n processes of an application would be. The
+// recovery queue is off, so that an operation that returns is applied or
+// failed. cleanup deletes the run's keys and clears the namespace; close
+// closes the caches.
+func OpenCaches(opts tiercache.Options, n int) (insts []Instance, cleanup func(context.Context, []string) error, close func(), err error) {
+	base := opts.Namespace
+	if base == "" {
+		base = tiercache.DefaultNamespace
+	}
+	opts.Namespace = base + "-verify-" + strconv.FormatUint(rand.Uint64()>>24, 36)
+	opts.RecoveryQueueSize = -1
+	opts.RecoveryJournalDir = ""
+	opts.Recorder = nil
+	opts.TracerProvider = nil
+	opts.Redis.LazyConnect = false
+	var caches []*tiercache.Cache
+	close = func() {
+		for _, c := range caches {
+			_ = c.Close()
+		}
+	}
+	for i := range n {
+		c, err := tiercache.New(opts)
+		if err != nil {
+			close()
+			return nil, nil, nil, err
+		}
+		caches = append(caches, c)
+		insts = append(insts, CacheInstance{Label: fmt.Sprintf("cache-%d", i+1), Cache: c})
+	}
+	cleanup = func(ctx context.Context, keys []string) error {
+		if err := caches[0].Delete(ctx, keys...); err != nil {
+			return err
+		}
+		return caches[0].Clear(ctx)
+	}
+	return insts, cleanup, close, nil
+}

@@ -1,0 +1,165 @@
+package verify
+
+import (
+	"context"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tiercache/tiercache"
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+var topologies redistest.Topologies
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	topologies.Close()
+	os.Exit(code)
+}
+
+// options connects to a started topology.
+func options(tp redistest.Topology) tiercache.Options {
+	return tiercache.Options{Redis: tiercache.RedisOptions{
+		Addrs: tp.Addrs, Cluster: tp.Cluster, SentinelMaster: tp.SentinelMaster, SentinelAddrs: tp.SentinelAddrs,
+	}}
+}
+
+// open opens n caches on the topology, closed at the end of the test.
+func open(t *testing.T, tp redistest.Topology, n int) ([]Instance, func(context.Context, []string) error) {
+	t.Helper()
+	insts, cleanup, closeAll, err := OpenCaches(options(tp), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeAll)
+	return insts, cleanup
+}
+
+// TestRun_Coherent: a correct deployment passes on every topology, with
+// every kind of operation acknowledged and read, and leaves nothing
+// behind.
+func TestRun_Coherent(t *testing.T) {
+	for _, name := range []string{"standalone", "sentinel", "cluster"} {
+		t.Run(name, func(t *testing.T) {
+			tp := topologies.Get(t, name)
+			insts, cleanup := open(t, tp, 3)
+			rep, err := Run(t.Context(), Config{Instances: insts, Duration: 1500 * time.Millisecond, Keys: 16, Groups: 4, Cleanup: cleanup})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.Pass || rep.Violations != 0 || rep.Lost != 0 {
+				var b strings.Builder
+				_ = rep.WriteText(&b)
+				t.Fatalf("a correct deployment failed:\n%s", b.String())
+			}
+			if rep.Writes == 0 || rep.Deletes == 0 || rep.Invalidate == 0 || rep.Reads < 100 {
+				t.Errorf("too little happened: %+v", rep)
+			}
+			if rep.Cleanup != "done" {
+				t.Errorf("cleanup: %s", rep.Cleanup)
+			}
+			// The run's keys are gone.
+			for _, k := range []string{"k0", "k1", "k15"} {
+				if v, err := insts[1].Get(t.Context(), rep.Prefix+k); err != ErrNotFound {
+					t.Errorf("%s%s after the cleanup: %q, %v", rep.Prefix, k, v, err)
+				}
+			}
+			t.Logf("%s: %d writes, %d deletes, %d invalidations, %d reads; lag p50 %v p99 %v max %v",
+				name, rep.Writes, rep.Deletes, rep.Invalidate, rep.Reads, rep.Lag.P50, rep.Lag.P99, rep.Lag.Max)
+		})
+	}
+}
+
+// sticky is a deliberately broken instance: an L1 that never hears of an
+// invalidation. Whatever it has read once, it serves forever, as an
+// instance whose invalidation link is cut while it keeps serving L1.
+type sticky struct {
+	Instance
+	mu   sync.Mutex
+	seen map[string]string
+}
+
+func (s *sticky) Get(ctx context.Context, key string) (string, error) {
+	s.mu.Lock()
+	v, ok := s.seen[key]
+	s.mu.Unlock()
+	if ok {
+		return v, nil
+	}
+	v, err := s.Instance.Get(ctx, key)
+	if err == nil {
+		s.mu.Lock()
+		s.seen[key] = v
+		s.mu.Unlock()
+	}
+	return v, err
+}
+
+// TestRun_Broken: the checker fails a deployment with one instance that
+// misses invalidations, both during the run and in the final reads.
+func TestRun_Broken(t *testing.T) {
+	tp := topologies.Get(t, "standalone")
+	insts, cleanup := open(t, tp, 3)
+	insts[2] = &sticky{Instance: insts[2], seen: map[string]string{}}
+	rep, err := Run(t.Context(), Config{Instances: insts, Duration: time.Second, Keys: 16, Groups: 4, Cleanup: cleanup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	_ = rep.WriteText(&b)
+	if rep.Pass || rep.Violations == 0 || rep.Lost == 0 {
+		t.Fatalf("a broken deployment passed, or was caught only in part:\n%s", b.String())
+	}
+	for _, e := range rep.Examples {
+		if e.Instance != "cache-3" {
+			t.Errorf("violation blamed on %s, not the broken cache-3: %s", e.Instance, e)
+		}
+	}
+	t.Logf("broken deployment:\n%s", b.String())
+}
+
+// TestRun_Bounded: the run stops at MaxOps and within its time limit.
+func TestRun_Bounded(t *testing.T) {
+	tp := topologies.Get(t, "standalone")
+	insts, cleanup := open(t, tp, 2)
+	start := time.Now()
+	rep, err := Run(t.Context(), Config{Instances: insts, Duration: time.Minute, MaxOps: 500, Keys: 8, Groups: 2, Cleanup: cleanup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Stopped != "max-ops" {
+		t.Errorf("stopped by %q, want max-ops", rep.Stopped)
+	}
+	if n := rep.Writes + rep.Deletes + rep.Invalidate + rep.Errors + rep.Reads; n > 500 {
+		t.Errorf("%d operations, at most 500 allowed", n)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("took %v", d)
+	}
+	if !rep.Pass {
+		t.Errorf("failed: %+v", rep)
+	}
+}
+
+func TestConfig_Invalid(t *testing.T) {
+	one := []Instance{CacheInstance{}}
+	two := []Instance{CacheInstance{}, CacheInstance{}}
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"one instance", Config{Instances: one}},
+		{"duration too long", Config{Instances: two, Duration: time.Hour}},
+		{"more groups than keys", Config{Instances: two, Keys: 2, Groups: 3}},
+		{"too many readers", Config{Instances: two, Readers: 100}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Run(t.Context(), tc.cfg); err == nil {
+				t.Error("no error")
+			}
+		})
+	}
+}
