@@ -33,20 +33,36 @@ type streams struct {
 
 // grammar is the command line: one field per command.
 type grammar struct {
-	Version kong.VersionFlag `help:"Print the version and exit."`
+	Version kong.VersionFlag `short:"v" help:"Print the version and exit."`
 
-	Serve      serveCmd   `cmd:"" help:"Run the HTTP cache service until interrupted."`
-	Warm       warmCmd    `cmd:"" help:"Run warming strategies from a configuration file once."`
-	Bench      benchCmd   `cmd:"" help:"Generate load against the HTTP service or the library and report latency and hit ratios."`
-	Lab        labCmd     `cmd:"" help:"Run a local Redis Sentinel or Cluster from the deploy files."`
-	Conf       confCmd    `cmd:"" help:"Check a redis.conf or sentinel.conf against the production checklist."`
-	Config     configCmd  `cmd:"" help:"Print or check tiercache's own configuration."`
-	VersionCmd versionCmd `cmd:"" name:"version" help:"Print the version."`
-	Help       helpCmd    `cmd:"" help:"Show help for tiercache or one of its commands."`
+	Get        getCmd        `cmd:"" group:"Everyday" help:"Print a key's value, or its metadata with --meta."`
+	Set        setCmd        `cmd:"" group:"Everyday" help:"Write a key from an argument, a file or standard input."`
+	Del        delCmd        `cmd:"" group:"Everyday" help:"Delete keys."`
+	TTL        ttlCmd        `cmd:"" name:"ttl" group:"Everyday" help:"Print a key's time to live left."`
+	Invalidate invalidateCmd `cmd:"" group:"Everyday" help:"Invalidate every entry written with any of the tags."`
+	Clear      clearCmd      `cmd:"" group:"Everyday" help:"Invalidate every entry of the namespace (asks first unless --yes)."`
+	Stats      statsCmd      `cmd:"" group:"Everyday" help:"Print the statistics: counters, hit ratios, latency, Redis nodes."`
+	Health     healthCmd     `cmd:"" group:"Everyday" help:"Print the health verdict; the exit status follows it."`
+	Inspect    inspectCmd    `cmd:"" group:"Everyday" help:"Decode the envelope of a key's bytes in Redis and say whether it is valid."`
+	Top        topCmd        `cmd:"" group:"Everyday" help:"Watch services live: rates, hit ratios, latency, breaker, queue."`
+	Verify     verifyCmd     `cmd:"" group:"Operations" help:"Prove a live deployment coherent: concurrent writes, deletes, invalidations and reads, checked."`
+
+	Serve      serveCmd      `cmd:"" group:"Operations" help:"Run the HTTP cache service until interrupted."`
+	Warm       warmCmd       `cmd:"" group:"Operations" help:"Run warming strategies from a configuration file once."`
+	Bench      benchCmd      `cmd:"" group:"Operations" help:"Generate load against the HTTP service or the library and report latency and hit ratios."`
+	Lab        labCmd        `cmd:"" group:"Operations" help:"Run a local Redis Sentinel or Cluster from the deploy files."`
+	Conf       confCmd       `cmd:"" group:"Operations" help:"Check a redis.conf or sentinel.conf against the production checklist."`
+	Config     configCmd     `cmd:"" group:"Operations" help:"Print or check tiercache's own configuration."`
+	VersionCmd versionCmd    `cmd:"" name:"version" help:"Print the version."`
+	Completion completionCmd `cmd:"" help:"Print a shell completion script (bash, zsh or fish)."`
+	Help       helpCmd       `cmd:"" help:"Show help for tiercache or one of its commands."`
 }
 
 // commandNames lists the commands, for the "unknown command" check.
-var commandNames = []string{"serve", "warm", "bench", "lab", "conf", "config", "version", "help"}
+var commandNames = []string{
+	"get", "set", "del", "ttl", "invalidate", "clear", "stats", "health", "inspect", "top", "verify",
+	"serve", "warm", "bench", "lab", "conf", "config", "version", "completion", "help",
+}
 
 // exitPanic carries an exit code out of kong, whose --help and --version
 // end with Exit.
