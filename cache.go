@@ -12,8 +12,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"golang.org/x/sync/singleflight"
-
 	"github.com/tiercache/tiercache/codec"
 	"github.com/tiercache/tiercache/internal/envelope"
 	"github.com/tiercache/tiercache/internal/l1"
@@ -33,7 +31,8 @@ type Cache struct {
 	store  l2.Store
 	// tracked is true when the L2 reports invalidations for keys this
 	// process has read. Then an entry may only enter L1 through a read
-	// that registered it with the server; writes just drop L1 entries.
+	// that registered it with the server: a plain read, or the read-back
+	// of a tracked write (see write).
 	tracked bool
 	l1      *l1.Cache // nil when disabled
 	vers    *versions
@@ -44,7 +43,7 @@ type Cache struct {
 	eager   sync.Map         // keys with a background refresh running
 	reg     *codec.Registry
 	rules   *codec.Rules
-	flights singleflight.Group
+	flights flights    // loads in progress, one per key (flight.go)
 	waiters keyWaiters // Fetches waiting for another instance's load
 	// lockPoll is the first and the longest step of a lock waiter's
 	// polling; zero means lockPollFirst and lockPollMax (tests lengthen
@@ -707,7 +706,9 @@ func (c *Cache) encode(key string, value any, so setOptions, negative bool, vs s
 }
 
 // Set writes value under key in L2, then L1. It returns once Redis has
-// acknowledged the write. A []byte value is stored as-is, a Raw as the
+// acknowledged the write; the writer's next read of key is then answered
+// by its L1, which still drops the value when the key changes elsewhere
+// (docs/consistency.md, "Writes"). A []byte value is stored as-is, a Raw as the
 // payload of its codec with its media type; anything else goes through
 // the codec the key's rules pick.
 //
@@ -752,28 +753,39 @@ func (c *Cache) Set(ctx context.Context, key string, value any, opts ...SetOptio
 // write stores encoded values in L2 and then updates L1. With queue, a
 // failure because L2 is unreachable sends the values to the recovery
 // queue (the error then matches ErrQueued).
+//
+// The writer's L1 keeps what it wrote (read-your-own-writes). With Redis,
+// an L1 copy must be tracked by the server, or a later change made
+// elsewhere would not reach it: the write reads each key back in the
+// same round trip (l2.Tracker), and keeps the copy only when the key was
+// tracked with the value written.
 func (c *Cache) write(ctx context.Context, encs []encoded, queue bool) error {
 	var toks []l1.Token
-	if c.l1 != nil && !c.tracked {
+	if c.l1 != nil {
 		toks = make([]l1.Token, len(encs))
 		for i, e := range encs {
 			toks[i] = c.l1.Snapshot(e.key)
 		}
 	}
 	var err error
+	var tracked []bool // with c.tracked: which keys may stay in L1
 	if c.rec != nil && (c.rec.anyPending(encs, c.prefix) || c.vers.anyPending(encs)) {
 		// An older operation on one of these keys, or an invalidation of
 		// their namespace or tags, waits in the recovery queue: go behind
 		// it, so that it cannot land after this write and remove it.
 		err = fmt.Errorf("%w: an earlier operation on the key is queued", ErrUnavailable)
-	} else if len(encs) == 1 {
+	} else if len(encs) == 1 && (c.l1 == nil || !c.tracked) {
 		err = c.store.Set(ctx, c.prefix+encs[0].key, encs[0].bytes, encs[0].ttl)
 	} else {
 		items := make([]l2.Item, len(encs))
 		for i, e := range encs {
 			items[i] = l2.Item{Key: c.prefix + e.key, Value: e.bytes, TTL: e.ttl}
 		}
-		err = c.store.MSet(ctx, items)
+		if c.l1 != nil && c.tracked {
+			tracked, err = c.guard.MSetTracked(ctx, items)
+		} else {
+			err = c.store.MSet(ctx, items)
+		}
 	}
 	for _, e := range encs {
 		c.forgetFlight(e.key)
@@ -781,7 +793,7 @@ func (c *Cache) write(ctx context.Context, encs []encoded, queue bool) error {
 	if c.l1 != nil {
 		now := c.now()
 		for i, e := range encs {
-			if err != nil || c.tracked {
+			if err != nil || (c.tracked && !tracked[i]) {
 				c.l1.Invalidate(e.key)
 				continue
 			}

@@ -104,21 +104,45 @@ func fetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 			}
 		}
 	}
-	ch := c.flights.DoChan(c.flightKey(key), func() (any, error) {
-		lctx, release := c.loaderContext(ctx)
-		defer release()
-		return fetchLocked(lctx, c, key, load, opts)
-	})
+	fk := c.flightKey(key)
+	f, leader := c.flights.join(fk)
+	if leader {
+		c.flights.run(fk, f, func() (any, error) {
+			lctx, release := c.loaderContext(ctx)
+			defer release()
+			return fetchLocked(lctx, c, key, load, opts)
+		})
+	}
+	return awaitFlight[T](ctx, c, key, f)
+}
+
+// awaitFlight waits for key's flight, or for ctx. A flight led by a call
+// for another type (Fetch[int] and FetchMany[string] of the same key)
+// leaves the value in the cache: it is read from there.
+func awaitFlight[T any](ctx context.Context, c *Cache, key string, f *flight) (T, Result, error) {
+	var zero T
 	select {
 	case <-ctx.Done():
 		return zero, Result{}, keyErr("fetch", key, ctx.Err())
-	case r := <-ch:
-		if r.Err != nil {
-			return zero, Result{}, keyErr("fetch", key, r.Err)
-		}
-		f := r.Val.(fetched[T])
-		return f.v, f.res, nil
+	case <-f.done:
 	}
+	if f.err != nil {
+		return zero, Result{}, keyErr("fetch", key, f.err)
+	}
+	if r, ok := f.val.(fetched[T]); ok {
+		return r.v, r.res, nil
+	}
+	e, src, _, err := c.entry(ctx, key)
+	if err == nil && e.Negative {
+		err = ErrNotFound
+	}
+	if err == nil {
+		var v T
+		if err = c.assign(e, &v); err == nil {
+			return v, c.result(e, src), nil
+		}
+	}
+	return zero, Result{}, keyErr("fetch", key, err)
 }
 
 // flightKey names key's flight. A read that starts after an invalidation
@@ -134,7 +158,7 @@ func (c *Cache) flightKey(key string) string {
 
 // forgetFlight makes the next read of key start a flight of its own
 // rather than join one that began before key changed.
-func (c *Cache) forgetFlight(key string) { c.flights.Forget(c.flightKey(key)) }
+func (c *Cache) forgetFlight(key string) { c.flights.forget(c.flightKey(key)) }
 
 // loaderContext keeps ctx's values, drops its cancellation, and ends when
 // the cache closes.

@@ -189,6 +189,27 @@ func (g *guarded) MSet(ctx context.Context, items []l2.Item) error {
 	return g.do(ctx, "mset", true, func(ctx context.Context) error { return g.s.MSet(ctx, items) })
 }
 
+// MSetTracked is MSet that leaves the keys tracked (l2.Tracker); a store
+// that is no Tracker writes with MSet and reports no key as tracked.
+func (g *guarded) MSetTracked(ctx context.Context, items []l2.Item) (ok []bool, err error) {
+	t, isTracker := g.s.(l2.Tracker)
+	if !isTracker {
+		if err := g.MSet(ctx, items); err != nil {
+			return nil, err
+		}
+		return make([]bool, len(items)), nil
+	}
+	name := "mset"
+	if len(items) == 1 {
+		name = "set"
+	}
+	err = g.do(ctx, name, true, func(ctx context.Context) error {
+		ok, err = t.MSetTracked(ctx, items)
+		return err
+	})
+	return ok, err
+}
+
 func (g *guarded) Del(ctx context.Context, keys ...string) error {
 	return g.do(ctx, "del", true, func(ctx context.Context) error { return g.s.Del(ctx, keys...) })
 }

@@ -2,8 +2,13 @@ package tiercache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
 
 	"github.com/tiercache/tiercache/internal/l1"
 )
@@ -11,9 +16,16 @@ import (
 // entries returns the fresh entries for keys, looking in L1 first and then
 // reading every L1 miss from L2 in one MGet (one round trip per node).
 // Missing keys are absent from the map; negative entries are present.
-// Each distinct key counts as one request of op.
-func (c *Cache) entries(ctx context.Context, op Op, keys []string) (map[string]*l1.Entry, error) {
+// Each distinct key counts as one request of op (none for NumOps: a
+// re-read inside a flight). L1 answers are listed in fromL1 when it is
+// not nil.
+func (c *Cache) entries(ctx context.Context, op Op, keys []string, fromL1 map[string]bool) (map[string]*l1.Entry, error) {
 	out := make(map[string]*l1.Entry, len(keys))
+	reqs := &c.obs.reqs
+	if op >= NumOps {
+		reqs = &uncountedReqs
+		op = OpFetchMany
+	}
 	now := c.now()
 	rb := c.readBudget(ctx) // L2 calls run under the call's read budget
 	defer rb.release()
@@ -34,19 +46,22 @@ func (c *Cache) entries(ctx context.Context, op Op, keys []string) (map[string]*
 				}
 				skip[k] = struct{}{}
 				c.counter.miss.Add(1)
-				c.obs.reqs.add(op, ResultMiss, 1)
+				reqs.add(op, ResultMiss, 1)
 			}
 			continue
 		}
 		if c.l1 != nil {
 			if e, ok := c.l1.Get(k); ok && !e.Unconfirmed {
 				if valid, err := c.validate(rb.get(), e); err != nil {
-					c.obs.reqs.add(op, ResultError, uint64(len(keys)-len(out)))
+					reqs.add(op, ResultError, uint64(len(keys)-len(out)))
 					return out, err
 				} else if valid {
 					c.counter.hitL1.Add(1)
-					c.obs.reqs.add(op, ResultHitL1, 1)
+					reqs.add(op, ResultHitL1, 1)
 					out[k] = e
+					if fromL1 != nil {
+						fromL1[k] = true
+					}
 					continue
 				}
 			}
@@ -64,42 +79,46 @@ func (c *Cache) entries(ctx context.Context, op Op, keys []string) (map[string]*
 	vals, err := c.store.MGet(rb.get(), full)
 	if err != nil {
 		c.counter.errors.Add(1)
-		c.obs.reqs.add(op, ResultError, uint64(len(miss)))
+		reqs.add(op, ResultError, uint64(len(miss)))
 		return out, err
 	}
 	for i, k := range miss {
 		if vals[i] == nil {
 			c.counter.miss.Add(1)
-			c.obs.reqs.add(op, ResultMiss, 1)
+			reqs.add(op, ResultMiss, 1)
 			continue
 		}
 		e, expired, err := c.decodeEntry(k, vals[i], now)
 		if err != nil {
-			c.obs.reqs.add(op, ResultMiss, 1)
+			reqs.add(op, ResultMiss, 1)
 			continue // a miss; corrupt values are counted and logged
 		}
 		if expired {
 			c.counter.miss.Add(1)
-			c.obs.reqs.add(op, ResultMiss, 1)
+			reqs.add(op, ResultMiss, 1)
 			continue
 		}
 		if valid, err := c.validate(rb.get(), e); err != nil {
-			c.obs.reqs.add(op, ResultError, uint64(len(miss)-i))
+			reqs.add(op, ResultError, uint64(len(miss)-i))
 			return out, err
 		} else if !valid {
 			c.counter.miss.Add(1)
-			c.obs.reqs.add(op, ResultMiss, 1)
+			reqs.add(op, ResultMiss, 1)
 			continue
 		}
 		if c.l1 != nil {
 			c.l1.SetIfUnchanged(k, e, toks[i], now)
 		}
 		c.counter.hitL2.Add(1)
-		c.obs.reqs.add(op, ResultHitL2, 1)
+		reqs.add(op, ResultHitL2, 1)
 		out[k] = e
 	}
 	return out, nil
 }
+
+// uncountedReqs receives the request counts of re-reads inside a flight,
+// which the call that started the flight has counted already.
+var uncountedReqs requestCounters
 
 // accessed reports reads to Options.OnAccess.
 func (c *Cache) accessed(keys []string) {
@@ -132,7 +151,7 @@ func (c *Cache) GetMany(ctx context.Context, keys []string, dst any) error {
 		return err
 	}
 	c.accessed(keys)
-	es, err := c.entries(ctx, OpGetMany, keys)
+	es, err := c.entries(ctx, OpGetMany, keys, nil)
 	if err != nil {
 		return fmt.Errorf("tiercache: get many: %w", err)
 	}
@@ -183,6 +202,19 @@ func (c *Cache) SetMany(ctx context.Context, items map[string]any, opts ...SetOp
 // both tiers with one call of load, which receives only those keys. Keys
 // the loader does not return are cached as not found (Options.NegativeTTL)
 // and left out of the result, as are keys already cached as not found.
+//
+// FetchMany protects the loader as Fetch does, key by key: a key that a
+// concurrent Fetch or FetchMany in this process is already loading is
+// waited for, not loaded again; with Options.Lock, keys another instance
+// is loading are waited for too (woken when it writes them). With
+// Options.FailSafe, a key whose load fails or takes longer than
+// LoaderSoftTimeout, or that L2 cannot serve, is answered with its last
+// value while it is within the fail-safe window. LoaderHardTimeout bounds
+// the loader call, and Options.EagerRefreshThreshold refreshes hits in the
+// background, in one loader call per FetchMany.
+//
+// When some keys could neither be loaded nor served stale, FetchMany
+// returns what it has with an error naming how many failed.
 func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLoaderFunc[T], opts ...SetOption) (map[string]T, error) {
 	if err := c.checkKeys("fetch", keys); err != nil {
 		return nil, err
@@ -195,12 +227,15 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 	}
 	c.accessed(keys)
 	out := make(map[string]T, len(keys))
-	es, err := c.entries(ctx, OpFetchMany, keys)
+	es, err := c.entries(ctx, OpFetchMany, keys, nil)
 	if err != nil {
-		// L2 trouble: load everything (graceful degradation).
+		// L2 trouble: the flights below serve stale values or load.
 		c.logger.Debug("tiercache: L2 read failed, loading", "keys", len(keys), "err", err)
 	}
-	var missing []string
+	var (
+		missing []string
+		hits    map[string]*l1.Entry
+	)
 	seen := make(map[string]bool, len(keys))
 	for _, k := range keys {
 		if seen[k] {
@@ -222,34 +257,238 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 		}
 		c.keepDecoded(k, e, v)
 		out[k] = v
+		if !e.Stale {
+			if hits == nil {
+				hits = make(map[string]*l1.Entry)
+			}
+			hits[k] = e
+		}
 	}
+	maybeRefreshMany(c, hits, load, opts)
 	if len(missing) == 0 {
 		return out, nil
 	}
-	loaded, err := callBatchLoader(ctx, c, missing, load)
-	if err != nil {
-		return out, fmt.Errorf("tiercache: fetch many (%d keys): %w", len(missing), err)
+	// One flight per key, shared with Fetch: lead the keys no one is
+	// loading, in one batch, and wait for the others.
+	fl := make([]*flight, len(missing))
+	fks := make([]string, len(missing))
+	var led []int
+	for i, k := range missing {
+		fks[i] = c.flightKey(k)
+		var leader bool
+		if fl[i], leader = c.flights.join(fks[i]); leader {
+			led = append(led, i)
+		}
 	}
+	if len(led) > 0 {
+		lk := make([]string, len(led))
+		lf := make(map[string]*flight, len(led))
+		for j, i := range led {
+			lk[j] = missing[i]
+			lf[missing[i]] = fl[i]
+		}
+		go func() {
+			var once sync.Map
+			resolve := func(k string, val any, err error) {
+				if _, dup := once.LoadOrStore(k, true); !dup {
+					c.flights.finish(fks[slices.Index(missing, k)], lf[k], val, err)
+				}
+			}
+			defer func() {
+				err := errors.New("tiercache: fetch many: the load ended without an answer")
+				if r := recover(); r != nil {
+					err = fmt.Errorf("tiercache: panic in a load: %v\n%s", r, debug.Stack())
+				}
+				for _, k := range lk {
+					resolve(k, nil, err)
+				}
+			}()
+			lctx, release := c.loaderContext(ctx)
+			defer release()
+			fetchManyLocked(lctx, c, lk, load, opts, resolve)
+		}()
+	}
+	var failed int
+	var firstErr error
+	for i, k := range missing {
+		v, _, err := awaitFlight[T](ctx, c, k, fl[i])
+		switch {
+		case err == nil:
+			out[k] = v
+		case errors.Is(err, ErrNotFound):
+		default:
+			failed++
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	if failed > 0 {
+		return out, fmt.Errorf("tiercache: fetch many (%d of %d keys failed): %w", failed, len(missing), firstErr)
+	}
+	return out, nil
+}
+
+// fetchManyLocked loads the keys whose flights this FetchMany leads, and
+// resolves each flight as soon as its answer is known: from a tier filled
+// meanwhile, from another instance holding the fleet lock, from the
+// loader, or from a fail-safe stale value.
+func fetchManyLocked[T any](ctx context.Context, c *Cache, keys []string, load BatchLoaderFunc[T], opts []SetOption, resolve func(k string, val any, err error)) {
+	fromL1 := make(map[string]bool)
+	es, err := c.entries(ctx, NumOps, keys, fromL1)
+	l2ok := err == nil
+	stale := make(map[string]*l1.Entry)
+	var missing []string
+	now := c.now()
+	for _, k := range keys {
+		if e, ok := es[k]; ok {
+			if e.Negative {
+				resolve(k, nil, ErrNotFound)
+				continue
+			}
+			var v T
+			if c.assign(e, &v) == nil {
+				c.keepDecoded(k, e, v)
+				src := SourceL2
+				if fromL1[k] {
+					src = SourceL1
+				}
+				resolve(k, fetched[T]{v, c.result(e, src)}, nil)
+				continue
+			}
+		}
+		if !l2ok {
+			if s := c.staleL1(k); s != nil {
+				if s.Stale && s.ExpiresAt > now {
+					// Within its fail-safe throttle window: it answers
+					// without a loader call (as Fetch does).
+					var sv T
+					if c.assign(s, &sv) == nil {
+						c.counter.staleServed.Add(1)
+						resolve(k, fetched[T]{sv, Result{Source: SourceStale, Stale: true}}, nil)
+						continue
+					}
+				}
+				stale[k] = s
+			}
+		}
+		missing = append(missing, k)
+	}
+	if len(missing) == 0 {
+		return
+	}
+	if l2ok && c.opts.Lock.Enabled {
+		// The fleet lock, key by key and all at once: keys another
+		// instance is loading are taken from it.
+		held := make([]bool, len(missing))
+		var wg sync.WaitGroup
+		for i, k := range missing {
+			wg.Go(func() {
+				if got, ok := waitForHolder[T](ctx, c, k); ok {
+					resolve(k, got, nil)
+					held[i] = true
+				}
+			})
+		}
+		wg.Wait()
+		rest := missing[:0:0]
+		for i, k := range missing {
+			if !held[i] {
+				rest = append(rest, k)
+			}
+		}
+		if missing = rest; len(missing) == 0 {
+			return
+		}
+	}
+	loadManyWithTimeouts(ctx, c, missing, load, opts, stale, resolve)
+}
+
+// loadManyWithTimeouts calls the batch loader under the hard timeout and,
+// when some keys have a stale value, the soft timeout: on it, those keys
+// are answered stale at once, and the others wait for the loader, whose
+// result is cached for every key when it comes.
+func loadManyWithTimeouts[T any](ctx context.Context, c *Cache, keys []string, load BatchLoaderFunc[T], opts []SetOption, stale map[string]*l1.Entry, resolve func(k string, val any, err error)) {
+	lctx, cancel := ctx, context.CancelFunc(func() {})
+	if c.opts.LoaderHardTimeout > 0 {
+		lctx, cancel = context.WithTimeout(ctx, c.opts.LoaderHardTimeout)
+	}
+	defer cancel()
+	type res struct {
+		m   map[string]T
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		m, err := callBatchLoader(lctx, c, keys, load)
+		if err != nil && lctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			err = fmt.Errorf("%w after %v: %w", ErrLoaderTimeout, c.opts.LoaderHardTimeout, err)
+		}
+		done <- res{m, err}
+	}()
+	var r res
+	if c.opts.LoaderSoftTimeout > 0 && len(stale) > 0 {
+		soft := time.NewTimer(c.opts.LoaderSoftTimeout)
+		select {
+		case r = <-done:
+		case <-soft.C:
+			for k, s := range stale {
+				val, err := fetchedStale[T](c, k, s)
+				resolve(k, val, err)
+			}
+			r = <-done
+		}
+		soft.Stop()
+	} else {
+		r = <-done
+	}
+	if r.err != nil {
+		for _, k := range keys {
+			if s, ok := stale[k]; ok {
+				val, err := fetchedStale[T](c, k, s)
+				resolve(k, val, err)
+				continue
+			}
+			resolve(k, nil, r.err)
+		}
+		return
+	}
+	written := cacheLoadedMany(ctx, c, keys, r.m, opts)
+	for _, k := range keys {
+		v, ok := r.m[k]
+		if !ok {
+			resolve(k, nil, ErrNotFound)
+			continue
+		}
+		resolve(k, fetched[T]{v, written[k]}, nil)
+	}
+}
+
+// cacheLoadedMany writes what a batch loader returned to both tiers, and
+// a "not found" for each key it did not return, and describes each value
+// written.
+func cacheLoadedMany[T any](ctx context.Context, c *Cache, keys []string, loaded map[string]T, opts []SetOption) map[string]Result {
 	ctx, cancel := c.fillContext(ctx)
 	defer cancel()
+	res := make(map[string]Result, len(loaded))
+	for k := range loaded {
+		res[k] = Result{Source: SourceLoader}
+	}
 	so := applySet(opts)
 	vs, err := c.stampFor(ctx, so.tags)
 	if err != nil {
-		for _, k := range missing {
-			if v, ok := loaded[k]; ok {
-				out[k] = v
-			}
-		}
-		c.logger.Warn("tiercache: loaded values not cached", "keys", len(missing), "err", err)
-		return out, nil
+		c.logger.Warn("tiercache: loaded values not cached", "keys", len(keys), "err", err)
+		return res
 	}
-	encs := make([]encoded, 0, len(missing))
-	for _, k := range missing {
+	encs := make([]encoded, 0, len(keys))
+	for _, k := range keys {
 		v, ok := loaded[k]
 		var enc encoded
 		if ok {
-			out[k] = v
 			enc, err = c.encode(k, v, so, false, vs)
+			if err == nil {
+				res[k] = c.result(enc.entry, SourceLoader)
+			}
 		} else if c.opts.NegativeTTL >= 0 {
 			enc, err = c.encode(k, nil, setOptions{}, true, stamp{ns: vs.ns})
 		} else {
@@ -261,12 +500,62 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 		}
 		encs = append(encs, enc)
 	}
-	if len(encs) > 0 {
-		if err := c.write(ctx, encs, false); err != nil {
-			c.logger.Warn("tiercache: caching loaded values failed", "keys", len(encs), "err", err)
+	if len(encs) == 0 {
+		return res
+	}
+	if err := c.write(ctx, encs, false); err != nil {
+		c.logger.Warn("tiercache: caching loaded values failed", "keys", len(encs), "err", err)
+		if unavailable(err) && c.l1 != nil && c.opts.FailSafe.MaxDuration > 0 && c.opts.FailSafe.Throttle > 0 {
+			for k, v := range loaded {
+				c.keepUnconfirmed(k, res[k], v, so)
+			}
 		}
 	}
-	return out, nil
+	return res
+}
+
+// maybeRefreshMany starts one background batch refresh of the hits past
+// Options.EagerRefreshThreshold of their TTL that no refresh covers yet.
+func maybeRefreshMany[T any](c *Cache, hits map[string]*l1.Entry, load BatchLoaderFunc[T], opts []SetOption) {
+	thr := c.opts.EagerRefreshThreshold
+	if thr <= 0 || len(hits) == 0 {
+		return
+	}
+	now := c.now()
+	var due []string
+	for k, e := range hits {
+		if e.ExpiresAt == 0 || e.CreatedAt == 0 || now < e.CreatedAt+int64(thr*float64(e.ExpiresAt-e.CreatedAt)) {
+			continue
+		}
+		if _, running := c.eager.LoadOrStore(k, struct{}{}); !running {
+			due = append(due, k)
+		}
+	}
+	if len(due) == 0 {
+		return
+	}
+	c.counter.eagerRefreshes.Add(uint64(len(due)))
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		defer func() {
+			for _, k := range due {
+				c.eager.Delete(k)
+			}
+		}()
+		ctx := c.ctx
+		if c.opts.LoaderHardTimeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, c.opts.LoaderHardTimeout)
+			defer cancel()
+		}
+		m, err := callBatchLoader(ctx, c, due, load)
+		if err != nil {
+			c.logger.Debug("tiercache: eager refresh failed; the current values stay", "keys", len(due), "err", err)
+			return
+		}
+		cacheLoadedMany(c.ctx, c, due, m, opts)
+	}()
 }
 
 func callBatchLoader[T any](ctx context.Context, c *Cache, keys []string, load BatchLoaderFunc[T]) (m map[string]T, err error) {

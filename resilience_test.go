@@ -271,7 +271,7 @@ func TestFault_FetchWhileUnreachable(t *testing.T) {
 		return nil
 	})
 	fetch("Redis back: not an L1 hit", 3, 3, SourceLoader)
-	fetch("then cached", 3, 3, SourceL2)
+	fetch("then cached, in the writer's L1", 3, 3, SourceL1)
 }
 
 // TestFault_LivenessEndsFreshness: a connection that stays open but stops

@@ -67,6 +67,19 @@ type Prober interface {
 	Probe(ctx context.Context, key string) error
 }
 
+// Tracker is a Store that reports invalidations (client tracking) and can
+// write keys so that they stay tracked for this client afterwards: a copy
+// of the written value kept in L1 is then invalidated by the next change
+// made elsewhere, as a copy filled by a read is.
+type Tracker interface {
+	// MSetTracked stores every item as MSet does and, in the same round
+	// trip, registers each key with the server's invalidation tracking.
+	// ok[i] reports whether the value registered was items[i].Value:
+	// false when another client wrote the key in between, or when the
+	// store could not register it. On error, ok is nil.
+	MSetTracked(ctx context.Context, items []Item) (ok []bool, err error)
+}
+
 // Invalidation is what a store reports when keys it served may have changed
 // elsewhere. All is true when every key must be treated as changed, for
 // example after the invalidation link was lost.

@@ -202,7 +202,22 @@ func (o *Options) clientOption() (rueidis.ClientOption, error) {
 	// would add a CLIENT CACHING YES to every read, about 15% of read
 	// throughput, for no benefit: the store reads nothing it does not want
 	// tracked.
-	opt.ClientTrackingOptions = []string{}
+	//
+	// NOLOOP: the server does not tell a connection about its own writes.
+	// A write ends the key's tracking either way; MSetTracked reads the
+	// key back in the same pipeline to track the value it wrote, and a
+	// notification of the write itself, arriving after that read, would
+	// drop the copy the writer has just kept. The cache drops or replaces
+	// its own L1 entries when it writes, so it needs no such notice.
+	opt.ClientTrackingOptions = []string{"NOLOOP"}
+	if !opt.DisableCache {
+		// One connection per node: a key read on one connection and
+		// written on another would still be notified to the first, since
+		// NOLOOP only spares the writing connection. With one connection,
+		// every notification this client receives is another client's
+		// change, ordered with this client's own replies.
+		opt.PipelineMultiplex = -1
+	}
 	// The cache's guard owns retries: it retries idempotent operations
 	// with backoff, counts them against the circuit breaker and honours
 	// the operation timeout. rueidis's own retry would also re-send a

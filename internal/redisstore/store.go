@@ -48,6 +48,7 @@ type Store struct {
 	watchers sync.WaitGroup
 	followed atomic.Uint64 // times the client was replaced to follow a failover
 	onLost   func()        // reports a lost tracking link; nil without tracking
+	tracking bool          // the connections track keys (OnInvalidation is set)
 
 	lazy        lazyState   // the background connection of a lazy store
 	failoverLog failoverLog // when the store last lost its master
@@ -95,6 +96,7 @@ func New(opts Options) (*Store, error) {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.OnInvalidation != nil {
+		s.tracking = true
 		copt.NewCacheStoreFn = newNoStore
 		copt.OnInvalidations = invalidations(opts.OnInvalidation, &s.closed)
 		s.onLost = func() { opts.OnInvalidation(l2.Invalidation{All: true}) }
@@ -289,6 +291,53 @@ func (s *Store) MSet(ctx context.Context, items []l2.Item) error {
 		}
 	}
 	return nil
+}
+
+// MaxTracked is the largest batch MSetTracked takes: its 2 commands a key
+// stay under rueidis's threshold (BlockingPipeline, 2000) beyond which a
+// pipeline moves to a pooled connection, whose tracking would end with it.
+const MaxTracked = 512
+
+// MSetTracked stores every item with SET and reads it back with GET in the
+// same pipeline, on the connection that tracks invalidations: the GET
+// makes the server track the key for this client again (the SET ended any
+// tracking, and with NOLOOP the store is not told about its own writes).
+// ok[i] is true when the GET returned items[i].Value, so that the tracked
+// value is the one written; another client's write in between reads back
+// as false. Batches over MaxTracked, and stores without tracking, return
+// all false after a plain MSet.
+func (s *Store) MSetTracked(ctx context.Context, items []l2.Item) ([]bool, error) {
+	ok := make([]bool, len(items))
+	if len(items) == 0 {
+		return ok, nil
+	}
+	if !s.tracking || len(items) > MaxTracked {
+		if err := s.MSet(ctx, items); err != nil {
+			return nil, err
+		}
+		return ok, nil
+	}
+	c, err := s.conn()
+	if err != nil {
+		return nil, err
+	}
+	multi := make([]rueidis.Completed, 0, 2*len(items))
+	for _, it := range items {
+		multi = append(multi,
+			setCmd(c.B(), it.Key, rueidis.BinaryString(it.Value), it.TTL),
+			c.B().Get().Key(it.Key).Build())
+	}
+	res := c.DoMulti(ctx, multi...)
+	for i, it := range items {
+		if err := res[2*i].Error(); err != nil {
+			return nil, s.wrap(err, "mset %q (item %d of %d)", it.Key, i+1, len(items))
+		}
+		// The read-back's own failure is no failure of the write: the
+		// key is then just not kept in L1.
+		v, err := res[2*i+1].ToString()
+		ok[i] = err == nil && v == string(it.Value)
+	}
+	return ok, nil
 }
 
 // setCmd builds SET key value [PX ms]. Set passes a copy of its value:
