@@ -51,7 +51,7 @@ type grammar struct {
 	Warm       warmCmd       `cmd:"" group:"Operations" help:"Run warming strategies from a configuration file once."`
 	Bench      benchCmd      `cmd:"" group:"Operations" help:"Generate load against the HTTP service or the library and report latency and hit ratios."`
 	Lab        labCmd        `cmd:"" group:"Operations" help:"Run a local Redis Sentinel or Cluster from the deploy files."`
-	Conf       confCmd       `cmd:"" group:"Operations" help:"Check a redis.conf or sentinel.conf against the production checklist."`
+	Conf       confCmd       `cmd:"" group:"Operations" help:"Check a redis.conf, sentinel.conf or ACL file against the production checklist."`
 	Config     configCmd     `cmd:"" group:"Operations" help:"Print or check tiercache's own configuration."`
 	VersionCmd versionCmd    `cmd:"" name:"version" help:"Print the version."`
 	Completion completionCmd `cmd:"" help:"Print a shell completion script (bash, zsh or fish)."`

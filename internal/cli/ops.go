@@ -87,7 +87,7 @@ func (c *getCmd) Run(ctx context.Context, s streams) error {
 		}
 		if !c.Meta && !c.json() {
 			_, err := s.out.Write(e.Value)
-			if isTerminal(s.out) && utf8.Valid(e.Value) && !strings.HasSuffix(string(e.Value), "\n") {
+			if outTerminal(s.out) && utf8.Valid(e.Value) && !strings.HasSuffix(string(e.Value), "\n") {
 				fmt.Fprintln(s.out)
 			}
 			return err
@@ -375,7 +375,8 @@ func (c *statsCmd) Run(ctx context.Context, s streams) error {
 		if err := json.Unmarshal(raw, &v); err != nil {
 			return fmt.Errorf("the statistics are not tiercache's JSON: %v", err)
 		}
-		v.write(s.out)
+		_, direct := b.(*libBackend)
+		v.write(s.out, direct)
 		return nil
 	}))
 }
@@ -479,3 +480,9 @@ func writeJSON(w io.Writer, v any) error {
 // stdinTerminal reports whether standard input is a terminal (not a
 // pipe, a file or /dev/null).
 func stdinTerminal() bool { return term.IsTerminal(int(os.Stdin.Fd())) }
+
+// outTerminal reports whether w is a terminal.
+func outTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

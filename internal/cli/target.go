@@ -214,7 +214,7 @@ func (b *libBackend) get(ctx context.Context, key string) (entry, error) {
 	r, err := b.c.Lookup(ctx, key, &raw)
 	switch {
 	case errors.Is(err, tiercache.ErrCorrupt):
-		return entry{}, fmt.Errorf("%q holds a value tiercache did not write (%v); `tiercache inspect %s` shows its bytes", key, errors.Unwrap(errors.Unwrap(err)), key)
+		return entry{}, err
 	case errors.Is(err, tiercache.ErrNotFound):
 		return entry{}, errNotFound
 	case err != nil:

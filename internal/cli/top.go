@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/tiercache/tiercache"
@@ -57,11 +58,20 @@ type statsView struct {
 // reads counts the reads the counters saw.
 func (v *statsView) reads() uint64 { return v.Counters.HitsL1 + v.Counters.HitsL2 + v.Counters.Misses }
 
-func (v *statsView) write(w io.Writer) {
+// write prints the statistics. direct means they come from this
+// command's own short-lived cache, whose counters say nothing: only
+// Redis's figures are printed.
+func (v *statsView) write(w io.Writer, direct bool) {
 	tw := table(w)
 	c := v.Counters
 	row(tw, "namespace", v.Namespace)
 	row(tw, "topology", v.Topology)
+	if direct {
+		row(tw, "counters", "a service's own: ask it with --url")
+		v.writeNodes(tw)
+		_ = tw.Flush()
+		return
+	}
 	row(tw, "reads", fmt.Sprintf("%d (L1 hits %d, L2 hits %d, misses %d)", v.reads(), c.HitsL1, c.HitsL2, c.Misses))
 	row(tw, "hit ratio", fmt.Sprintf("L1 %.1f%%  L2 %.1f%%  overall %.1f%%", 100*v.HitRatio.L1, 100*v.HitRatio.L2, 100*v.HitRatio.Overall))
 	row(tw, "latency L1", latencyText(v.Latency.L1))
@@ -74,6 +84,11 @@ func (v *statsView) write(w io.Writer) {
 	if v.HTTP != nil {
 		row(tw, "http", fmt.Sprintf("%d requests, %d in flight", v.HTTP.Requests, v.HTTP.InFlight))
 	}
+	v.writeNodes(tw)
+	_ = tw.Flush()
+}
+
+func (v *statsView) writeNodes(tw *tabwriter.Writer) {
 	for _, n := range v.Nodes {
 		state := "up"
 		if !n.Up {
@@ -81,7 +96,6 @@ func (v *statsView) write(w io.Writer) {
 		}
 		row(tw, "redis "+n.Addr, fmt.Sprintf("%s %s, %s used, %d ops/s", n.Role, state, bytesText(n.UsedMemory), n.OpsPerSec))
 	}
-	_ = tw.Flush()
 }
 
 func latencyText(l tiercache.LatencySummary) string {
@@ -163,7 +177,7 @@ func (c *topCmd) Run(ctx context.Context, s streams) error {
 		defer b.close()
 		backends = append(backends, b.(*httpBackend))
 	}
-	live := isTerminal(s.out) && !c.Plain && !c.json()
+	live := outTerminal(s.out) && !c.Plain && !c.json()
 	prev := make([]*statsView, len(backends))
 	prevAt := make([]time.Time, len(backends))
 	tick := time.NewTicker(c.Interval)

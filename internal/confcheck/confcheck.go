@@ -62,7 +62,8 @@ type Report struct {
 	// Path is the file checked.
 	Path string
 	// Kind is Sentinel when the file has a "sentinel monitor" line (or
-	// is named sentinel*.conf), Redis otherwise.
+	// is named sentinel*.conf), ACL when it holds only "user" lines (an
+	// aclfile), Redis otherwise.
 	Kind Kind
 	// Findings are in checklist order.
 	Findings []Finding
@@ -92,7 +93,11 @@ func (r Report) Worst() Severity {
 // Write prints the report, one finding a line, then a summary line.
 func (r Report) Write(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s (%s configuration)\n", r.Path, r.Kind)
+	if r.Kind == ACL {
+		fmt.Fprintf(&b, "%s (ACL file)\n", r.Path)
+	} else {
+		fmt.Fprintf(&b, "%s (%s configuration)\n", r.Path, r.Kind)
+	}
 	width := 0
 	for _, f := range r.Findings {
 		width = max(width, len(f.Check))
@@ -136,6 +141,11 @@ func Check(path string, data []byte, opts Options) (Report, error) {
 	if c.has("sentinel", "monitor") || strings.HasPrefix(filepath.Base(path), "sentinel") {
 		r.Kind = Sentinel
 		r.Findings = checkSentinel(c)
+		return r, nil
+	}
+	if isACLFile(c) {
+		r.Kind = ACL
+		r.Findings = checkACLFile(c)
 		return r, nil
 	}
 	r.Findings = checkRedis(c, opts)

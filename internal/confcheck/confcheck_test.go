@@ -244,3 +244,27 @@ func TestParseMemory(t *testing.T) {
 		t.Error("parseMemory(-1) succeeded")
 	}
 }
+
+// TestCheck_ACLFile: an ACL file (deploy/acl.conf) is checked as one, for
+// its users, not as a redis.conf without maxmemory.
+func TestCheck_ACLFile(t *testing.T) {
+	r, err := CheckFile("../../deploy/acl.conf", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Kind != ACL {
+		t.Errorf("kind %s, want acl", r.Kind)
+	}
+	for _, f := range r.Findings {
+		if f.Check == "memory" || f.Check == "persistence" || f.Check == "replication" || f.Severity == Error {
+			t.Errorf("finding that does not belong to an ACL file: %+v", f)
+		}
+	}
+	bad, err := Check("acl.conf", []byte("user default on nopass ~* +@all\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bad.Kind != ACL || bad.Worst() != Error {
+		t.Errorf("an ACL file with an open default user: kind %s, worst %v, want acl and an error:\n%+v", bad.Kind, bad.Worst(), bad.Findings)
+	}
+}
