@@ -211,7 +211,7 @@ func wireScenarios() []wireScenario {
 		{name: "content type json (version 2)", key: "doc:1", tags: []string{"docs"},
 			write: set("doc:1", Raw{Codec: "json", ContentType: "application/json; charset=utf-8", Data: []byte(`{"id":1,"tags":["a"]}`)}, WithTTL(time.Hour), WithTags("docs"))},
 		{name: "content type msgpack (version 2)", key: "doc:2",
-			write: set("doc:2", Raw{Codec: "msgpack", ContentType: "application/msgpack", Data: []byte{0x82, 0xa1, 'a', 0x01, 0xa1, 'b', 0xc4, 0x02, 0x00, 0xff}}, WithTTL(time.Hour))},
+			write: set("doc:2", Raw{Codec: "msgpack", ContentType: "application/msgpack", Data: []byte{0x82, 0xa1, 'a', 0x01, 0xa1, 'b', 0x92, 0xc3, 0xc0}}, WithTTL(time.Hour))},
 		{name: "content type raw, compressed (version 2)", key: "doc:3",
 			write: set("doc:3", Raw{ContentType: "text/plain", Data: text}, WithTTL(time.Hour))},
 		{name: "content type invalidated (version 2)", key: "doc:4", tags: []string{"docs"},
