@@ -324,7 +324,7 @@ def set_call(key: str, value: Any, ttl: Optional[TTL], tags: Iterable[str], cont
     t = ttl_param(ttl)
     if t is not None:
         params.append(("ttl", t))
-    tag_list = _tags(tags, allow_empty=True)
+    tag_list = _tags(tags)
     if tag_list:
         params.append(("tags", ",".join(tag_list)))
     headers = {"content-type": ctype} if ctype else {}
@@ -336,12 +336,10 @@ def set_call(key: str, value: Any, ttl: Optional[TTL], tags: Iterable[str], cont
     return Call("PUT", key_path(key), parse, params=params or None, content=body, headers=headers, evict_keys=(key,))
 
 
-def _tags(tags: Iterable[str], *, allow_empty: bool) -> List[str]:
+def _tags(tags: Iterable[str]) -> List[str]:
     if isinstance(tags, str):
         raise TypeError("tags must be an iterable of strings, not one string")
     out = [str(t) for t in tags]
-    if not out and not allow_empty:
-        raise ValueError("give at least one tag")
     for t in out:
         if "," in t:
             # The ttl/tags query parameter is comma-separated; a PUT cannot
@@ -435,7 +433,10 @@ def delete_many_call(keys: Sequence[str]) -> Call[None]:
 
 def invalidate_call(tags: Iterable[str]) -> Call[None]:
     """POST /v1/invalidate: 204 once applied."""
-    body, headers = _json_body({"tags": _tags(tags, allow_empty=False) if not isinstance(tags, str) else [tags]})
+    if isinstance(tags, str):
+        raise TypeError("tags must be an iterable of strings, not one string")
+    # An empty list goes too: the service answers it with 400 invalid_body.
+    body, headers = _json_body({"tags": [str(t) for t in tags]})
 
     def parse(resp: httpx.Response) -> None:
         _expect(resp, 204, 200)
