@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -80,6 +81,9 @@ func (c *getCmd) Help() string {
 }
 
 func (c *getCmd) Run(ctx context.Context, s streams) error {
+	if err := checkKeys(c.Key); err != nil {
+		return err
+	}
 	return opErr(c.run(ctx, func(ctx context.Context, b backend) error {
 		e, err := b.get(ctx, c.Key)
 		if err != nil {
@@ -148,7 +152,7 @@ type setCmd struct {
 	Value       *string       `arg:"" optional:"" help:"The value. Without it, --file or standard input."`
 	File        string        `name:"file" short:"f" placeholder:"FILE" help:"Read the value from FILE (- for standard input)."`
 	TTL         time.Duration `name:"ttl" help:"Time to live, such as 30s or 1h (default: the cache's default TTL)."`
-	Tags        []string      `name:"tags" sep:"," placeholder:"TAG,..." help:"Tags to invalidate the value by."`
+	Tags        []string      `name:"tags" sep:"," placeholder:"TAG" help:"Tags to invalidate the value by."`
 	ContentType string        `name:"content-type" placeholder:"TYPE" help:"Media type stored with the value, such as application/json."`
 	Codec       string        `name:"codec" enum:"raw,json,msgpack" default:"raw" help:"Codec of the bytes: raw, json (checked to parse) or msgpack."`
 	targetFlags
@@ -161,6 +165,9 @@ func (c *setCmd) Run(ctx context.Context, s streams) error {
 	}
 	if c.TTL < 0 {
 		return usage("--ttl must not be negative")
+	}
+	if err := checkKeys(c.Key); err != nil {
+		return err
 	}
 	data, err := c.read()
 	if err != nil {
@@ -208,6 +215,9 @@ type delCmd struct {
 }
 
 func (c *delCmd) Run(ctx context.Context, s streams) error {
+	if err := checkKeys(c.Keys...); err != nil {
+		return err
+	}
 	return opErr(c.run(ctx, func(ctx context.Context, b backend) error {
 		return queued(b.del(ctx, c.Keys))
 	}))
@@ -234,6 +244,9 @@ func (c *ttlCmd) Help() string {
 }
 
 func (c *ttlCmd) Run(ctx context.Context, s streams) error {
+	if err := checkKeys(c.Key); err != nil {
+		return err
+	}
 	return opErr(c.run(ctx, func(ctx context.Context, b backend) error {
 		e, err := b.get(ctx, c.Key)
 		if err != nil {
@@ -258,6 +271,11 @@ type invalidateCmd struct {
 }
 
 func (c *invalidateCmd) Run(ctx context.Context, s streams) error {
+	for _, t := range c.Tags {
+		if t == "" {
+			return usage("a tag must not be empty")
+		}
+	}
 	return opErr(c.run(ctx, func(ctx context.Context, b backend) error {
 		return queued(b.invalidate(ctx, c.Tags))
 	}))
@@ -368,7 +386,12 @@ func (c *statsCmd) Run(ctx context.Context, s streams) error {
 			return err
 		}
 		if c.json() {
-			_, err := s.out.Write(append(raw, '\n'))
+			var b bytes.Buffer
+			if err := json.Indent(&b, raw, "", "  "); err != nil {
+				return fmt.Errorf("the statistics are not JSON: %v", err)
+			}
+			b.WriteByte('\n')
+			_, err := s.out.Write(b.Bytes())
 			return err
 		}
 		var v statsView
@@ -397,6 +420,9 @@ func (c *inspectCmd) Help() string {
 func (c *inspectCmd) Run(ctx context.Context, s streams) error {
 	if c.URL != "" {
 		return usage("inspect reads Redis directly: give --redis-url or --config, not --url")
+	}
+	if err := checkKeys(c.Key); err != nil {
+		return err
 	}
 	return opErr(c.run(ctx, func(ctx context.Context, b backend) error {
 		in, err := b.inspect(ctx, c.Key)
@@ -485,4 +511,14 @@ func stdinTerminal() bool { return term.IsTerminal(int(os.Stdin.Fd())) }
 func outTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// checkKeys refuses an empty key before anything is sent.
+func checkKeys(keys ...string) error {
+	for _, k := range keys {
+		if k == "" {
+			return usage("a key must not be empty")
+		}
+	}
+	return nil
 }

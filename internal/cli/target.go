@@ -195,7 +195,7 @@ func (t *targetFlags) openLibrary(ctx context.Context) (backend, error) {
 		return nil, fail("connect to Redis (%s): no answer within the command's --timeout", opts.Redis.String())
 	}
 	if err != nil {
-		return nil, fail("%v", err)
+		return nil, fail("%s", strings.TrimPrefix(err.Error(), "tiercache: "))
 	}
 	return &libBackend{c: c, redis: opts.Redis.String()}, nil
 }

@@ -119,7 +119,7 @@ func bytesText(n int64) string {
 
 // topCmd is "tiercache top".
 type topCmd struct {
-	URLs      []string      `name:"url" sep:"," placeholder:"URL,..." help:"Services to watch (repeat or separate with commas; default $$TIERCACHE_URL)."`
+	URLs      []string      `name:"url" sep:"," placeholder:"URL" help:"Services to watch (repeat or separate with commas; default $$TIERCACHE_URL)."`
 	TokenFile string        `name:"token-file" placeholder:"FILE" help:"File holding the services' bearer token (default $$TIERCACHE_TOKEN, else the file $$TIERCACHE_TOKEN_FILE names)."`
 	Interval  time.Duration `name:"interval" default:"1s" help:"Time between refreshes."`
 	Count     int           `name:"count" short:"n" help:"Stop after this many refreshes (default: until interrupted)."`

@@ -15,7 +15,7 @@ import (
 
 // verifyCmd is "tiercache verify".
 type verifyCmd struct {
-	URLs      []string      `name:"url" sep:"," placeholder:"URL,..." help:"Running services to verify, at least two (repeat or separate with commas). Without it, --instances library caches on Redis, configured as serve is."`
+	URLs      []string      `name:"url" sep:"," placeholder:"URL" help:"Running services to verify, at least two (repeat or separate with commas). Without it, --instances library caches on Redis, configured as serve is."`
 	TokenFile string        `name:"token-file" placeholder:"FILE" help:"File holding the services' bearer token (default $$TIERCACHE_TOKEN, else the file $$TIERCACHE_TOKEN_FILE names)."`
 	Config    string        `name:"config" placeholder:"FILE" help:"Without --url: serve's YAML configuration file (default $$TIERCACHE_CONFIG)."`
 	RedisURL  *string       `name:"redis-url" placeholder:"URL" help:"Without --url: the Redis to verify (default $$REDIS_URL or the configuration's)."`
