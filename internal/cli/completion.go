@@ -43,6 +43,7 @@ type compNode struct {
 	path     []string // command names from the top ("conf", "check")
 	help     string
 	children []string
+	values   []string // the fixed values of its positional arguments
 	flags    []compFlag
 }
 
@@ -69,6 +70,11 @@ func completionNodes(n *kong.Node, path []string) []compNode {
 		}
 		cf.file = cf.value && (f.PlaceHolder == "FILE" || f.Name == "config")
 		c.flags = append(c.flags, cf)
+	}
+	for _, p := range n.Positional {
+		if p.Enum != "" {
+			c.values = append(c.values, p.EnumSlice()...)
+		}
 	}
 	if n.Type == kong.ApplicationNode {
 		c.flags = append(c.flags, compFlag{name: "help", short: "h", help: "Show context-sensitive help."})
@@ -133,8 +139,8 @@ func writeBash(w io.Writer, nodes []compNode, zsh bool) {
 `)
 	b.WriteString("_tiercache_commands() {\n    case \"$1\" in\n")
 	for _, n := range nodes {
-		if len(n.children) > 0 {
-			fmt.Fprintf(&b, "        %q) echo %q ;;\n", strings.Join(n.path, " "), strings.Join(n.children, " "))
+		if words := append(slices.Clone(n.children), n.values...); len(words) > 0 {
+			fmt.Fprintf(&b, "        %q) echo %q ;;\n", strings.Join(n.path, " "), strings.Join(words, " "))
 		}
 	}
 	b.WriteString("    esac\n}\n")
@@ -204,6 +210,9 @@ func writeFish(w io.Writer, nodes []compNode) {
 				}
 			}
 			fmt.Fprintf(&b, "complete -c tiercache -n %s -a %s -d %s\n", fishQuote(cond), ch, fishQuote(help))
+		}
+		if len(n.values) > 0 && len(n.path) > 0 {
+			fmt.Fprintf(&b, "complete -c tiercache -n %s -a %s\n", fishQuote("__fish_seen_subcommand_from "+n.path[len(n.path)-1]), fishQuote(strings.Join(n.values, " ")))
 		}
 		fcond := "__fish_use_subcommand"
 		if len(n.path) > 0 {
