@@ -230,7 +230,9 @@ def fetch(
                 return cast(T, stale.value())
             raise
         t, g = _resolve(value, ttl, tags)
-        token = local.token() if local is not None else 0
+        # The write evicts the key twice (before and after it is sent): the
+        # value goes into the local cache only if no other eviction came.
+        token = local.token() + 2 if local is not None else 0
         try:
             client.set(key, value, ttl=t, tags=g, content_type=ctype)
         except _STORE_ERRORS as err:
@@ -287,7 +289,9 @@ async def afetch(
                 return cast(T, stale.value())
             raise
         t, g = _resolve(value, ttl, tags)
-        token = local.token() if local is not None else 0
+        # The write evicts the key twice (before and after it is sent): the
+        # value goes into the local cache only if no other eviction came.
+        token = local.token() + 2 if local is not None else 0
         try:
             await client.set(key, value, ttl=t, tags=g, content_type=ctype)
         except _STORE_ERRORS as err:
