@@ -5,16 +5,29 @@ ifdef CI
 export CI
 endif
 
-.PHONY: test redis tools deps vet bench fuzz serve
+.PHONY: test redis tools deps vet bench fuzz serve python
 
 # The steps of test must run in order, even under make -j.
 .NOTPARALLEL:
 
 # test installs Redis and the test tools (Chromium, promtool) if needed,
-# then vets and runs every test with the race detector.
+# then vets and runs every test with the race detector, then the Python
+# client's checks and tests (see python).
 test: redis tools deps vet
 	$(GO) test -race -timeout 30m ./...
 	$(GO) test -count=1 -run 'TestCoherence_Staleness' -v .
+	$(MAKE) --no-print-directory python
+
+# python checks the Python client (clients/python) with Debian's system
+# Python: installs its packages if needed (scripts/install-python.sh),
+# type-checks it (mypy --strict), runs its tests against a tiercache built
+# from this tree and real redis-server processes, and builds its wheel.
+PYTHON ?= /usr/bin/python3
+
+python: redis
+	bash scripts/install-python.sh
+	cd clients/python && $(PYTHON) -m mypy
+	cd clients/python && $(PYTHON) -m pytest -p no:cacheprovider
 
 redis:
 	bash scripts/install-redis.sh
