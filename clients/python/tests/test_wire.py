@@ -224,3 +224,15 @@ def test_reader_follows_serve(stack: Stack) -> None:
         c.clear()
         assert rd.lookup("api:user/1").reason == "invalidated"
         assert rd.lookup("mp").reason == "invalidated"
+
+
+def test_reader_custom_codec(make_redis: Any) -> None:
+    """An application codec (128-255) reads once the reader has a decoder
+    for it; without one it is a miss, as in Go without the codec."""
+    v = next(x for x in VECTORS if x["name"] == "unknown codec")
+    r = make_redis().client()
+    _load(r, v)
+    clock = lambda: int(v["now_ms"])  # noqa: E731
+    assert Reader(r, "vec", clock=clock).lookup(v["key"]).reason == "unknown_codec"
+    rd = Reader(r, "vec", clock=clock, decoders={200: lambda p: p.decode().upper()})
+    assert rd.get(v["key"]) == "HI"
