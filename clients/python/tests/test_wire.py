@@ -235,4 +235,8 @@ def test_reader_custom_codec(make_redis: Any) -> None:
     clock = lambda: int(v["now_ms"])  # noqa: E731
     assert Reader(r, "vec", clock=clock).lookup(v["key"]).reason == "unknown_codec"
     rd = Reader(r, "vec", clock=clock, decoders={200: lambda p: p.decode().upper()})
+    # The hand-made envelope records namespace version 1000; the vector's
+    # counter differs, so it is also invalidated until the counter says 1000.
+    assert rd.lookup(v["key"]).reason == "invalidated"
+    r.set("vec#ns", 1000)
     assert rd.get(v["key"]) == "HI"
