@@ -289,9 +289,19 @@ def make_redis(tmp_path: Path) -> Iterator[Callable[[], RedisProc]]:
         r.close()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Keeps each phase's report on the test, so that fixtures can tell a
+    failed test at teardown."""
+    outcome = yield
+    rep = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, "rep_" + rep.when, rep)
+
+
 @pytest.fixture
-def make_serve(tiercache_bin: str, tmp_path: Path) -> Iterator[Callable[..., ServeProc]]:
-    """Starts ``tiercache serve`` processes that the test owns."""
+def make_serve(tiercache_bin: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., ServeProc]]:
+    """Starts ``tiercache serve`` processes that the test owns; prints the
+    end of their logs when the test failed."""
     procs: List[ServeProc] = []
 
     def make(**kw: Any) -> ServeProc:
@@ -302,6 +312,10 @@ def make_serve(tiercache_bin: str, tmp_path: Path) -> Iterator[Callable[..., Ser
     yield make
     for s in procs:
         s.stop()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        for i, s in enumerate(procs):
+            print(f"--- serve{i} log (end) ---\n{s.log()}")
 
 
 class Stack:
