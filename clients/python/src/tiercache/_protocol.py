@@ -92,15 +92,25 @@ def encode_value(value: Any, content_type: Optional[str]) -> Tuple[bytes, Option
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), content_type or "application/json"
 
 
-def ttl_param(ttl: Optional[TTL]) -> Optional[str]:
-    """The ``ttl`` query parameter for a lifetime, in seconds (the service
-    also takes fractions). ``None`` means the service's default TTL."""
+def ttl_seconds(ttl: Optional[TTL]) -> Optional[Union[int, float]]:
+    """A lifetime in seconds, an int when whole; ``None`` stays ``None``
+    (the service's default TTL). Raises ValueError unless positive."""
     if ttl is None:
         return None
     secs = ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
     if not math.isfinite(secs) or secs <= 0:
         raise ValueError(f"ttl must be positive, got {ttl!r}")
-    return repr(secs) if secs != int(secs) else str(int(secs))
+    return int(secs) if secs == int(secs) else secs
+
+
+def ttl_param(ttl: Optional[TTL]) -> Optional[str]:
+    """The ``ttl`` query parameter for a lifetime: seconds, in decimal
+    (the service also takes fractions). ``None`` means the service's
+    default TTL."""
+    secs = ttl_seconds(ttl)
+    if secs is None:
+        return None
+    return str(secs) if isinstance(secs, int) else format(secs, ".6f").rstrip("0")
 
 
 def key_path(key: str) -> str:
@@ -401,9 +411,9 @@ def set_many_call(items: Sequence[Item]) -> Call[None]:
     for it in items:
         data, ctype = encode_value(it.value, it.content_type)
         d: Dict[str, Any] = {"key": it.key, "value": base64.b64encode(data).decode("ascii")}
-        t = ttl_param(it.ttl)
+        t = ttl_seconds(it.ttl)
         if t is not None:
-            d["ttl"] = float(t) if "." in t else int(t)
+            d["ttl"] = t
         tags = [str(x) for x in it.tags] if not isinstance(it.tags, str) else None
         if tags is None:
             raise TypeError("tags must be an iterable of strings, not one string")

@@ -327,7 +327,7 @@ def _counter(v: Optional[Any], key: str) -> int:
     if v is None:
         return 0
     s = v.decode("ascii", "replace") if isinstance(v, (bytes, bytearray)) else str(v)
-    if not s.isdigit() or int(s) >= 1 << 64:
+    if not (s.isascii() and s.isdigit()) or int(s) >= 1 << 64:
         raise CorruptError(0, f"version key {key!r} holds {s[:32]!r}, not a version")
     return int(s)
 
@@ -403,7 +403,7 @@ class RedisLike(Protocol):
     def get(self, name: str) -> Optional[bytes]:
         """GET."""
 
-    def mget(self, keys: Sequence[str]) -> List[Optional[bytes]]:
+    def mget(self, keys: Sequence[bytes]) -> List[Optional[bytes]]:
         """MGET. On Redis Cluster, use a client that splits it by slot."""
 
 
@@ -413,8 +413,14 @@ class AsyncRedisLike(Protocol):
     def get(self, name: str) -> Awaitable[Optional[bytes]]:
         """GET."""
 
-    def mget(self, keys: Sequence[str]) -> Awaitable[List[Optional[bytes]]]:
+    def mget(self, keys: Sequence[bytes]) -> Awaitable[List[Optional[bytes]]]:
         """MGET."""
+
+
+def _redis_keys(keys: Sequence[str]) -> List[bytes]:
+    """Keys as Redis sees them: tag names that are not UTF-8 were decoded
+    with surrogateescape, so they are encoded back byte for byte."""
+    return [k.encode("utf-8", "surrogateescape") for k in keys]
 
 
 class _Base:
@@ -489,7 +495,7 @@ class Reader(_Base):
         if lk is not None:
             return lk
         assert env is not None
-        return self._second(key, env, self.redis.mget(version_keys(self.namespace, env)))
+        return self._second(key, env, self.redis.mget(_redis_keys(version_keys(self.namespace, env))))
 
     def get(self, key: str, *, decode: bool = True) -> Any:
         """The value of ``key`` decoded by its codec (or its payload bytes
@@ -514,7 +520,7 @@ class AsyncReader(_Base):
         if lk is not None:
             return lk
         assert env is not None
-        return self._second(key, env, await self.redis.mget(version_keys(self.namespace, env)))
+        return self._second(key, env, await self.redis.mget(_redis_keys(version_keys(self.namespace, env))))
 
     async def get(self, key: str, *, decode: bool = True) -> Any:
         """As :meth:`Reader.get`."""
