@@ -161,13 +161,17 @@ func (rep Report) WriteText(w io.Writer) error {
 	if n := rep.Violations + rep.Lost - len(rep.Examples); n > 0 {
 		fmt.Fprintf(&b, "  ...             and %d more (one example per instance and key)\n", n)
 	}
+	if rep.Problem != "" {
+		fmt.Fprintf(&b, "  PROBLEM         %s\n", rep.Problem)
+	}
 	fmt.Fprintf(&b, "  cleanup         %s\n", rep.Cleanup)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
 // OpenCaches opens n library caches with opts, in a namespace of the
-// run's own (opts.Namespace + "-verify-" + a random suffix), each with its
+// run's own under opts.Namespace (NS:verify-<random>, which an ACL that
+// allows ~NS:* allows too), each with its
 // own L1 and connections, as n processes of an application would be. The
 // recovery queue is off, so that an operation that returns is applied or
 // failed. cleanup deletes the run's keys and clears the namespace; close
@@ -177,7 +181,7 @@ func OpenCaches(opts tiercache.Options, n int) (insts []Instance, cleanup func(c
 	if base == "" {
 		base = tiercache.DefaultNamespace
 	}
-	opts.Namespace = base + "-verify-" + strconv.FormatUint(rand.Uint64()>>24, 36)
+	opts.Namespace = base + ":verify-" + strconv.FormatUint(rand.Uint64()>>24, 36)
 	opts.RecoveryQueueSize = -1
 	opts.RecoveryJournalDir = ""
 	opts.Recorder = nil

@@ -107,8 +107,10 @@ type Report struct {
 	Violations int         `json:"violations"`
 	Lost       int         `json:"lost"`
 	Examples   []Violation `json:"examples,omitempty"`
-	Stopped    string      `json:"stopped"` // why the run ended: "duration" or "max-ops"
-	Cleanup    string      `json:"cleanup"` // "done" or the error
+	// Problem says why a run without violations did not pass.
+	Problem string `json:"problem,omitempty"`
+	Stopped string `json:"stopped"` // why the run ended: "duration" or "max-ops"
+	Cleanup string `json:"cleanup"` // "done" or the error
 }
 
 // Percentiles of a duration distribution.
@@ -208,6 +210,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	r.final(hard, &rep)
 	rep.Pass = rep.Violations == 0 && rep.Lost == 0
+	switch {
+	case rep.Writes == 0 || rep.Reads == rep.Errors:
+		rep.Pass, rep.Problem = false, "nothing was acknowledged or read: the run proves nothing"
+	case rep.Errors > 0:
+		rep.Pass, rep.Problem = false, fmt.Sprintf("%d operations failed: a correct deployment answers every one", rep.Errors)
+	}
 	rep.Cleanup = "done"
 	if cfg.Cleanup != nil {
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)

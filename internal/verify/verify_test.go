@@ -24,6 +24,7 @@ func TestMain(m *testing.M) {
 func options(tp redistest.Topology) tiercache.Options {
 	return tiercache.Options{Redis: tiercache.RedisOptions{
 		Addrs: tp.Addrs, Cluster: tp.Cluster, SentinelMaster: tp.SentinelMaster, SentinelAddrs: tp.SentinelAddrs,
+		Username: tp.Username, Password: tp.Password,
 	}}
 }
 
@@ -40,9 +41,11 @@ func open(t *testing.T, tp redistest.Topology, n int) ([]Instance, func(context.
 
 // TestRun_Coherent: a correct deployment passes on every topology, with
 // every kind of operation acknowledged and read, and leaves nothing
-// behind.
+// behind. On production (redis-production.conf and acl.conf, logged in
+// as the least-privileged tiercache user) the run's namespace is one the
+// ACL allows.
 func TestRun_Coherent(t *testing.T) {
-	for _, name := range []string{"standalone", "sentinel", "cluster"} {
+	for _, name := range []string{"standalone", "sentinel", "cluster", "production"} {
 		t.Run(name, func(t *testing.T) {
 			tp := topologies.Get(t, name)
 			insts, cleanup := open(t, tp, 3)
@@ -141,6 +144,21 @@ func TestRun_Bounded(t *testing.T) {
 	}
 	if !rep.Pass {
 		t.Errorf("failed: %+v", rep)
+	}
+}
+
+// TestRun_Unreachable: a run whose every operation fails proves nothing,
+// so it does not pass.
+func TestRun_Unreachable(t *testing.T) {
+	srv := redistest.NewStandalone(t)
+	insts, cleanup := open(t, redistest.Topology{Addrs: []string{srv.Addr}}, 2)
+	srv.Close()
+	rep, err := Run(t.Context(), Config{Instances: insts, Duration: 500 * time.Millisecond, Keys: 4, Groups: 2, Cleanup: cleanup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Pass || rep.Problem == "" {
+		t.Errorf("a run against a dead Redis passed: %+v", rep)
 	}
 }
 
