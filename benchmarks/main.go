@@ -20,6 +20,8 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 )
@@ -43,6 +45,7 @@ func main() {
 	flag.IntVar(&p.zipfWarm, "zipf-warm", 50_000, "warm-up calls (zipf)")
 	flag.Int64Var(&p.zipfBytes, "zipf-bytes", 700_000, "local tier bound in bytes (zipf): 1% of the keys at tiercache's weight of about 700 bytes an entry")
 	flag.IntVar(&p.zipfG, "zipf-goroutines", 8, "goroutines (zipf)")
+	rounds := flag.Int("rounds", 2, "rounds of the throughput cases (l2read, l1hit), in alternating order; each library's best round counts")
 	flag.Parse()
 
 	if *child {
@@ -55,7 +58,7 @@ func main() {
 		fmt.Printf("RESULT %s\n", b)
 		return
 	}
-	if err := runAll(p, *redisBin, strings.Split(*workloads, ","), *only); err != nil {
+	if err := runAll(p, *redisBin, strings.Split(*workloads, ","), *only, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -110,7 +113,7 @@ var plan = map[string]struct {
 
 var columns = []string{"tiercache", "rueidis", "rueidisaside", "go-redis/cache", "eko/gocache", "jetcache-go", "otter"}
 
-func runAll(p params, redisBin string, workloads []string, only string) error {
+func runAll(p params, redisBin string, workloads []string, only string, rounds int) error {
 	srv, err := startRedis(redisBin)
 	if err != nil {
 		return err
@@ -126,7 +129,9 @@ func runAll(p params, redisBin string, workloads []string, only string) error {
 			want[l] = true
 		}
 	}
-	fmt.Fprintf(os.Stderr, "redis-server on %s; GOMAXPROCS %d; %s\n", srv.Addr, runtime.GOMAXPROCS(0), runtime.Version())
+	rv, _ := exec.Command(redisBin, "--version").Output()
+	fmt.Fprintf(os.Stderr, "redis-server on %s (%s); GOMAXPROCS %d; %s\npeers: %s\n",
+		srv.Addr, strings.TrimSpace(string(rv)), runtime.GOMAXPROCS(0), runtime.Version(), versions())
 	results := map[string]map[string]result{}
 	for _, w := range workloads {
 		pl, ok := plan[w]
@@ -134,20 +139,65 @@ func runAll(p params, redisBin string, workloads []string, only string) error {
 			return fmt.Errorf("unknown workload %q", w)
 		}
 		results[w] = map[string]result{}
+		var order []string
 		for _, lib := range pl.libs {
 			if len(want) > 0 && !want[strings.TrimSuffix(strings.TrimSuffix(lib, "+lock"), "+1conn")] && lib != pl.libs[0] {
 				continue
 			}
-			r, err := runOne(exe, p, srv.Addr, w, lib)
-			if err != nil {
-				r = result{Workload: w, Lib: lib, NA: "failed: " + err.Error()}
+			order = append(order, lib)
+		}
+		n := 1
+		if w == "l2read" || w == "l1hit" {
+			n = max(rounds, 1)
+		}
+		for range n {
+			for _, lib := range order {
+				r, err := runOne(exe, p, srv.Addr, w, lib)
+				if err != nil {
+					r = result{Workload: w, Lib: lib, NA: "failed: " + err.Error()}
+				}
+				fmt.Fprintf(os.Stderr, "%-7s %-15s %s\n", w, lib, describe(r))
+				if prev, ok := results[w][lib]; ok && better(w, prev, r) {
+					continue
+				}
+				results[w][lib] = r
 			}
-			fmt.Fprintf(os.Stderr, "%-7s %-15s %s\n", w, lib, describe(r))
-			results[w][lib] = r
+			slices.Reverse(order) // the next round in the other order
 		}
 	}
 	report(os.Stdout, workloads, results)
 	return nil
+}
+
+// better reports whether a is a better round than b: more ops/s, fewer
+// ns/op.
+func better(w string, a, b result) bool {
+	if a.NA != "" || b.NA != "" {
+		return b.NA != ""
+	}
+	if w == "l1hit" {
+		return a.Value <= b.Value
+	}
+	return a.Value >= b.Value
+}
+
+// versions lists the peers' module versions as built.
+func versions() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	var out []string
+	for _, d := range bi.Deps {
+		switch d.Path {
+		case "github.com/redis/rueidis", "github.com/redis/rueidis/rueidisaside", "github.com/go-redis/cache/v9",
+			"github.com/redis/go-redis/v9", "github.com/eko/gocache/lib/v4", "github.com/eko/gocache/store/redis/v4",
+			"github.com/eko/gocache/store/ristretto/v4", "github.com/dgraph-io/ristretto", "github.com/mgtv-tech/jetcache-go",
+			"github.com/coocood/freecache", "github.com/vmihailenco/go-tinylfu", "github.com/maypok86/otter/v2":
+			out = append(out, d.Path+" "+d.Version)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 func runOne(exe string, p params, addr, workload, lib string) (result, error) {
