@@ -5,7 +5,7 @@
 // (the same binary, re-executed), one after the other, so that no
 // library's heap, goroutines or process-wide caches affect another's.
 //
-//	cd benchmarks && go run . [-dur 3s] [-workloads l2read,l1hit,herd,stale,zipf]
+//	cd benchmarks && go run . [-dur 3s] [-rounds 3] [-workloads l2read,l1hit,herd,stale,zipf]
 //
 // It prints a Markdown table of ratios against each workload's baseline
 // measured in the same run, then the raw figures.
@@ -45,7 +45,7 @@ func main() {
 	flag.IntVar(&p.zipfWarm, "zipf-warm", 50_000, "warm-up calls (zipf)")
 	flag.Int64Var(&p.zipfBytes, "zipf-bytes", 700_000, "local tier bound in bytes (zipf): 1% of the keys at tiercache's weight of about 700 bytes an entry")
 	flag.IntVar(&p.zipfG, "zipf-goroutines", 8, "goroutines (zipf)")
-	rounds := flag.Int("rounds", 2, "rounds of the throughput cases (l2read, l1hit), in alternating order; each library's best round counts")
+	rounds := flag.Int("rounds", 3, "rounds of the throughput cases (l2read, l1hit), in alternating order; each library's best round counts")
 	flag.Parse()
 
 	if *child {
