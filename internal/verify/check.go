@@ -241,6 +241,7 @@ func (r *run) final(ctx context.Context, rep *Report) {
 					mu.Lock()
 					rep.Errors++
 					mu.Unlock()
+					r.noteErr(in, "final read", err)
 					continue
 				default:
 					rd.found, rd.seq = true, r.parse(k%r.cfg.Groups, v)

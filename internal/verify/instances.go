@@ -125,8 +125,10 @@ func (h HTTPInstance) Invalidate(ctx context.Context, tag string) error {
 }
 
 // DeleteKeys removes keys through inst, for Config.Cleanup.
-func DeleteKeys(inst Instance) func(ctx context.Context, keys []string) error {
-	return func(ctx context.Context, keys []string) error {
+// The tags' version keys stay: a service offers no way to drop them (one
+// small key per tag, Config.Groups in all).
+func DeleteKeys(inst Instance) func(ctx context.Context, keys, tags []string) error {
+	return func(ctx context.Context, keys, _ []string) error {
 		var errs []error
 		for _, k := range keys {
 			if err := inst.Delete(ctx, k); err != nil {
@@ -161,6 +163,9 @@ func (rep Report) WriteText(w io.Writer) error {
 	if n := rep.Violations + rep.Lost - len(rep.Examples); n > 0 {
 		fmt.Fprintf(&b, "  ...             and %d more (one example per instance and key)\n", n)
 	}
+	for _, e := range rep.ErrorExamples {
+		fmt.Fprintf(&b, "  ERROR           %s\n", e)
+	}
 	if rep.Problem != "" {
 		fmt.Fprintf(&b, "  PROBLEM         %s\n", rep.Problem)
 	}
@@ -174,9 +179,9 @@ func (rep Report) WriteText(w io.Writer) error {
 // allows ~NS:* allows too), each with its
 // own L1 and connections, as n processes of an application would be. The
 // recovery queue is off, so that an operation that returns is applied or
-// failed. cleanup deletes the run's keys and clears the namespace; close
-// closes the caches.
-func OpenCaches(opts tiercache.Options, n int) (insts []Instance, cleanup func(context.Context, []string) error, close func(), err error) {
+// failed. cleanup deletes the run's keys and the namespace's version keys,
+// leaving nothing in Redis; close closes the caches.
+func OpenCaches(opts tiercache.Options, n int) (insts []Instance, cleanup func(ctx context.Context, keys, tags []string) error, close func(), err error) {
 	base := opts.Namespace
 	if base == "" {
 		base = tiercache.DefaultNamespace
@@ -202,11 +207,13 @@ func OpenCaches(opts tiercache.Options, n int) (insts []Instance, cleanup func(c
 		caches = append(caches, c)
 		insts = append(insts, CacheInstance{Label: fmt.Sprintf("cache-%d", i+1), Cache: c})
 	}
-	cleanup = func(ctx context.Context, keys []string) error {
+	cleanup = func(ctx context.Context, keys, tags []string) error {
 		if err := caches[0].Delete(ctx, keys...); err != nil {
 			return err
 		}
-		return caches[0].Clear(ctx)
+		// Nothing is left of the namespace: not its entries, not the
+		// version keys its invalidations created.
+		return caches[0].DropVersions(ctx, tags...)
 	}
 	return insts, cleanup, close, nil
 }

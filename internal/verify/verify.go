@@ -76,8 +76,9 @@ type Config struct {
 	// TTL of every value written; zero means ten minutes (long enough
 	// never to expire during a run).
 	TTL time.Duration
-	// Cleanup runs after the checks, to remove what the run wrote.
-	Cleanup func(ctx context.Context, keys []string) error
+	// Cleanup runs after the checks, to remove what the run wrote: its
+	// keys and the tags it invalidated.
+	Cleanup func(ctx context.Context, keys, tags []string) error
 }
 
 // Report is the outcome of a Run.
@@ -107,6 +108,8 @@ type Report struct {
 	Violations int         `json:"violations"`
 	Lost       int         `json:"lost"`
 	Examples   []Violation `json:"examples,omitempty"`
+	// ErrorExamples are the first few errors, with their instance.
+	ErrorExamples []string `json:"error_examples,omitempty"`
 	// Problem says why a run without violations did not pass.
 	Problem string `json:"problem,omitempty"`
 	Stopped string `json:"stopped"` // why the run ended: "duration" or "max-ops"
@@ -175,6 +178,19 @@ type run struct {
 	ops    atomic.Int64
 	stop   atomic.Bool
 	why    atomic.Value
+
+	end   time.Time // when the workload stops taking operations
+	errMu sync.Mutex
+	errs  []string // the first few errors
+}
+
+// noteErr keeps err as an example.
+func (r *run) noteErr(inst Instance, op string, err error) {
+	r.errMu.Lock()
+	defer r.errMu.Unlock()
+	if len(r.errs) < 5 {
+		r.errs = append(r.errs, inst.Name()+" "+op+": "+err.Error())
+	}
 }
 
 // Run runs the workload for cfg.Duration (or until cfg.MaxOps
@@ -189,18 +205,20 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	hard, cancel := context.WithTimeout(ctx, cfg.Duration+settleTimeout+cleanupTimeout)
 	defer cancel()
 	begin := time.Now()
-	work, stopWork := context.WithTimeout(hard, cfg.Duration)
+	// Operations run on hard, not on a context that ends with Duration:
+	// cutting them off would count, in the caches, as Redis failing.
+	// The loops stop taking new ones at the end.
+	r.end = begin.Add(cfg.Duration)
 	var wg sync.WaitGroup
 	for g := range cfg.Groups {
-		wg.Go(func() { r.writer(work, g) })
+		wg.Go(func() { r.writer(hard, g) })
 	}
 	for i := range cfg.Instances {
 		for j := range cfg.Readers {
-			wg.Go(func() { r.reader(work, i, i*cfg.Readers+j) })
+			wg.Go(func() { r.reader(hard, i, i*cfg.Readers+j) })
 		}
 	}
 	wg.Wait()
-	stopWork()
 	rep := r.check()
 	rep.Duration = time.Since(begin)
 	if w, _ := r.why.Load().(string); w != "" {
@@ -209,6 +227,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		rep.Stopped = "duration"
 	}
 	r.final(hard, &rep)
+	rep.ErrorExamples = r.errs
 	rep.Pass = rep.Violations == 0 && rep.Lost == 0
 	switch {
 	case rep.Writes == 0 || rep.Reads == rep.Errors:
@@ -220,7 +239,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.Cleanup != nil {
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer ccancel()
-		if err := cfg.Cleanup(cctx, r.keyNames()); err != nil {
+		if err := cfg.Cleanup(cctx, r.keyNames(), r.tagNames()); err != nil {
 			rep.Cleanup = err.Error()
 		}
 	}
@@ -305,9 +324,22 @@ func (r *run) keyNames() []string {
 	return ks
 }
 
-// take counts one operation against MaxOps; false means stop.
+func (r *run) tagNames() []string {
+	ts := make([]string, r.cfg.Groups)
+	for g := range ts {
+		ts[g] = r.tagName(g)
+	}
+	return ts
+}
+
+// take counts one operation against MaxOps; false means stop: the run
+// reached MaxOps or its duration.
 func (r *run) take() bool {
 	if r.stop.Load() {
+		return false
+	}
+	if !time.Now().Before(r.end) {
+		r.stop.Store(true)
 		return false
 	}
 	if r.ops.Add(1) > int64(r.cfg.MaxOps) {
@@ -351,6 +383,9 @@ func (r *run) writer(ctx context.Context, g int) {
 		o.ack = time.Now()
 		o.failed = err != nil
 		o.cut = o.failed && ctx.Err() != nil
+		if o.failed && !o.cut {
+			r.noteErr(inst, [...]string{"write", "delete", "invalidate"}[o.kind], err)
+		}
 		r.groups[g] = append(r.groups[g], o)
 	}
 }
@@ -370,6 +405,7 @@ func (r *run) reader(ctx context.Context, i, slot int) {
 				return // cut off by the end of the run: no answer
 			}
 			rd.err = true
+			r.noteErr(inst, "read", err)
 		default:
 			rd.found = true
 			rd.seq = r.parse(k%r.cfg.Groups, v)

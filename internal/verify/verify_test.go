@@ -29,7 +29,7 @@ func options(tp redistest.Topology) tiercache.Options {
 }
 
 // open opens n caches on the topology, closed at the end of the test.
-func open(t *testing.T, tp redistest.Topology, n int) ([]Instance, func(context.Context, []string) error) {
+func open(t *testing.T, tp redistest.Topology, n int) ([]Instance, func(ctx context.Context, keys, tags []string) error) {
 	t.Helper()
 	insts, cleanup, closeAll, err := OpenCaches(options(tp), n)
 	if err != nil {
@@ -68,6 +68,15 @@ func TestRun_Coherent(t *testing.T) {
 			for _, k := range []string{"k0", "k1", "k15"} {
 				if v, err := insts[1].Get(t.Context(), rep.Prefix+k); err != ErrNotFound {
 					t.Errorf("%s%s after the cleanup: %q, %v", rep.Prefix, k, v, err)
+				}
+			}
+			if name == "standalone" {
+				left, err := tp.Do("KEYS", "tiercache:verify-*")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if l, _ := left.([]any); len(l) > 0 {
+					t.Errorf("keys left after the run: %v", l)
 				}
 			}
 			t.Logf("%s: %d writes, %d deletes, %d invalidations, %d reads; lag p50 %v p99 %v max %v",
