@@ -47,12 +47,12 @@ type grammar struct {
 	Top        topCmd        `cmd:"" group:"Everyday" help:"Watch services live: rates, hit ratios, latency, breaker, queue."`
 	Verify     verifyCmd     `cmd:"" group:"Operations" help:"Prove a live deployment coherent: concurrent writes, deletes, invalidations and reads, checked."`
 
-	Serve      serveCmd      `cmd:"" group:"Operations" help:"Run the HTTP cache service until interrupted."`
-	Warm       warmCmd       `cmd:"" group:"Operations" help:"Run warming strategies from a configuration file once."`
-	Bench      benchCmd      `cmd:"" group:"Operations" help:"Generate load against the HTTP service or the library and report latency and hit ratios."`
-	Lab        labCmd        `cmd:"" group:"Operations" help:"Run a local Redis Sentinel or Cluster from the deploy files."`
-	Conf       confCmd       `cmd:"" group:"Operations" help:"Check a redis.conf, sentinel.conf or ACL file against the production checklist."`
-	Config     configCmd     `cmd:"" group:"Operations" help:"Print or check tiercache's own configuration."`
+	Serve      serveCmd      `cmd:"" help:"Run the HTTP cache service until interrupted."`
+	Warm       warmCmd       `cmd:"" help:"Run warming strategies from a configuration file once."`
+	Bench      benchCmd      `cmd:"" help:"Generate load against the HTTP service or the library and report latency and hit ratios."`
+	Lab        labCmd        `cmd:"" help:"Run a local Redis Sentinel or Cluster from the deploy files."`
+	Conf       confCmd       `cmd:"" help:"Check a redis.conf, sentinel.conf or ACL file against the production checklist."`
+	Config     configCmd     `cmd:"" help:"Print or check tiercache's own configuration."`
 	VersionCmd versionCmd    `cmd:"" name:"version" help:"Print the version."`
 	Completion completionCmd `cmd:"" help:"Print a shell completion script (bash, zsh or fish)."`
 	Help       helpCmd       `cmd:"" help:"Show help for tiercache or one of its commands."`
