@@ -266,7 +266,7 @@ func cell(w string, r result, base result, ok bool) string {
 	case "herd":
 		return fmt.Sprintf("%.4g / %.0f ms", r.Value, r.Extra)
 	case "stale":
-		return fmt.Sprintf("%.2f ms", r.Value)
+		return fmt.Sprintf("%.2f ms (%.2f, %.1f)", r.Value, r.Extra, r.Max)
 	case "zipf":
 		return fmt.Sprintf("%.1f%%", 100*r.Value)
 	}
