@@ -184,6 +184,8 @@ func TestEveryday_Errors(t *testing.T) {
 		{"verify one service", []string{"verify", "--url", url}, nil, exitUsage, "at least two services"},
 		{"verify too long", []string{"verify", "--duration", "1h"}, nil, exitUsage, "--duration must be in"},
 		{"verify nothing", []string{"verify"}, nil, exitUsage, "nothing to verify"},
+		{"verify failover without sentinel", []string{"verify", "--redis-url", "redis://127.0.0.1:1/0", "--failover-at", "1s"}, nil, exitUsage, "--failover-at needs Sentinel"},
+		{"verify failover over http", []string{"verify", "--url", url + "," + url, "--failover-at", "1s"}, nil, exitUsage, "not to --url"},
 		{"completion of an unknown shell", []string{"completion", "tcsh"}, nil, exitUsage, "must be one of"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -27,6 +27,7 @@ type verifyCmd struct {
 	Readers   int           `name:"readers" default:"2" help:"Reading goroutines per instance."`
 	Grace     time.Duration `name:"grace" default:"100ms" help:"How long after an acknowledgement another instance may still read the older state."`
 	MaxOps    int           `name:"max-ops" default:"200000" help:"Bound on the run's operations, reads included (the final reads and the cleanup add keys × instances + keys)."`
+	Failover  time.Duration `name:"failover-at" placeholder:"DURATION" help:"Without --url, on Sentinel: this long into the run, ask the sentinels to fail the master over (SENTINEL FAILOVER), and report the write outage. Failed operations are then expected; stale reads and lost writes still fail the run."`
 	JSON      bool          `name:"json" help:"Print the report as JSON (as --output json)."`
 	outputFlag
 }
@@ -74,6 +75,9 @@ func (c *verifyCmd) Run(ctx context.Context, s streams) error {
 		if c.RedisURL != nil || c.Namespace != nil || c.Config != "" {
 			return usage("--url verifies services: --redis-url, --namespace and --config apply only without it")
 		}
+		if c.Failover != 0 {
+			return usage("--failover-at applies to library caches on Sentinel, not to --url")
+		}
 		if len(urls) < 2 {
 			return usage("coherence needs at least two services: give --url twice (or comma-separated)")
 		}
@@ -102,6 +106,17 @@ func (c *verifyCmd) Run(ctx context.Context, s streams) error {
 		opts, err := c.libraryOptions()
 		if err != nil {
 			return err
+		}
+		if c.Failover != 0 {
+			if c.Failover < 0 || c.Failover >= c.Duration {
+				return usage("--failover-at must be within --duration")
+			}
+			if len(opts.Redis.SentinelAddrs) == 0 {
+				return usage("--failover-at needs Sentinel ($REDIS_SENTINEL_HOSTS or redis.sentinel.hosts)")
+			}
+			f := verify.SentinelFailover(opts.Redis.SentinelAddrs, opts.Redis.SentinelUsername, opts.Redis.SentinelPassword, opts.Redis.SentinelMaster)
+			f.At = c.Failover
+			cfg.Faults = []verify.Fault{f}
 		}
 		insts, cleanup, closeAll, err := verify.OpenCaches(opts, c.Instances)
 		if err != nil {

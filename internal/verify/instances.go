@@ -28,11 +28,16 @@ func (c CacheInstance) Name() string { return c.Label }
 // Get implements Instance.
 func (c CacheInstance) Get(ctx context.Context, key string) (string, error) {
 	var raw tiercache.Raw
-	err := c.Cache.Get(ctx, key, &raw)
-	if errors.Is(err, tiercache.ErrNotFound) {
+	res, err := c.Cache.Lookup(ctx, key, &raw)
+	switch {
+	case errors.Is(err, tiercache.ErrNotFound):
 		return "", ErrNotFound
+	case err != nil:
+		return "", err
+	case res.Stale:
+		return string(raw.Data), ErrStale
 	}
-	return string(raw.Data), err
+	return string(raw.Data), nil
 }
 
 // Set implements Instance.
@@ -62,9 +67,14 @@ type HTTPInstance struct {
 func (h HTTPInstance) Name() string { return h.Base }
 
 func (h HTTPInstance) do(ctx context.Context, method, path, ctype, body string, ok int) (int, string, error) {
+	code, _, body, err := h.doH(ctx, method, path, ctype, body, ok)
+	return code, body, err
+}
+
+func (h HTTPInstance) doH(ctx context.Context, method, path, ctype, body string, ok int) (int, http.Header, string, error) {
 	req, err := http.NewRequestWithContext(ctx, method, h.Base+path, strings.NewReader(body))
 	if err != nil {
-		return 0, "", err
+		return 0, nil, "", err
 	}
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
@@ -78,28 +88,30 @@ func (h HTTPInstance) do(ctx context.Context, method, path, ctype, body string, 
 	}
 	resp, err := cl.Do(req)
 	if err != nil {
-		return 0, "", err
+		return 0, nil, "", err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return resp.StatusCode, "", err
+		return resp.StatusCode, nil, "", err
 	}
 	if resp.StatusCode != ok && !(method == http.MethodGet && resp.StatusCode == http.StatusNotFound) {
-		return resp.StatusCode, "", fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(b)))
+		return resp.StatusCode, nil, "", fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(b)))
 	}
-	return resp.StatusCode, string(b), nil
+	return resp.StatusCode, resp.Header, string(b), nil
 }
 
-// Get implements Instance. A stale answer (fail-safe) is returned as
-// read: it is what a client would see.
+// Get implements Instance. An answer with X-Cache: stale (fail-safe) is
+// ErrStale.
 func (h HTTPInstance) Get(ctx context.Context, key string) (string, error) {
-	code, body, err := h.do(ctx, http.MethodGet, "/v1/cache/"+url.PathEscape(key), "", "", http.StatusOK)
-	if err != nil {
+	code, hdr, body, err := h.doH(ctx, http.MethodGet, "/v1/cache/"+url.PathEscape(key), "", "", http.StatusOK)
+	switch {
+	case err != nil:
 		return "", err
-	}
-	if code == http.StatusNotFound {
+	case code == http.StatusNotFound:
 		return "", ErrNotFound
+	case hdr.Get("X-Cache") == "stale":
+		return body, ErrStale
 	}
 	return body, nil
 }
@@ -155,13 +167,20 @@ func (rep Report) WriteText(w io.Writer) error {
 		rep.Writes, rep.Deletes, rep.Invalidate, rep.Reads, rep.Errors)
 	fmt.Fprintf(&b, "  lag             p50 %v, p99 %v, max %v over %d (operation, instance) pairs\n",
 		rep.Lag.P50.Round(time.Microsecond), rep.Lag.P99.Round(time.Microsecond), rep.Lag.Max.Round(time.Microsecond), rep.Lag.N)
-	fmt.Fprintf(&b, "  stale reads     %d within the grace, %d beyond it (violations)\n", rep.StaleWithinGrace, rep.Violations)
+	fmt.Fprintf(&b, "  stale reads     %d within the grace, %d beyond it (violations); %d flagged stale by the cache (fail-safe, not checked)\n", rep.StaleWithinGrace, rep.Violations, rep.FlaggedStale)
 	fmt.Fprintf(&b, "  final reads     %d keys read wrong after the writers stopped (lost)\n", rep.Lost)
 	for _, e := range rep.Examples {
 		fmt.Fprintf(&b, "  VIOLATION       %s\n", e)
 	}
 	if n := rep.Violations + rep.Lost - len(rep.Examples); n > 0 {
 		fmt.Fprintf(&b, "  ...             and %d more (one example per instance and key)\n", n)
+	}
+	for _, f := range rep.Faults {
+		if f.Error != "" {
+			fmt.Fprintf(&b, "  fault           %s at %v: %s\n", f.Name, f.At, f.Error)
+			continue
+		}
+		fmt.Fprintf(&b, "  fault           %s at %v: writes acknowledged again after %v at most\n", f.Name, f.At, f.WriteOutage.Round(time.Millisecond))
 	}
 	for _, e := range rep.ErrorExamples {
 		fmt.Fprintf(&b, "  ERROR           %s\n", e)

@@ -28,6 +28,11 @@ import (
 // ErrNotFound is what Instance.Get returns for an absent key.
 var ErrNotFound = errors.New("verify: not found")
 
+// ErrStale is what Instance.Get returns for an answer the cache flagged
+// as stale (fail-safe, while Redis fails): the client is told, so it is
+// not checked, only counted.
+var ErrStale = errors.New("verify: answer flagged stale")
+
 // Instance is one cache instance under test.
 type Instance interface {
 	// Name identifies the instance in the report.
@@ -76,6 +81,11 @@ type Config struct {
 	// TTL of every value written; zero means ten minutes (long enough
 	// never to expire during a run).
 	TTL time.Duration
+	// Faults are fault steps to run during the workload. With any, failed
+	// operations are expected and do not fail the run by themselves
+	// (their outcome is unknown, and the check allows either); stale reads
+	// and lost writes or invalidations still do.
+	Faults []Fault
 	// Cleanup runs after the checks, to remove what the run wrote: its
 	// keys and the tags it invalidated.
 	Cleanup func(ctx context.Context, keys, tags []string) error
@@ -97,6 +107,9 @@ type Report struct {
 	// Errors counts operations that failed (their outcome is unknown and
 	// they are checked as possibly applied).
 	Errors int `json:"errors"`
+	// FlaggedStale counts answers the cache flagged as stale (fail-safe
+	// while Redis failed): not checked, since the client is told.
+	FlaggedStale int `json:"flagged_stale"`
 	// StaleWithinGrace counts reads that missed an acknowledged change by
 	// less than Grace: allowed, and the source of Lag.
 	StaleWithinGrace int `json:"stale_within_grace"`
@@ -111,9 +124,10 @@ type Report struct {
 	// ErrorExamples are the first few errors, with their instance.
 	ErrorExamples []string `json:"error_examples,omitempty"`
 	// Problem says why a run without violations did not pass.
-	Problem string `json:"problem,omitempty"`
-	Stopped string `json:"stopped"` // why the run ended: "duration" or "max-ops"
-	Cleanup string `json:"cleanup"` // "done" or the error
+	Problem string        `json:"problem,omitempty"`
+	Faults  []FaultReport `json:"faults,omitempty"`
+	Stopped string        `json:"stopped"` // why the run ended: "duration" or "max-ops"
+	Cleanup string        `json:"cleanup"` // "done" or the error
 }
 
 // Percentiles of a duration distribution.
@@ -179,9 +193,10 @@ type run struct {
 	stop   atomic.Bool
 	why    atomic.Value
 
-	end   time.Time // when the workload stops taking operations
-	errMu sync.Mutex
-	errs  []string // the first few errors
+	end     time.Time // when the workload stops taking operations
+	flagged atomic.Int64
+	errMu   sync.Mutex
+	errs    []string // the first few errors
 }
 
 // noteErr keeps err as an example.
@@ -218,8 +233,24 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			wg.Go(func() { r.reader(hard, i, i*cfg.Readers+j) })
 		}
 	}
+	var faults []FaultReport
+	if len(cfg.Faults) > 0 {
+		fctx, stopFaults := context.WithDeadline(hard, r.end)
+		done := make(chan struct{})
+		go func() { faults = r.runFaults(fctx, begin); close(done) }()
+		wg.Wait()
+		stopFaults()
+		<-done
+	}
 	wg.Wait()
+	end := time.Now()
 	rep := r.check()
+	for i := range faults {
+		if faults[i].Error == "" {
+			faults[i].WriteOutage = r.outage(begin.Add(faults[i].At), end)
+		}
+	}
+	rep.Faults = faults
 	rep.Duration = time.Since(begin)
 	if w, _ := r.why.Load().(string); w != "" {
 		rep.Stopped = w
@@ -228,11 +259,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	r.final(hard, &rep)
 	rep.ErrorExamples = r.errs
+	rep.FlaggedStale = int(r.flagged.Load())
 	rep.Pass = rep.Violations == 0 && rep.Lost == 0
 	switch {
 	case rep.Writes == 0 || rep.Reads == rep.Errors:
 		rep.Pass, rep.Problem = false, "nothing was acknowledged or read: the run proves nothing"
-	case rep.Errors > 0:
+	case rep.Errors > 0 && len(cfg.Faults) == 0:
 		rep.Pass, rep.Problem = false, fmt.Sprintf("%d operations failed: a correct deployment answers every one", rep.Errors)
 	}
 	rep.Cleanup = "done"
@@ -255,6 +287,11 @@ func (c *Config) defaults() error {
 		c.Duration = DefaultDuration
 	case c.Duration < 0 || c.Duration > MaxDuration:
 		return fmt.Errorf("verify: duration %v outside (0, %v]", c.Duration, MaxDuration)
+	}
+	for _, f := range c.Faults {
+		if f.At < 0 || f.At >= c.Duration || f.Do == nil {
+			return fmt.Errorf("verify: fault %q at %v is outside the run's %v", f.Name, f.At, c.Duration)
+		}
 	}
 	if c.Keys == 0 {
 		c.Keys = DefaultKeys
@@ -400,6 +437,9 @@ func (r *run) reader(ctx context.Context, i, slot int) {
 		rd.end = time.Now()
 		switch {
 		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, ErrStale):
+			r.flagged.Add(1)
+			continue
 		case err != nil:
 			if ctx.Err() != nil {
 				return // cut off by the end of the run: no answer
