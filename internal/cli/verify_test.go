@@ -34,7 +34,7 @@ func TestVerify_Library(t *testing.T) {
 			if t.Failed() {
 				t.Fatalf("stderr:\n%s", stderr)
 			}
-			for _, want := range []string{"operations", "lag             p50", "0 beyond it (violations)", "0 keys read wrong", "cleanup         done"} {
+			for _, want := range []string{"operations", "lag             p50", "0 beyond it (violations);", "0 (instance, key) reads wrong", "cleanup         done"} {
 				if !strings.Contains(stdout.String(), want) {
 					t.Errorf("report lacks %q:\n%s", want, stdout)
 				}

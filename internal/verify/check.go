@@ -229,6 +229,13 @@ func (r *run) final(ctx context.Context, rep *Report) {
 	aff := r.affecting()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	// seen[k][i] is what instance i read of key k ("" on an error), and
+	// wrong[k] how many instances read it wrong.
+	seen := make([][]string, r.cfg.Keys)
+	for k := range seen {
+		seen[k] = make([]string, len(r.cfg.Instances))
+	}
+	wrong := make([]int, r.cfg.Keys)
 	for i, in := range r.cfg.Instances {
 		wg.Go(func() {
 			for k := range r.cfg.Keys {
@@ -248,8 +255,12 @@ func (r *run) final(ctx context.Context, rep *Report) {
 				}
 				var tmp Report
 				r.checkRead(&tmp, aff[k], rd, nil, -1)
+				mu.Lock()
+				seen[k][i] = r.state(k%r.cfg.Groups, rd)
+				mu.Unlock()
 				if tmp.Violations > 0 {
 					mu.Lock()
+					wrong[k]++
 					rep.Lost++
 					for _, e := range tmp.Examples {
 						e.Final = true
@@ -261,6 +272,11 @@ func (r *run) final(ctx context.Context, rep *Report) {
 		})
 	}
 	wg.Wait()
+	for k, st := range seen {
+		if wrong[k] == len(st) && !slices.Contains(st, "") && len(slices.Compact(slices.Clone(st))) == 1 {
+			rep.LostInRedis++
+		}
+	}
 }
 
 func maxTime(a, b time.Time) time.Time {

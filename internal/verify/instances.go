@@ -168,7 +168,11 @@ func (rep Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "  lag             p50 %v, p99 %v, max %v over %d (operation, instance) pairs\n",
 		rep.Lag.P50.Round(time.Microsecond), rep.Lag.P99.Round(time.Microsecond), rep.Lag.Max.Round(time.Microsecond), rep.Lag.N)
 	fmt.Fprintf(&b, "  stale reads     %d within the grace, %d beyond it (violations); %d flagged stale by the cache (fail-safe, not checked)\n", rep.StaleWithinGrace, rep.Violations, rep.FlaggedStale)
-	fmt.Fprintf(&b, "  final reads     %d keys read wrong after the writers stopped (lost)\n", rep.Lost)
+	fmt.Fprintf(&b, "  final reads     %d (instance, key) reads wrong after the writers stopped (lost)", rep.Lost)
+	if rep.LostInRedis > 0 {
+		fmt.Fprintf(&b, "; %d keys read alike by every instance: Redis itself lost the acknowledged operation", rep.LostInRedis)
+	}
+	b.WriteString("\n")
 	for _, e := range rep.Examples {
 		fmt.Fprintf(&b, "  VIOLATION       %s\n", e)
 	}

@@ -116,11 +116,15 @@ type Report struct {
 	// Lag is how long after an acknowledgement another instance could
 	// still read the older state, over every (operation, instance) pair.
 	Lag Percentiles `json:"lag"`
-	// Violations counts reads that broke the rule; Lost counts keys an
-	// instance still read wrong after the writers stopped.
+	// Violations counts reads that broke the rule; Lost counts the
+	// (instance, key) pairs still read wrong after the writers stopped.
 	Violations int         `json:"violations"`
 	Lost       int         `json:"lost"`
 	Examples   []Violation `json:"examples,omitempty"`
+	// LostInRedis counts the keys that every instance read wrong, and
+	// the same: Redis itself lost the acknowledged operation (such as a
+	// failover without synchronous replication), not one instance's L1.
+	LostInRedis int `json:"lost_in_redis"`
 	// ErrorExamples are the first few errors, with their instance.
 	ErrorExamples []string `json:"error_examples,omitempty"`
 	// Problem says why a run without violations did not pass.

@@ -125,6 +125,9 @@ func TestRun_Broken(t *testing.T) {
 	if rep.Pass || rep.Violations == 0 || rep.Lost == 0 {
 		t.Fatalf("a broken deployment passed, or was caught only in part:\n%s", b.String())
 	}
+	if rep.LostInRedis != 0 {
+		t.Errorf("%d keys blamed on Redis; only cache-3 is broken", rep.LostInRedis)
+	}
 	for _, e := range rep.Examples {
 		if e.Instance != "cache-3" {
 			t.Errorf("violation blamed on %s, not the broken cache-3: %s", e.Instance, e)
