@@ -352,10 +352,18 @@ func (c *Cache) keepUnconfirmed(key string, res Result, v any, so setOptions) {
 // to appear in L2. ok means got answers the Fetch; otherwise the caller
 // loads (it holds the lock, or waited long enough, or the lock failed).
 func waitForHolder[T any](ctx context.Context, c *Cache, key string) (got any, ok bool) {
+	if !c.lockedElsewhere(ctx, key) {
+		return nil, false
+	}
+	return waitHolder[T](ctx, c, key)
+}
+
+// lockedElsewhere takes key's fleet-wide lock and reports whether another
+// instance holds it. When this instance takes it, the lock is released
+// once ctx (the flight's) ends, and expires by itself if we die.
+func (c *Cache) lockedElsewhere(ctx context.Context, key string) bool {
 	lk, err := c.TryLock(ctx, "fetch:"+key, c.opts.Lock.TTL)
 	if err == nil {
-		// We load; the lock expires by itself if we die. Release it once
-		// the flight (whose context ends with it) is over.
 		c.bg.Add(1)
 		go func() {
 			defer c.bg.Done()
@@ -364,11 +372,14 @@ func waitForHolder[T any](ctx context.Context, c *Cache, key string) (got any, o
 			defer cancel()
 			_ = lk.Unlock(uctx)
 		}()
-		return nil, false
+		return false
 	}
-	if !errors.Is(err, ErrLocked) {
-		return nil, false
-	}
+	return errors.Is(err, ErrLocked)
+}
+
+// waitHolder waits, bounded by Lock.MaxWait and the lock's TTL, for the
+// instance that holds key's lock to write key. ok means got answers.
+func waitHolder[T any](ctx context.Context, c *Cache, key string) (got any, ok bool) {
 	c.counter.lockWaits.Add(1)
 	deadline := time.Now().Add(min(c.opts.Lock.MaxWait, c.opts.Lock.TTL)) // the holder's lock expires within its TTL
 	wait, longest := lockPollFirst, lockPollMax

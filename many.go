@@ -18,8 +18,9 @@ import (
 // Missing keys are absent from the map; negative entries are present.
 // Each distinct key counts as one request of op (none for NumOps: a
 // re-read inside a flight). L1 answers are listed in fromL1 when it is
-// not nil.
-func (c *Cache) entries(ctx context.Context, op Op, keys []string, fromL1 map[string]bool) (map[string]*l1.Entry, error) {
+// not nil; expired entries still within the fail-safe window are listed in
+// stale when it is not nil.
+func (c *Cache) entries(ctx context.Context, op Op, keys []string, fromL1 map[string]bool, stale map[string]*l1.Entry) (map[string]*l1.Entry, error) {
 	out := make(map[string]*l1.Entry, len(keys))
 	reqs := &c.obs.reqs
 	if op >= NumOps {
@@ -96,6 +97,11 @@ func (c *Cache) entries(ctx context.Context, op Op, keys []string, fromL1 map[st
 		if expired {
 			c.counter.miss.Add(1)
 			reqs.add(op, ResultMiss, 1)
+			if stale != nil && c.opts.FailSafe.MaxDuration > 0 && !e.Negative {
+				if valid, err := c.validate(rb.get(), e); err == nil && valid {
+					stale[k] = e
+				}
+			}
 			continue
 		}
 		if valid, err := c.validate(rb.get(), e); err != nil {
@@ -151,7 +157,7 @@ func (c *Cache) GetMany(ctx context.Context, keys []string, dst any) error {
 		return err
 	}
 	c.accessed(keys)
-	es, err := c.entries(ctx, OpGetMany, keys, nil)
+	es, err := c.entries(ctx, OpGetMany, keys, nil, nil)
 	if err != nil {
 		return fmt.Errorf("tiercache: get many: %w", err)
 	}
@@ -227,7 +233,7 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 	}
 	c.accessed(keys)
 	out := make(map[string]T, len(keys))
-	es, err := c.entries(ctx, OpFetchMany, keys, nil)
+	es, err := c.entries(ctx, OpFetchMany, keys, nil, nil)
 	if err != nil {
 		// L2 trouble: the flights below serve stale values or load.
 		c.logger.Debug("tiercache: L2 read failed, loading", "keys", len(keys), "err", err)
@@ -335,9 +341,9 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 // loader, or from a fail-safe stale value.
 func fetchManyLocked[T any](ctx context.Context, c *Cache, keys []string, load BatchLoaderFunc[T], opts []SetOption, resolve func(k string, val any, err error)) {
 	fromL1 := make(map[string]bool)
-	es, err := c.entries(ctx, NumOps, keys, fromL1)
-	l2ok := err == nil
 	stale := make(map[string]*l1.Entry)
+	es, err := c.entries(ctx, NumOps, keys, fromL1, stale)
+	l2ok := err == nil
 	var missing []string
 	now := c.now()
 	for _, k := range keys {
@@ -377,31 +383,45 @@ func fetchManyLocked[T any](ctx context.Context, c *Cache, keys []string, load B
 	if len(missing) == 0 {
 		return
 	}
-	if l2ok && c.opts.Lock.Enabled {
-		// The fleet lock, key by key and all at once: keys another
-		// instance is loading are taken from it.
-		held := make([]bool, len(missing))
-		var wg sync.WaitGroup
-		for i, k := range missing {
-			wg.Go(func() {
-				if got, ok := waitForHolder[T](ctx, c, k); ok {
-					resolve(k, got, nil)
-					held[i] = true
-				}
-			})
-		}
-		wg.Wait()
-		rest := missing[:0:0]
-		for i, k := range missing {
-			if !held[i] {
-				rest = append(rest, k)
-			}
-		}
-		if missing = rest; len(missing) == 0 {
-			return
-		}
+	if !l2ok || !c.opts.Lock.Enabled {
+		loadManyWithTimeouts(ctx, c, missing, load, opts, stale, resolve)
+		return
 	}
-	loadManyWithTimeouts(ctx, c, missing, load, opts, stale, resolve)
+	// The fleet lock, key by key and all at once. The keys this instance
+	// locks are loaded at once, while the keys other instances hold are
+	// waited for: waiting before loading would leave two instances that
+	// each hold some of the keys waiting for each other.
+	elsewhere := make([]bool, len(missing))
+	var wg sync.WaitGroup
+	for i, k := range missing {
+		wg.Go(func() { elsewhere[i] = c.lockedElsewhere(ctx, k) })
+	}
+	wg.Wait()
+	var own, late []string
+	var mu sync.Mutex
+	for i, k := range missing {
+		if !elsewhere[i] {
+			own = append(own, k)
+			continue
+		}
+		wg.Go(func() {
+			if got, ok := waitHolder[T](ctx, c, k); ok {
+				resolve(k, got, nil)
+				return
+			}
+			mu.Lock()
+			late = append(late, k)
+			mu.Unlock()
+		})
+	}
+	if len(own) > 0 {
+		loadManyWithTimeouts(ctx, c, own, load, opts, stale, resolve)
+	}
+	wg.Wait()
+	if len(late) > 0 {
+		// The holders did not write in time: load those too.
+		loadManyWithTimeouts(ctx, c, late, load, opts, stale, resolve)
+	}
 }
 
 // loadManyWithTimeouts calls the batch loader under the hard timeout and,

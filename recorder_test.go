@@ -185,7 +185,7 @@ func TestCache_RequestsFailing(t *testing.T) {
 		t.Fatal(err)
 	}
 	var s string
-	c.l1.Invalidate("k") // the write kept it in L1: read it from L2
+	c.l1.Invalidate("k")                        // the write kept it in L1: read it from L2
 	if err := c.Get(ctx, "k", &s); err != nil { // fills L1
 		t.Fatal(err)
 	}

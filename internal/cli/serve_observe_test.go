@@ -24,7 +24,7 @@ func TestRun_ServeObservability(t *testing.T) {
 	request(t, "GET", base+"/v1/cache/k", "", testToken)
 	var bodies []string
 	for _, tc := range []struct{ path, want string }{
-		{"/metrics", `tiercache_requests_total{op="get",result="hit_l2"} 1`},
+		{"/metrics", `tiercache_requests_total{op="get",result="hit_l1"} 1`}, // the writer reads its own write from L1
 		{"/metrics", `tiercache_redis_up{node="` + srv.Addr + `"} 1`},
 		{"/metrics", "go_goroutines"},
 		// The server's own metrics, in the same registry: serve counts the
