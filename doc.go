@@ -8,8 +8,9 @@
 // holds in L1 changes anywhere, and losing that link ends the freshness of
 // every L1 entry at once.
 //
-// Fetch and FetchMany wrap a loader (cache-aside): concurrent Fetches of
-// one key in a process share one loader call, a loader's ErrNotFound is
+// Fetch and FetchMany wrap a loader (cache-aside): concurrent Fetch and
+// FetchMany calls share one load per key in a process (FetchMany loads
+// the keys it leads in one batch call), a loader's ErrNotFound is
 // cached for Options.NegativeTTL, and a loader's panic becomes a
 // LoaderPanicError.
 //
