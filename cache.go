@@ -369,19 +369,24 @@ func (c *Cache) result(e *l1.Entry, src Source) Result {
 // when one exists: an expired (or, after a lost link, unconfirmed) entry
 // that no known invalidation removed.
 func (c *Cache) entry(ctx context.Context, key string) (e *l1.Entry, src Source, stale *l1.Entry, err error) {
+	return c.entryFrom(ctx, key, c.l1)
+}
+
+// entryFrom is entry with L1 given: nil reads L2 alone (SkipL1).
+func (c *Cache) entryFrom(ctx context.Context, key string, l1c *l1.Cache) (e *l1.Entry, src Source, stale *l1.Entry, err error) {
 	if c.queued(key) {
 		c.counter.miss.Add(1)
 		return nil, SourceNone, nil, ErrNotFound
 	}
 	rb := c.readBudget(ctx) // L2 calls run under the read's budget
 	defer rb.release()
-	if c.l1 != nil {
-		if e, ok := c.l1.Get(key); ok && !e.Unconfirmed {
+	if l1c != nil {
+		if e, ok := l1c.Get(key); ok && !e.Unconfirmed {
 			valid, known := c.vers.quick(e)
 			if !known {
 				if valid, err = c.validate(rb.get(), e); err != nil {
 					c.counter.errors.Add(1)
-					return nil, SourceNone, c.staleL1(key), err
+					return nil, SourceNone, c.staleIn(l1c, key), err
 				}
 			}
 			if valid {
@@ -392,8 +397,8 @@ func (c *Cache) entry(ctx context.Context, key string) (e *l1.Entry, src Source,
 	}
 	now := c.now()
 	var tok l1.Token
-	if c.l1 != nil {
-		tok = c.l1.Snapshot(key)
+	if l1c != nil {
+		tok = l1c.Snapshot(key)
 	}
 	b, err := c.store.Get(rb.get(), c.prefix+key)
 	if errors.Is(err, l2.ErrNotFound) {
@@ -402,7 +407,7 @@ func (c *Cache) entry(ctx context.Context, key string) (e *l1.Entry, src Source,
 	}
 	if err != nil {
 		c.counter.errors.Add(1)
-		return nil, SourceNone, c.staleL1(key), err
+		return nil, SourceNone, c.staleIn(l1c, key), err
 	}
 	e, expired, err := c.decodeEntry(key, b, now)
 	if err != nil {
@@ -411,7 +416,7 @@ func (c *Cache) entry(ctx context.Context, key string) (e *l1.Entry, src Source,
 	valid, err := c.validate(rb.get(), e)
 	if err != nil {
 		c.counter.errors.Add(1)
-		return nil, SourceNone, c.staleL1(key), err
+		return nil, SourceNone, c.staleIn(l1c, key), err
 	}
 	if !valid {
 		c.counter.miss.Add(1)
@@ -424,8 +429,8 @@ func (c *Cache) entry(ctx context.Context, key string) (e *l1.Entry, src Source,
 		}
 		return nil, SourceNone, nil, ErrNotFound
 	}
-	if c.l1 != nil {
-		c.l1.SetIfUnchanged(key, e, tok, now)
+	if l1c != nil {
+		l1c.SetIfUnchanged(key, e, tok, now)
 	}
 	c.counter.hitL2.Add(1)
 	return e, SourceL2, nil, nil
@@ -433,11 +438,14 @@ func (c *Cache) entry(ctx context.Context, key string) (e *l1.Entry, src Source,
 
 // staleL1 returns L1's entry for key as a fail-safe candidate: within the
 // fail-safe window and carrying no version known to be invalid.
-func (c *Cache) staleL1(key string) *l1.Entry {
-	if c.l1 == nil || c.opts.FailSafe.MaxDuration <= 0 {
+func (c *Cache) staleL1(key string) *l1.Entry { return c.staleIn(c.l1, key) }
+
+// staleIn is staleL1 in l1c; nil finds nothing.
+func (c *Cache) staleIn(l1c *l1.Cache, key string) *l1.Entry {
+	if l1c == nil || c.opts.FailSafe.MaxDuration <= 0 {
 		return nil
 	}
-	e, ok := c.l1.GetStale(key)
+	e, ok := l1c.GetStale(key)
 	if !ok || e.Negative {
 		return nil
 	}
@@ -555,14 +563,28 @@ func (c *Cache) decodeInto(e *l1.Entry, dst any) error {
 type SetOption func(*setOptions)
 
 type setOptions struct {
-	ttl  time.Duration
-	tags []string
-	cond *condition // nil: unconditional
-	etag *string    // ReportETag's destination
+	ttl    time.Duration
+	tags   []string
+	skipL1 bool          // SkipL1
+	l1TTL  time.Duration // WithL1TTL
+	cond   *condition    // nil: unconditional
+	etag   *string       // ReportETag's destination
 }
 
 // WithTTL sets the entry's lifetime. Zero or less means Options.DefaultTTL.
 func WithTTL(d time.Duration) SetOption { return func(o *setOptions) { o.ttl = d } }
+
+// SkipL1 makes one call bypass this instance's L1: Set and SetMany write
+// L2 and drop the key from L1 instead of keeping the value there; Fetch
+// and FetchMany neither read their keys from L1 nor keep what they read
+// or load in it. Other instances are not affected.
+func SkipL1() SetOption { return func(o *setOptions) { o.skipL1 = true } }
+
+// WithL1TTL limits how long this instance's L1 keeps the value the call
+// writes or loads (at most its TTL in any case); d <= 0 means no limit.
+// Other instances, which fill their L1 from their own reads, keep it for
+// their usual time.
+func WithL1TTL(d time.Duration) SetOption { return func(o *setOptions) { o.l1TTL = d } }
 
 // WithTags attaches tags to the entry.
 func WithTags(tags ...string) SetOption {
@@ -620,10 +642,11 @@ func checkTags(tags []string) error {
 
 // encoded is a value ready for L2 and L1.
 type encoded struct {
-	key   string
-	bytes []byte
-	entry *l1.Entry
-	ttl   time.Duration
+	key    string
+	bytes  []byte
+	entry  *l1.Entry
+	ttl    time.Duration
+	skipL1 bool // the write must not keep the value in L1 (SkipL1)
 }
 
 // encode validates and encodes one value. value may be a []byte, stored
@@ -702,7 +725,10 @@ func (c *Cache) encode(key string, value any, so setOptions, negative bool, vs s
 	if ttl > 0 && !negative {
 		phys += c.opts.FailSafe.MaxDuration
 	}
-	return encoded{key: key, bytes: b, entry: e, ttl: phys}, nil
+	if so.l1TTL > 0 {
+		e.MaxAge = so.l1TTL
+	}
+	return encoded{key: key, bytes: b, entry: e, ttl: phys, skipL1: so.skipL1}, nil
 }
 
 // Set writes value under key in L2, then L1. It returns once Redis has
@@ -793,7 +819,7 @@ func (c *Cache) write(ctx context.Context, encs []encoded, queue bool) error {
 	if c.l1 != nil {
 		now := c.now()
 		for i, e := range encs {
-			if err != nil || (c.tracked && !tracked[i]) {
+			if err != nil || e.skipL1 || (c.tracked && !tracked[i]) {
 				c.l1.Invalidate(e.key)
 				continue
 			}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/tiercache/tiercache/internal/l1"
@@ -46,7 +48,7 @@ func (e *LoaderPanicError) Error() string {
 // is answered with the last value when one is still within the fail-safe
 // window; FetchResult reports it as stale.
 func Fetch[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T], opts ...SetOption) (T, error) {
-	if c.l1 != nil && load != nil && !c.closed.Load() && c.opts.OnAccess == nil {
+	if c.l1 != nil && load != nil && !c.closed.Load() && c.opts.OnAccess == nil && (len(opts) == 0 || !applySet(opts).skipL1) {
 		// The L1 hit path, kept free of Result bookkeeping. A fresh
 		// entry exists only under a valid key.
 		t0 := c.obs.start()
@@ -88,7 +90,8 @@ func fetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 	if c.opts.OnAccess != nil {
 		c.opts.OnAccess(key)
 	}
-	if c.l1 != nil {
+	skipL1 := len(opts) > 0 && applySet(opts).skipL1
+	if c.l1 != nil && !skipL1 {
 		if e, ok := c.l1.Get(key); ok && !e.Unconfirmed {
 			if valid, known := c.vers.quick(e); valid && known {
 				if e.Negative {
@@ -105,6 +108,9 @@ func fetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 		}
 	}
 	fk := c.flightKey(key)
+	if skipL1 {
+		fk += flightSkipL1 // its flight reads no L1: another one's answer may come from L1
+	}
 	f, leader := c.flights.join(fk)
 	if leader {
 		c.flights.run(fk, f, func() (any, error) {
@@ -158,7 +164,14 @@ func (c *Cache) flightKey(key string) string {
 
 // forgetFlight makes the next read of key start a flight of its own
 // rather than join one that began before key changed.
-func (c *Cache) forgetFlight(key string) { c.flights.forget(c.flightKey(key)) }
+func (c *Cache) forgetFlight(key string) {
+	fk := c.flightKey(key)
+	c.flights.forget(fk)
+	c.flights.forget(fk + flightSkipL1)
+}
+
+// flightSkipL1 ends the flight key of a load that skips L1 (SkipL1).
+const flightSkipL1 = "\x00skip-l1"
 
 // loaderContext keeps ctx's values, drops its cancellation, and ends when
 // the cache closes.
@@ -177,7 +190,11 @@ type fetched[T any] struct {
 // an earlier flight may have filled them, then loads.
 func fetchLocked[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T], opts []SetOption) (any, error) {
 	var v T
-	e, src, stale, err := c.entry(ctx, key)
+	l1c := c.l1
+	if len(opts) > 0 && applySet(opts).skipL1 {
+		l1c = nil
+	}
+	e, src, stale, err := c.entryFrom(ctx, key, l1c)
 	switch {
 	case err == nil && e.Negative:
 		return nil, ErrNotFound
@@ -207,6 +224,7 @@ func fetchLocked[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 			return got, nil
 		}
 	}
+	ctx = withAdapt(ctx)
 	v, err = loadWithTimeouts(ctx, c, key, load, opts, stale)
 	if errors.Is(err, errServedStale) {
 		return fetchedStale[T](c, key, stale)
@@ -221,7 +239,7 @@ func fetchLocked[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 		}
 		return nil, err
 	}
-	return fetched[T]{v, c.cacheLoaded(ctx, key, v, opts)}, nil
+	return fetched[T]{v, c.cacheLoaded(ctx, key, v, adaptedOpts(ctx, opts))}, nil
 }
 
 // errServedStale tells fetchLocked that the soft timeout fired: the stale
@@ -296,7 +314,7 @@ func loadWithTimeouts[T any](ctx context.Context, c *Cache, key string, load Loa
 		defer c.bg.Done()
 		r := <-done
 		if r.err == nil {
-			c.cacheLoaded(c.ctx, key, r.v, opts)
+			c.cacheLoaded(c.ctx, key, r.v, adaptedOpts(ctx, opts))
 		}
 	}()
 	return zero, errServedStale
@@ -437,7 +455,7 @@ func maybeRefresh[T any](c *Cache, key string, e *l1.Entry, load LoaderFunc[T], 
 	go func() {
 		defer c.bg.Done()
 		defer c.eager.Delete(key)
-		ctx := c.ctx
+		ctx := withAdapt(c.ctx)
 		if c.opts.LoaderHardTimeout > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, c.opts.LoaderHardTimeout)
@@ -448,7 +466,7 @@ func maybeRefresh[T any](c *Cache, key string, e *l1.Entry, load LoaderFunc[T], 
 			c.logger.Debug("tiercache: eager refresh failed; the current value stays", "key", truncKey(key), "err", err)
 			return
 		}
-		c.cacheLoaded(c.ctx, key, v, opts)
+		c.cacheLoaded(c.ctx, key, v, adaptedOpts(ctx, opts))
 	}()
 }
 
@@ -497,4 +515,51 @@ func (c *Cache) storeNegative(ctx context.Context, key string) {
 	if err != nil {
 		c.logger.Warn("tiercache: caching a not-found failed", "key", truncKey(key), "err", err)
 	}
+}
+
+// adaptKey is the context key of a load's adapted options (AdaptLoad).
+type adaptKey struct{}
+
+// adapted collects the options a loader sets with AdaptLoad.
+type adapted struct {
+	mu   sync.Mutex
+	opts []SetOption
+}
+
+// AdaptLoad lets a loader decide how the value it is about to return is
+// cached: called with the context Fetch or FetchMany gave the loader, opts
+// (WithTTL, WithTags, WithL1TTL, SkipL1) apply to the write of what it
+// returns, after the call's own options, so that they win. For FetchMany
+// they apply to every key of the batch. It reports false, and does
+// nothing, when ctx is not a loader's context. IfMatch, IfAbsent and
+// ReportETag are refused (false).
+func AdaptLoad(ctx context.Context, opts ...SetOption) bool {
+	a, ok := ctx.Value(adaptKey{}).(*adapted)
+	if !ok || checkFillOptions(opts) != nil {
+		return false
+	}
+	a.mu.Lock()
+	a.opts = append(a.opts, opts...)
+	a.mu.Unlock()
+	return true
+}
+
+// withAdapt gives a loader's context a place for AdaptLoad's options.
+func withAdapt(ctx context.Context) context.Context {
+	return context.WithValue(ctx, adaptKey{}, &adapted{})
+}
+
+// adaptedOpts returns opts followed by what the loader run under ctx set
+// with AdaptLoad.
+func adaptedOpts(ctx context.Context, opts []SetOption) []SetOption {
+	a, ok := ctx.Value(adaptKey{}).(*adapted)
+	if !ok {
+		return opts
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.opts) == 0 {
+		return opts
+	}
+	return append(slices.Clip(opts), a.opts...)
 }

@@ -21,6 +21,11 @@ import (
 // not nil; expired entries still within the fail-safe window are listed in
 // stale when it is not nil.
 func (c *Cache) entries(ctx context.Context, op Op, keys []string, fromL1 map[string]bool, stale map[string]*l1.Entry) (map[string]*l1.Entry, error) {
+	return c.entriesFrom(ctx, op, keys, fromL1, stale, c.l1)
+}
+
+// entriesFrom is entries with L1 given: nil reads L2 alone (SkipL1).
+func (c *Cache) entriesFrom(ctx context.Context, op Op, keys []string, fromL1 map[string]bool, stale map[string]*l1.Entry, l1c *l1.Cache) (map[string]*l1.Entry, error) {
 	out := make(map[string]*l1.Entry, len(keys))
 	reqs := &c.obs.reqs
 	if op >= NumOps {
@@ -51,8 +56,8 @@ func (c *Cache) entries(ctx context.Context, op Op, keys []string, fromL1 map[st
 			}
 			continue
 		}
-		if c.l1 != nil {
-			if e, ok := c.l1.Get(k); ok && !e.Unconfirmed {
+		if l1c != nil {
+			if e, ok := l1c.Get(k); ok && !e.Unconfirmed {
 				if valid, err := c.validate(rb.get(), e); err != nil {
 					reqs.add(op, ResultError, uint64(len(keys)-len(out)))
 					return out, err
@@ -66,7 +71,7 @@ func (c *Cache) entries(ctx context.Context, op Op, keys []string, fromL1 map[st
 					continue
 				}
 			}
-			toks = append(toks, c.l1.Snapshot(k))
+			toks = append(toks, l1c.Snapshot(k))
 		}
 		miss = append(miss, k)
 	}
@@ -112,8 +117,8 @@ func (c *Cache) entries(ctx context.Context, op Op, keys []string, fromL1 map[st
 			reqs.add(op, ResultMiss, 1)
 			continue
 		}
-		if c.l1 != nil {
-			c.l1.SetIfUnchanged(k, e, toks[i], now)
+		if l1c != nil {
+			l1c.SetIfUnchanged(k, e, toks[i], now)
 		}
 		c.counter.hitL2.Add(1)
 		reqs.add(op, ResultHitL2, 1)
@@ -233,7 +238,11 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 	}
 	c.accessed(keys)
 	out := make(map[string]T, len(keys))
-	es, err := c.entries(ctx, OpFetchMany, keys, nil, nil)
+	l1c := c.l1
+	if len(opts) > 0 && applySet(opts).skipL1 {
+		l1c = nil
+	}
+	es, err := c.entriesFrom(ctx, OpFetchMany, keys, nil, nil, l1c)
 	if err != nil {
 		// L2 trouble: the flights below serve stale values or load.
 		c.logger.Debug("tiercache: L2 read failed, loading", "keys", len(keys), "err", err)
@@ -281,6 +290,9 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 	var led []int
 	for i, k := range missing {
 		fks[i] = c.flightKey(k)
+		if l1c == nil {
+			fks[i] += flightSkipL1
+		}
 		var leader bool
 		if fl[i], leader = c.flights.join(fks[i]); leader {
 			led = append(led, i)
@@ -342,7 +354,11 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 func fetchManyLocked[T any](ctx context.Context, c *Cache, keys []string, load BatchLoaderFunc[T], opts []SetOption, resolve func(k string, val any, err error)) {
 	fromL1 := make(map[string]bool)
 	stale := make(map[string]*l1.Entry)
-	es, err := c.entries(ctx, NumOps, keys, fromL1, stale)
+	l1c := c.l1
+	if len(opts) > 0 && applySet(opts).skipL1 {
+		l1c = nil
+	}
+	es, err := c.entriesFrom(ctx, NumOps, keys, fromL1, stale, l1c)
 	l2ok := err == nil
 	var missing []string
 	now := c.now()
@@ -364,7 +380,7 @@ func fetchManyLocked[T any](ctx context.Context, c *Cache, keys []string, load B
 			}
 		}
 		if !l2ok {
-			if s := c.staleL1(k); s != nil {
+			if s := c.staleIn(l1c, k); s != nil {
 				if s.Stale && s.ExpiresAt > now {
 					// Within its fail-safe throttle window: it answers
 					// without a loader call (as Fetch does).
@@ -429,6 +445,7 @@ func fetchManyLocked[T any](ctx context.Context, c *Cache, keys []string, load B
 // are answered stale at once, and the others wait for the loader, whose
 // result is cached for every key when it comes.
 func loadManyWithTimeouts[T any](ctx context.Context, c *Cache, keys []string, load BatchLoaderFunc[T], opts []SetOption, stale map[string]*l1.Entry, resolve func(k string, val any, err error)) {
+	ctx = withAdapt(ctx)
 	lctx, cancel := ctx, context.CancelFunc(func() {})
 	if c.opts.LoaderHardTimeout > 0 {
 		lctx, cancel = context.WithTimeout(ctx, c.opts.LoaderHardTimeout)
@@ -473,7 +490,7 @@ func loadManyWithTimeouts[T any](ctx context.Context, c *Cache, keys []string, l
 		}
 		return
 	}
-	written := cacheLoadedMany(ctx, c, keys, r.m, opts)
+	written := cacheLoadedMany(ctx, c, keys, r.m, adaptedOpts(ctx, opts))
 	for _, k := range keys {
 		v, ok := r.m[k]
 		if !ok {
@@ -563,7 +580,7 @@ func maybeRefreshMany[T any](c *Cache, hits map[string]*l1.Entry, load BatchLoad
 				c.eager.Delete(k)
 			}
 		}()
-		ctx := c.ctx
+		ctx := withAdapt(c.ctx)
 		if c.opts.LoaderHardTimeout > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, c.opts.LoaderHardTimeout)
@@ -574,7 +591,7 @@ func maybeRefreshMany[T any](c *Cache, hits map[string]*l1.Entry, load BatchLoad
 			c.logger.Debug("tiercache: eager refresh failed; the current values stay", "keys", len(due), "err", err)
 			return
 		}
-		cacheLoadedMany(c.ctx, c, due, m, opts)
+		cacheLoadedMany(c.ctx, c, due, m, adaptedOpts(ctx, opts))
 	}()
 }
 

@@ -45,6 +45,7 @@ type Entry struct {
 	CreatedAt   int64         // when written, unix nanoseconds
 	ExpiresAt   int64         // logical expiry, unix nanoseconds; 0 = none
 	ContentType string        // the media type stored with the value; "" for none
+	MaxAge      time.Duration // when > 0, the longest L1 keeps it (a per-call limit)
 	ttl         time.Duration // how long L1 keeps it
 	etag        atomic.Pointer[string]
 }
@@ -221,6 +222,9 @@ func (l *Cache) SetIfUnchanged(key string, e *Entry, t Token, now int64) bool {
 		if rem := time.Duration(e.ExpiresAt-now) + l.keep; rem < ttl {
 			ttl = rem
 		}
+	}
+	if e.MaxAge > 0 && e.MaxAge < ttl {
+		ttl = e.MaxAge
 	}
 	if ttl <= 0 {
 		return false
