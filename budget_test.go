@@ -154,7 +154,7 @@ func TestReadTimeout_BreakerClosed(t *testing.T) {
 	const budget = 300 * time.Millisecond
 	margin := 150 * time.Millisecond
 	if raceEnabled {
-		margin = 300 * time.Millisecond
+		margin = 400 * time.Millisecond
 	}
 	reads := readFrozen(t, func(o *Options) {
 		o.ReadTimeout = budget

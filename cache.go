@@ -915,6 +915,9 @@ type Counters struct {
 	// BreakerOpenFor is how long the breaker has been open (or half-open
 	// between probes) since it last opened; 0 while it is closed.
 	BreakerOpenFor time.Duration
+	// BreakerRefused counts L2 calls the breaker refused while open,
+	// each failed at once with ErrCircuitOpen.
+	BreakerRefused uint64
 	QueueLength    int    // operations waiting in the recovery queue
 	QueueOverflow  uint64 // operations refused because the queue was full
 	Replayed       uint64 // queued operations applied
@@ -947,6 +950,7 @@ func (c *Cache) Counters() Counters {
 		LockWaits:      c.counter.lockWaits.Load(),
 		Breaker:        c.guard.state(),
 		BreakerOpenFor: c.guard.openFor(time.Now()),
+		BreakerRefused: c.guard.refused.Load(),
 		ReplayFailed:   c.counter.replayFailed.Load(),
 		Requests:       c.obs.reqs.snapshot(),
 	}

@@ -61,6 +61,14 @@ func TestFetchMany_SharesFlights(t *testing.T) {
 	eachTopology(t, func(t *testing.T, topo string) {
 		ctx := context.Background()
 		c := newCache(t, topo)
+		// Open the connections to every node first: on Cluster, a first
+		// connection to a node resets the link (and moves every flight
+		// to a new key) while the calls below are joining.
+		for _, k := range []string{"k1", "k2", "k3"} {
+			if _, err := getInt(c, k); !errors.Is(err, ErrNotFound) {
+				t.Fatal(err)
+			}
+		}
 		fetchGate := releaser(t)
 		fetchStarted := make(chan struct{})
 		fetchDone := make(chan string, 1)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -39,6 +40,7 @@ type guarded struct {
 	deadlines *sharedDeadlines
 	obs       *observer // times, counts and traces each attempt
 	log       breakerLog
+	refused   atomic.Uint64 // calls the open breaker refused
 }
 
 func newGuarded(s l2.Store, o Options, onState func(BreakerState)) *guarded {
@@ -136,6 +138,7 @@ func (g *guarded) once(ctx context.Context, name string, op func(ctx context.Con
 		if done, err = g.cb.Allow(); err != nil {
 			g.obs.l2Rejected(name)
 			g.log.failedFast.Add(1)
+			g.refused.Add(1)
 			return fmt.Errorf("%w: %w", ErrCircuitOpen, l2.ErrUnavailable)
 		}
 	}

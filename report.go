@@ -88,8 +88,21 @@ type RedisNode struct {
 	Clients        int64         `json:"connected_clients"`
 	Replicas       int64         `json:"connected_replicas"`
 	OpsPerSec      int64         `json:"instantaneous_ops_per_sec"`
+	// Commands is INFO commandstats of the node, by command name
+	// (lower case, subcommands as "client|tracking").
+	Commands map[string]CommandStat `json:"commandstats,omitempty"`
 	// Error is why the node did not answer, without credentials.
 	Error string `json:"error,omitempty"`
+}
+
+// CommandStat is one command's line of a node's INFO commandstats: calls
+// since the node started (or CONFIG RESETSTAT), the time they took, and
+// those refused before running (rejected) or that failed while running.
+type CommandStat struct {
+	Calls    int64         `json:"calls"`
+	Time     time.Duration `json:"time_ns"`
+	Rejected int64         `json:"rejected_calls"`
+	Failed   int64         `json:"failed_calls"`
 }
 
 // reportTimeout bounds the Redis round trips of Stats and Health when
@@ -173,6 +186,12 @@ func (c *Cache) redisNode(n redisstore.NodeInfo) RedisNode {
 		EvictedKeys: n.EvictedKeys, KeyspaceHits: n.KeyspaceHits, KeyspaceMisses: n.KeyspaceMisses,
 		Clients: n.ConnectedClients, Replicas: n.ConnectedReplicas, OpsPerSec: n.OpsPerSec,
 	}
+	if len(n.Commands) > 0 {
+		rn.Commands = make(map[string]CommandStat, len(n.Commands))
+		for name, cs := range n.Commands {
+			rn.Commands[name] = CommandStat(cs)
+		}
+	}
 	if n.Err != nil {
 		rn.Error = redactErr(n.Err, c.opts.Redis)
 	}
@@ -255,6 +274,7 @@ func (s Counters) MarshalJSON() ([]byte, error) {
 		LockWaits     uint64                       `json:"lock_waits"`
 		Breaker       BreakerState                 `json:"breaker"`
 		BreakerOpen   float64                      `json:"breaker_open_seconds"`
+		BreakerRefuse uint64                       `json:"breaker_refused"`
 		QueueLength   int                          `json:"queue_length"`
 		QueueOverflow uint64                       `json:"queue_overflows"`
 		Replayed      uint64                       `json:"replayed"`
@@ -266,7 +286,7 @@ func (s Counters) MarshalJSON() ([]byte, error) {
 	}{
 		s.HitsL1, s.HitsL2, s.Misses, s.Errors, s.Corrupt, s.Loads, s.LoadErrors,
 		s.Invalidations, s.LinkResets, s.LinkSuspects, s.TagBumps, s.StaleServed, s.EagerRefresh,
-		s.LockWaits, s.Breaker, s.BreakerOpenFor.Seconds(), s.QueueLength, s.QueueOverflow, s.Replayed,
+		s.LockWaits, s.Breaker, s.BreakerOpenFor.Seconds(), s.BreakerRefused, s.QueueLength, s.QueueOverflow, s.Replayed,
 		s.ReplayFailed, s.L1Entries, s.L1Bytes, s.L1Evictions, req,
 	})
 }

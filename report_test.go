@@ -77,6 +77,19 @@ func TestCache_Report(t *testing.T) {
 		if topo == "standalone" && rep.Nodes[0].KeyspaceHits == 0 {
 			t.Errorf("keyspace_hits is 0 after reads from Redis")
 		}
+		// INFO commandstats: every master has run GETs (the liveness
+		// probe, or the reads above) and CLIENT TRACKING.
+		for _, n := range rep.Nodes {
+			if n.Role != "master" {
+				continue
+			}
+			if n.Commands["ping"].Calls == 0 && n.Commands["get"].Calls == 0 {
+				t.Errorf("node %s: commandstats %v, want calls of ping or get", n.Addr, n.Commands)
+			}
+			if n.Commands["client|tracking"].Calls == 0 {
+				t.Errorf("node %s: commandstats %v, want client|tracking", n.Addr, n.Commands)
+			}
+		}
 	})
 }
 

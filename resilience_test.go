@@ -50,8 +50,12 @@ func TestFault_Breaker(t *testing.T) {
 		t.Fatalf("after 3 failures: %s / %s, want open", c.BreakerState(), c.Counters().Breaker)
 	}
 	start := time.Now()
+	refused := c.Counters().BreakerRefused
 	if _, err := getInt(c, "cold"); !errors.Is(err, ErrCircuitOpen) || time.Since(start) > 100*time.Millisecond {
 		t.Fatalf("while open: %v after %v, want ErrCircuitOpen at once", err, time.Since(start))
+	}
+	if n := c.Counters().BreakerRefused; n != refused+1 {
+		t.Fatalf("BreakerRefused %d after a refused read, want %d", n, refused+1)
 	}
 	var v int
 	if res, err := c.Lookup(ctx, "k", &v); err != nil || v != 1 || !res.Stale || res.Source != SourceStale {

@@ -10,6 +10,7 @@ import (
 // each scrape.
 type scraped struct {
 	requests, corrupt, invReceived, linkResets, linkSuspects, stale, eager, lockWaits *prometheus.Desc
+	cmdCalls, cmdSeconds, cmdFailed, breakerRefused                                   *prometheus.Desc
 	breaker, breakerOpen, queueLen, queueOverflows, replayed, replayFailed            *prometheus.Desc
 	l1Entries, l1Bytes, l1MaxBytes, l1Evictions                                       *prometheus.Desc
 
@@ -31,6 +32,10 @@ func newScraped(cl prometheus.Labels) scraped {
 		eager:          d("eager_refreshes_total", "Background refreshes started by eager refresh."),
 		lockWaits:      d("lock_waits_total", "Fetches that waited for another instance's load (fleet lock)."),
 		breaker:        d("breaker_state", "State of the circuit breaker around L2: 1 for the current state, 0 for the others.", "state"),
+		cmdCalls:       d("redis_commands_total", "INFO commandstats calls of the node, by command.", "node", "command"),
+		cmdSeconds:     d("redis_command_seconds_total", "INFO commandstats time spent in the command on the node (usec), by command.", "node", "command"),
+		cmdFailed:      d("redis_command_failures_total", "INFO commandstats rejected_calls plus failed_calls of the node, by command.", "node", "command"),
+		breakerRefused: d("breaker_refused_total", "L2 calls the open circuit breaker refused (failed at once with ErrCircuitOpen)."),
 		breakerOpen:    d("breaker_open_seconds", "How long the circuit breaker around L2 has been open (or half-open between probes) since it last opened; 0 while closed."),
 		queueLen:       d("recovery_queue_length", "Operations waiting in the auto-recovery queue."),
 		queueOverflows: d("recovery_queue_overflows_total", "Operations refused because the recovery queue was full."),
@@ -59,6 +64,7 @@ func newScraped(cl prometheus.Labels) scraped {
 func (s *scraped) all() []*prometheus.Desc {
 	return []*prometheus.Desc{
 		s.requests, s.corrupt, s.invReceived, s.linkResets, s.linkSuspects, s.stale, s.eager, s.lockWaits,
+		s.cmdCalls, s.cmdSeconds, s.cmdFailed, s.breakerRefused,
 		s.breaker, s.breakerOpen, s.queueLen, s.queueOverflows, s.replayed, s.replayFailed,
 		s.l1Entries, s.l1Bytes, s.l1MaxBytes, s.l1Evictions,
 		s.redisUp, s.redisInfo, s.redisPing, s.usedMem, s.maxMem, s.evicted, s.ksHits, s.ksMisses,
@@ -82,6 +88,9 @@ func (s *scraped) collect(ch chan<- prometheus.Metric, rep *tiercache.Stats) {
 	}
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	fcounter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
 	st := &rep.Counters
 	for op := range tiercache.NumOps {
@@ -108,6 +117,7 @@ func (s *scraped) collect(ch chan<- prometheus.Metric, rep *tiercache.Stats) {
 	counter(s.replayed, st.Replayed)
 	counter(s.replayFailed, st.ReplayFailed)
 	gauge(s.breakerOpen, st.BreakerOpenFor.Seconds())
+	counter(s.breakerRefused, st.BreakerRefused)
 	gauge(s.l1Entries, float64(st.L1Entries))
 	gauge(s.l1Bytes, float64(st.L1Bytes))
 	counter(s.l1Evictions, st.L1Evictions)
@@ -129,6 +139,11 @@ func (s *scraped) collect(ch chan<- prometheus.Metric, rep *tiercache.Stats) {
 		gauge(s.clients, float64(n.Clients), n.Addr)
 		gauge(s.replicas, float64(n.Replicas), n.Addr)
 		gauge(s.opsPerSec, float64(n.OpsPerSec), n.Addr)
+		for name, cs := range n.Commands {
+			counter(s.cmdCalls, uint64(cs.Calls), n.Addr, name)
+			fcounter(s.cmdSeconds, cs.Time.Seconds(), n.Addr, name)
+			counter(s.cmdFailed, uint64(cs.Rejected+cs.Failed), n.Addr, name)
+		}
 	}
 	if rep.Topology != "memory" && rep.Topology != "" {
 		counter(s.masterChanges, rep.MasterChanges)

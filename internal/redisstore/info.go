@@ -47,7 +47,9 @@ type NodeInfo struct {
 	ConnectedClients  int64 // connected_clients
 	ConnectedReplicas int64 // connected_slaves
 	OpsPerSec         int64 // instantaneous_ops_per_sec
-	ReplID            string
+	// Commands is INFO commandstats, by command name.
+	Commands map[string]CommandStat
+	ReplID   string
 	// MasterLinkUp is a replica's master_link_status; true on masters.
 	MasterLinkUp bool
 
@@ -88,7 +90,7 @@ func (s *Store) nodeInfo(ctx context.Context, addr string, c rueidis.Client) Nod
 		return n
 	}
 	n.Ping = time.Since(start)
-	text, err := c.Do(ctx, c.B().Info().Build()).ToString()
+	text, err := c.Do(ctx, c.B().Info().Section("default", "commandstats").Build()).ToString()
 	if err != nil {
 		n.Err = s.wrap(err, "info %s", addr)
 		return n
@@ -107,6 +109,7 @@ func (s *Store) nodeInfo(ctx context.Context, addr string, c rueidis.Client) Nod
 	n.ConnectedClients = infoInt(info, "connected_clients")
 	n.ConnectedReplicas = infoInt(info, "connected_slaves")
 	n.OpsPerSec = infoInt(info, "instantaneous_ops_per_sec")
+	n.Commands = ParseCommandStats(info)
 	n.ReplID = info["master_replid"]
 	n.MasterLinkUp = n.Role == "master" || info["master_link_status"] == "up"
 	return n
@@ -126,6 +129,50 @@ func ParseInfo(text string) map[string]string {
 		}
 	}
 	return m
+}
+
+// CommandStat is one line of INFO commandstats.
+type CommandStat struct {
+	Calls    int64
+	Time     time.Duration
+	Rejected int64
+	Failed   int64
+}
+
+// ParseCommandStats reads the cmdstat_<name> lines of parsed INFO
+// output ("calls=3,usec=12,usec_per_call=4.00,rejected_calls=0,
+// failed_calls=0"). Lines that do not parse are skipped.
+func ParseCommandStats(info map[string]string) map[string]CommandStat {
+	var out map[string]CommandStat
+	for k, v := range info {
+		name, ok := strings.CutPrefix(k, "cmdstat_")
+		if !ok || name == "" {
+			continue
+		}
+		var cs CommandStat
+		for field := range strings.SplitSeq(v, ",") {
+			fk, fv, _ := strings.Cut(field, "=")
+			n, err := strconv.ParseInt(fv, 10, 64)
+			if err != nil {
+				continue
+			}
+			switch fk {
+			case "calls":
+				cs.Calls = n
+			case "usec":
+				cs.Time = time.Duration(n) * time.Microsecond
+			case "rejected_calls":
+				cs.Rejected = n
+			case "failed_calls":
+				cs.Failed = n
+			}
+		}
+		if out == nil {
+			out = make(map[string]CommandStat)
+		}
+		out[name] = cs
+	}
+	return out
 }
 
 // verbatim drops the "txt:" format prefix of a RESP3 verbatim string,

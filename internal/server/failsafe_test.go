@@ -50,7 +50,7 @@ func testFailSafe(t *testing.T, stop string) {
 	wantStatus(t, do(t, ts, "PUT", "/v1/cache/held?ttl=1h", "v1", auth...), http.StatusNoContent)
 	r := do(t, ts, "GET", "/v1/cache/held", "", auth...)
 	wantStatus(t, r, http.StatusOK)
-	if r.header.Get("X-Cache") != "hit-l2" || r.header.Get("Warning") != "" || strings.Contains(r.header.Get("Cache-Status"), "stale") {
+	if r.header.Get("X-Cache") != "hit-l1" || r.header.Get("Warning") != "" || strings.Contains(r.header.Get("Cache-Status"), "stale") {
 		t.Fatalf("fresh answer: X-Cache %q, Warning %q, Cache-Status %q", r.header.Get("X-Cache"), r.header.Get("Warning"), r.header.Get("Cache-Status"))
 	}
 

@@ -89,7 +89,7 @@ func TestServer_ReadyzAndStats(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.body), &rep); err != nil {
 		t.Fatal(err)
 	}
-	if rep.Topology != "standalone" || rep.Stats.Requests["get"]["hit_l2"] != 1 || len(rep.Nodes) != 1 ||
+	if rep.Topology != "standalone" || rep.Stats.Requests["get"]["hit_l1"] != 1 || len(rep.Nodes) != 1 ||
 		rep.Nodes[0].Addr != srv.Addr || rep.Nodes[0].UsedMemory <= 0 {
 		t.Fatalf("/v1/stats %s", r.body)
 	}
