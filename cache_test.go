@@ -416,6 +416,9 @@ func TestNew_InvalidOptions(t *testing.T) {
 		{"namespace with space", Options{Namespace: "a b"}, ErrInvalidOptions},
 		{"jitter", Options{TTLJitter: 1.5}, ErrInvalidOptions},
 		{"negative L1", Options{L1: L1Options{MaxBytes: -1}}, ErrInvalidOptions},
+		{"address without a port", Options{Redis: RedisOptions{Addrs: []string{"no-port"}}}, ErrInvalidOptions},
+		{"cluster with a database", Options{Redis: RedisOptions{Addrs: []string{"127.0.0.1:1"}, Cluster: true, DB: 2}}, ErrInvalidOptions},
+		{"unix socket URL", Options{Redis: RedisOptions{URL: "unix:///tmp/redis.sock"}}, ErrInvalidOptions},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

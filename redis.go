@@ -1,6 +1,7 @@
 package tiercache
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -56,6 +57,9 @@ func newRedisStore(r RedisOptions, logger *slog.Logger, onInv func(l2.Invalidati
 		Logger:           logger,
 		OnInvalidation:   onInv,
 	})
+	if errors.Is(err, redisstore.ErrInvalidOptions) {
+		return nil, fmt.Errorf("%w: Redis: %w", ErrInvalidOptions, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("tiercache: connect to Redis (%s): %w", r, err)
 	}

@@ -136,9 +136,26 @@ func (o *Options) validate() error {
 	return nil
 }
 
+// ErrInvalidOptions marks errors in Options: a bad address, URL or
+// combination of fields. Nothing is dialled then.
+var ErrInvalidOptions = errors.New("redisstore: invalid options")
+
+// invalid marks err as an ErrInvalidOptions, keeping its message.
+type invalid struct{ error }
+
+func (e invalid) Unwrap() []error { return []error{e.error, ErrInvalidOptions} }
+
 // clientOption turns o into rueidis options. Errors never contain a
-// password.
+// password, and match ErrInvalidOptions.
 func (o *Options) clientOption() (rueidis.ClientOption, error) {
+	opt, err := o.buildOption()
+	if err != nil {
+		return rueidis.ClientOption{}, invalid{err}
+	}
+	return opt, nil
+}
+
+func (o *Options) buildOption() (rueidis.ClientOption, error) {
 	if err := o.validate(); err != nil {
 		return rueidis.ClientOption{}, err
 	}
