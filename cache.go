@@ -818,12 +818,13 @@ func (c *Cache) write(ctx context.Context, encs []encoded, queue bool) error {
 	}
 	if c.l1 != nil {
 		now := c.now()
+		var batch l1.WriteBatch
 		for i, e := range encs {
 			if err != nil || e.skipL1 || (c.tracked && !tracked[i]) {
 				c.l1.Invalidate(e.key)
 				continue
 			}
-			c.l1.SetAfterWrite(e.key, e.entry, toks[i], now)
+			batch.SetAfterWrite(c.l1, e.key, e.entry, toks[i], now)
 		}
 	}
 	if err != nil {

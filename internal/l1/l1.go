@@ -255,6 +255,26 @@ func (l *Cache) SetAfterWrite(key string, e *Entry, t Token, now int64) bool {
 	return l.SetIfUnchanged(key, e, t, now)
 }
 
+// WriteBatch keeps, for the keys of one write whose tokens were all taken
+// before it, the stripe bumps of the batch's own SetAfterWrite calls: two
+// keys of the batch that share a stripe must not make each other look
+// changed. The zero value is ready to use; it is not safe for concurrent
+// use.
+type WriteBatch struct{ own map[uint32]uint64 }
+
+// SetAfterWrite is Cache.SetAfterWrite for one key of the batch.
+func (b *WriteBatch) SetAfterWrite(l *Cache, key string, e *Entry, t Token, now int64) bool {
+	t.stripe += b.own[t.idx]
+	if !l.SetAfterWrite(key, e, t, now) {
+		return false
+	}
+	if b.own == nil {
+		b.own = make(map[uint32]uint64)
+	}
+	b.own[t.idx]++
+	return true
+}
+
 // Invalidate marks key as changed and drops its entry. Readers holding an
 // older token will not store what they read.
 func (l *Cache) Invalidate(key string) {
