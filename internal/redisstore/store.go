@@ -330,6 +330,9 @@ func (s *Store) MSetTracked(ctx context.Context, items []l2.Item) ([]bool, error
 	res := c.DoMulti(ctx, multi...)
 	for i, it := range items {
 		if err := res[2*i].Error(); err != nil {
+			if len(items) == 1 {
+				return nil, s.wrap(err, "set %q", it.Key)
+			}
 			return nil, s.wrap(err, "mset %q (item %d of %d)", it.Key, i+1, len(items))
 		}
 		// The read-back's own failure is no failure of the write: the
