@@ -390,6 +390,12 @@ func (c *Cache) entryFrom(ctx context.Context, key string, l1c *l1.Cache) (e *l1
 				}
 			}
 			if valid {
+				if e.Stale {
+					// A fail-safe copy within its throttle: an answer,
+					// but a stale one, and counted as one.
+					c.counter.staleServed.Add(1)
+					return e, SourceStale, nil, nil
+				}
 				c.counter.hitL1.Add(1)
 				return e, SourceL1, nil, nil
 			}

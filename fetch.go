@@ -98,8 +98,10 @@ func fetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 					return zero, Result{}, keyErr("fetch", key, ErrNotFound)
 				}
 				if v, ok := e.Value().(T); ok {
-					c.counter.hitL1.Add(1)
-					if !e.Stale {
+					if e.Stale {
+						c.counter.staleServed.Add(1)
+					} else {
+						c.counter.hitL1.Add(1)
 						maybeRefresh(c, key, e, load, opts)
 					}
 					return v, c.result(e, SourceL1), nil

@@ -165,8 +165,21 @@ func TestFetchMany_FailSafe(t *testing.T) {
 		if err != nil || len(got) != 2 || len(failing.keys()) != 1 {
 			t.Fatalf("within the throttle: %v, %v, %d loader calls; want 2 stale values and no new call", got, err, len(failing.keys()))
 		}
-		if s := c.Counters().StaleServed; s < 2 {
-			t.Errorf("StaleServed = %d, want at least 2", s)
+		// Stale answers are counted as stale, not as L1 hits: the two of
+		// the failed load, the two within the throttle, and a Lookup's.
+		var v string
+		if res, err := c.Lookup(ctx, "a", &v); err != nil || res.Source != SourceStale || v != "v-a" {
+			t.Fatalf("Lookup within the throttle: %q, %v, %v; want the stale value flagged stale", v, res.Source, err)
+		}
+		cs := c.Counters()
+		if cs.StaleServed != 5 {
+			t.Errorf("StaleServed = %d, want 5", cs.StaleServed)
+		}
+		if got := cs.Requests[OpFetchMany][ResultStale]; got != 2 {
+			t.Errorf("Requests[fetch_many][stale] = %d, want 2 (the reads within the throttle)", got)
+		}
+		if get := cs.Requests[OpGet]; get[ResultStale] != 1 || get[ResultHitL1] != 0 {
+			t.Errorf("Requests[get] = %v, want one stale answer and no L1 hit", get)
 		}
 	})
 }

@@ -110,6 +110,10 @@ func (c *Cache) lookupEntries(ctx context.Context, keys []string) []keyEntry {
 				}
 				if valid {
 					r.e, r.src = e, SourceL1
+					if e.Stale {
+						r.src = SourceStale // a fail-safe copy within its throttle
+						c.counter.staleServed.Add(1)
+					}
 					continue
 				}
 			}

@@ -62,8 +62,13 @@ func (c *Cache) entriesFrom(ctx context.Context, op Op, keys []string, fromL1 ma
 					reqs.add(op, ResultError, uint64(len(keys)-len(out)))
 					return out, err
 				} else if valid {
-					c.counter.hitL1.Add(1)
-					reqs.add(op, ResultHitL1, 1)
+					if e.Stale {
+						c.counter.staleServed.Add(1)
+						reqs.add(op, ResultStale, 1)
+					} else {
+						c.counter.hitL1.Add(1)
+						reqs.add(op, ResultHitL1, 1)
+					}
 					out[k] = e
 					if fromL1 != nil {
 						fromL1[k] = true
