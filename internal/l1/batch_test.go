@@ -2,8 +2,8 @@ package l1
 
 import (
 	"fmt"
-	"time"
 	"testing"
+	"time"
 )
 
 // TestWriteBatch_SharedStripe: two keys of one write that share a stripe
