@@ -340,14 +340,21 @@ func TestFetchMany_L2Unreachable(t *testing.T) {
 		}
 		return nil
 	})
-	// The loader works again: cold is loaded; held keeps its stale value
-	// for the fail-safe throttle, without a loader call.
+	// The loader works again: cold is loaded. held keeps its stale value
+	// for the fail-safe throttle, without a loader call, unless the
+	// throttle copy was not kept (a link reset between the failed load
+	// and its copy leaves L1 unchanged): then it is loaded too, in the
+	// same call.
 	r := &batchRecorder{prefix: "new-"}
 	got, err := FetchMany(ctx, c, []string{"held", "cold"}, r.load)
-	if want := map[string]string{"held": "v-held", "cold": "new-v-cold"}; err != nil || !maps.Equal(got, want) {
-		t.Fatalf("with a working loader: %v, %v; want %v", got, err, want)
+	if err != nil || got["cold"] != "new-v-cold" || (got["held"] != "v-held" && got["held"] != "new-v-held") {
+		t.Fatalf("with a working loader: %v, %v", got, err)
 	}
-	if ks := r.keys(); len(ks) != 1 || !slices.Equal(ks[0], []string{"cold"}) {
-		t.Fatalf("loader calls %v, want one for cold", ks)
+	want := []string{"cold"}
+	if got["held"] == "new-v-held" {
+		want = []string{"cold", "held"}
+	}
+	if ks := r.keys(); len(ks) != 1 || !slices.Equal(ks[0], want) {
+		t.Fatalf("loader calls %v, want one for %v", ks, want)
 	}
 }
