@@ -48,7 +48,7 @@ func (e *LoaderPanicError) Error() string {
 // is answered with the last value when one is still within the fail-safe
 // window; FetchResult reports it as stale.
 func Fetch[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T], opts ...SetOption) (T, error) {
-	if c.l1 != nil && load != nil && !c.closed.Load() && c.opts.OnAccess == nil && (len(opts) == 0 || !applySet(opts).skipL1) {
+	if c.l1For(opts) != nil && load != nil && !c.closed.Load() && c.opts.OnAccess == nil {
 		// The L1 hit path, kept free of Result bookkeeping. A fresh
 		// entry exists only under a valid key.
 		t0 := c.obs.start()
@@ -192,11 +192,7 @@ type fetched[T any] struct {
 // an earlier flight may have filled them, then loads.
 func fetchLocked[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T], opts []SetOption) (any, error) {
 	var v T
-	l1c := c.l1
-	if len(opts) > 0 && applySet(opts).skipL1 {
-		l1c = nil
-	}
-	e, src, stale, err := c.entryFrom(ctx, key, l1c)
+	e, src, stale, err := c.entryFrom(ctx, key, c.l1For(opts))
 	switch {
 	case err == nil && e.Negative:
 		return nil, ErrNotFound
@@ -457,12 +453,8 @@ func maybeRefresh[T any](c *Cache, key string, e *l1.Entry, load LoaderFunc[T], 
 	go func() {
 		defer c.bg.Done()
 		defer c.eager.Delete(key)
-		ctx := withAdapt(c.ctx)
-		if c.opts.LoaderHardTimeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, c.opts.LoaderHardTimeout)
-			defer cancel()
-		}
+		ctx, cancel := c.refreshContext()
+		defer cancel()
 		v, err := callLoader(ctx, c, key, load)
 		if err != nil {
 			c.logger.Debug("tiercache: eager refresh failed; the current value stays", "key", truncKey(key), "err", err)
@@ -564,4 +556,24 @@ func adaptedOpts(ctx context.Context, opts []SetOption) []SetOption {
 		return opts
 	}
 	return append(slices.Clip(opts), a.opts...)
+}
+
+// l1For returns the L1 a call with opts reads and fills: none with SkipL1
+// (or when L1 is disabled).
+func (c *Cache) l1For(opts []SetOption) *l1.Cache {
+	if len(opts) > 0 && applySet(opts).skipL1 {
+		return nil
+	}
+	return c.l1
+}
+
+// refreshContext is the context of a background refresh's loader call:
+// it ends when the cache closes or after LoaderHardTimeout, and collects
+// the loader's AdaptLoad options.
+func (c *Cache) refreshContext() (context.Context, context.CancelFunc) {
+	ctx := withAdapt(c.ctx)
+	if c.opts.LoaderHardTimeout > 0 {
+		return context.WithTimeout(ctx, c.opts.LoaderHardTimeout)
+	}
+	return ctx, func() {}
 }

@@ -243,10 +243,7 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 	}
 	c.accessed(keys)
 	out := make(map[string]T, len(keys))
-	l1c := c.l1
-	if len(opts) > 0 && applySet(opts).skipL1 {
-		l1c = nil
-	}
+	l1c := c.l1For(opts)
 	es, err := c.entriesFrom(ctx, OpFetchMany, keys, nil, nil, l1c)
 	if err != nil {
 		// L2 trouble: the flights below serve stale values or load.
@@ -359,10 +356,7 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 func fetchManyLocked[T any](ctx context.Context, c *Cache, keys []string, load BatchLoaderFunc[T], opts []SetOption, resolve func(k string, val any, err error)) {
 	fromL1 := make(map[string]bool)
 	stale := make(map[string]*l1.Entry)
-	l1c := c.l1
-	if len(opts) > 0 && applySet(opts).skipL1 {
-		l1c = nil
-	}
+	l1c := c.l1For(opts)
 	es, err := c.entriesFrom(ctx, NumOps, keys, fromL1, stale, l1c)
 	l2ok := err == nil
 	var missing []string
@@ -585,12 +579,8 @@ func maybeRefreshMany[T any](c *Cache, hits map[string]*l1.Entry, load BatchLoad
 				c.eager.Delete(k)
 			}
 		}()
-		ctx := withAdapt(c.ctx)
-		if c.opts.LoaderHardTimeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, c.opts.LoaderHardTimeout)
-			defer cancel()
-		}
+		ctx, cancel := c.refreshContext()
+		defer cancel()
 		m, err := callBatchLoader(ctx, c, due, load)
 		if err != nil {
 			c.logger.Debug("tiercache: eager refresh failed; the current values stay", "keys", len(due), "err", err)
