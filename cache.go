@@ -382,14 +382,14 @@ func (c *Cache) entryFrom(ctx context.Context, key string, l1c *l1.Cache) (e *l1
 	defer rb.release()
 	if l1c != nil {
 		if e, ok := l1c.Get(key); ok && !e.Unconfirmed {
-			valid, known := c.vers.quick(e)
-			if !known {
-				if valid, err = c.validate(rb.get(), e); err != nil {
+			vd := c.vers.quickValidity(e)
+			if vd == validUnknown {
+				if vd, err = c.validity(rb.get(), e); err != nil {
 					c.counter.errors.Add(1)
 					return nil, SourceNone, c.staleIn(l1c, key), err
 				}
 			}
-			if valid {
+			if usable(e, vd) {
 				if e.Stale {
 					// A fail-safe copy within its throttle: an answer,
 					// but a stale one, and counted as one.
@@ -419,18 +419,25 @@ func (c *Cache) entryFrom(ctx context.Context, key string, l1c *l1.Cache) (e *l1
 	if err != nil {
 		return nil, SourceNone, nil, err
 	}
-	valid, err := c.validate(rb.get(), e)
+	vd, err := c.validity(rb.get(), e)
 	if err != nil {
 		c.counter.errors.Add(1)
 		return nil, SourceNone, c.staleIn(l1c, key), err
 	}
-	if !valid {
+	if vd == validNo {
 		c.counter.miss.Add(1)
 		return nil, SourceNone, nil, ErrNotFound
 	}
-	if expired {
+	if expired || vd == validSoft {
+		// Expired or invalidated softly: a miss, and a fail-safe
+		// candidate. L1 keeps it too, for when L2 becomes unreachable:
+		// L1 never answers it as fresh (past its expiry, or carrying a
+		// softly invalidated version).
 		c.counter.miss.Add(1)
 		if c.opts.FailSafe.MaxDuration > 0 && !e.Negative {
+			if l1c != nil {
+				l1c.SetIfUnchanged(key, e, tok, now)
+			}
 			return nil, SourceNone, e, ErrNotFound
 		}
 		return nil, SourceNone, nil, ErrNotFound
@@ -458,10 +465,17 @@ func (c *Cache) staleIn(l1c *l1.Cache, key string) *l1.Entry {
 	if e.ExpiresAt != 0 && e.ExpiresAt+int64(c.opts.FailSafe.MaxDuration) <= c.now() {
 		return nil
 	}
-	if valid, known := c.vers.quick(e); known && !valid {
+	if c.vers.quickValidity(e) == validNo {
 		return nil
 	}
 	return e
+}
+
+// usable reports whether an L1 entry of validity vd answers a read: a
+// valid one does, and so does a fail-safe copy within its throttle
+// (e.Stale) that was invalidated softly only, being stale already.
+func usable(e *l1.Entry, vd validity) bool {
+	return vd == validYes || (vd == validSoft && e.Stale)
 }
 
 // decodeEntry turns stored bytes into an entry. A corrupt or expired value

@@ -85,8 +85,8 @@ func (c *Cache) startJournal() error {
 	}
 	c.rec.jnl = j
 	for _, op := range ops {
-		if op.kind == opIncr {
-			c.vers.markPending(op.key)
+		if op.kind.incr() {
+			c.vers.markPending(op.key, op.kind == opIncrSoft)
 		}
 		if _, err := c.rec.add(recOp{kind: op.kind, key: op.key, seq: op.seq}, true); err != nil {
 			j.close()

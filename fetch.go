@@ -93,7 +93,7 @@ func fetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 	skipL1 := len(opts) > 0 && applySet(opts).skipL1
 	if c.l1 != nil && !skipL1 {
 		if e, ok := c.l1.Get(key); ok && !e.Unconfirmed {
-			if valid, known := c.vers.quick(e); valid && known {
+			if usable(e, c.vers.quickValidity(e)) {
 				if e.Negative {
 					return zero, Result{}, keyErr("fetch", key, ErrNotFound)
 				}

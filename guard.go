@@ -218,9 +218,9 @@ func (g *guarded) Del(ctx context.Context, keys ...string) error {
 }
 
 // Incr is not idempotent: it is never retried.
-func (g *guarded) Incr(ctx context.Context, keys []string) (v []int64, err error) {
+func (g *guarded) Incr(ctx context.Context, keys []string, by int64) (v []int64, err error) {
 	err = g.do(ctx, "incr", false, func(ctx context.Context) error {
-		v, err = g.s.Incr(ctx, keys)
+		v, err = g.s.Incr(ctx, keys, by)
 		return err
 	})
 	return v, err

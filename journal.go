@@ -218,7 +218,7 @@ func (f *journalFile) applyAdd(seq uint64, p []byte) error {
 		return errors.New("truncated operation")
 	}
 	kind := opKind(p[0])
-	if kind != opSet && kind != opDel && kind != opIncr {
+	if kind != opSet && kind != opDel && !kind.incr() {
 		return fmt.Errorf("unknown operation kind %d", p[0])
 	}
 	n, m := binary.Uvarint(p[1:])

@@ -131,7 +131,7 @@ func (f *journalFile) check(namespace string) error {
 	for _, op := range f.ops {
 		k := op.key
 		ok := strings.HasPrefix(k, namespace+":") && len(k) > len(namespace)+1
-		if op.kind == opIncr {
+		if op.kind.incr() {
 			ok = k == namespace+"#ns" || (strings.HasPrefix(k, namespace+"#t:") && len(k) > len(namespace)+3)
 		}
 		if !ok {
@@ -142,7 +142,8 @@ func (f *journalFile) check(namespace string) error {
 }
 
 // queued returns the journal's operations in order, Sets as Deletes, one
-// per key (the newest).
+// per key (the newest). A soft increment of a key with a hard one before
+// it becomes hard: the hard one covers it, as in the recovery queue.
 func (f *journalFile) queued() []journalOp {
 	seqs := make([]uint64, 0, len(f.ops))
 	for s := range f.ops {
@@ -150,8 +151,13 @@ func (f *journalFile) queued() []journalOp {
 	}
 	slices.Sort(seqs)
 	newest := map[string]uint64{}
+	hard := map[string]bool{}
 	for _, s := range seqs {
-		newest[f.ops[s].key] = s
+		op := f.ops[s]
+		newest[op.key] = s
+		if op.kind == opIncr {
+			hard[op.key] = true
+		}
 	}
 	var out []journalOp
 	for _, s := range seqs {
@@ -159,8 +165,11 @@ func (f *journalFile) queued() []journalOp {
 		if newest[op.key] != s {
 			continue
 		}
-		if op.kind == opSet {
+		switch {
+		case op.kind == opSet:
 			op.kind = opDel
+		case op.kind == opIncrSoft && hard[op.key]:
+			op.kind = opIncr
 		}
 		out = append(out, op)
 	}

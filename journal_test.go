@@ -71,7 +71,7 @@ func mustJournal(t *testing.T, dir string) (*journal, []journalOp, *journalRecor
 func opsString(ops []journalOp) string {
 	var b strings.Builder
 	for _, op := range ops {
-		b.WriteString(map[opKind]string{opSet: "set", opDel: "del", opIncr: "incr"}[op.kind] + " " + op.key + ";")
+		b.WriteString(map[opKind]string{opSet: "set", opDel: "del", opIncr: "incr", opIncrSoft: "soft"}[op.kind] + " " + op.key + ";")
 	}
 	return b.String()
 }
@@ -95,12 +95,17 @@ func TestJournal_RoundTrip(t *testing.T) {
 	if _, err := j.add([]recOp{{kind: opSet, key: "jt:b"}}); err != nil { // b again: newest wins
 		t.Fatal(err)
 	}
+	// Soft increments: kept as soft, unless a hard one of the key is
+	// queued before them.
+	if _, err := j.add([]recOp{{kind: opIncrSoft, key: "jt#t:red"}, {kind: opIncrSoft, key: "jt#t:blue"}}); err != nil {
+		t.Fatal(err)
+	}
 	j.done(seqs[0])
 	if err := j.close(); err != nil {
 		t.Fatal(err)
 	}
 	_, ops, rec, _ := mustJournal(t, dir)
-	if got, want := opsString(ops), "incr jt#t:red;incr jt#ns;del jt:b;"; got != want {
+	if got, want := opsString(ops), "incr jt#ns;del jt:b;incr jt#t:red;soft jt#t:blue;"; got != want {
 		t.Fatalf("reopened journal holds %q, want %q", got, want)
 	}
 	if len(rec.quarantined) != 0 {
@@ -112,7 +117,7 @@ func TestJournal_RoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	f, err := decodeJournal(b)
-	if err != nil || len(f.ops) != 3 || f.torn {
+	if err != nil || len(f.ops) != 4 || f.torn {
 		t.Fatalf("rewritten journal: %v %+v", err, f)
 	}
 }

@@ -102,13 +102,13 @@ func (c *Cache) lookupEntries(ctx context.Context, keys []string) []keyEntry {
 		}
 		if c.l1 != nil {
 			if e, ok := c.l1.Get(k); ok && !e.Unconfirmed {
-				valid, err := c.validate(rb.get(), e)
+				vd, err := c.validity(rb.get(), e)
 				if err != nil {
 					c.counter.errors.Add(1)
 					r.err = err
 					continue
 				}
-				if valid {
+				if usable(e, vd) {
 					r.e, r.src = e, SourceL1
 					if e.Stale {
 						r.src = SourceStale // a fail-safe copy within its throttle

@@ -58,10 +58,10 @@ func (c *Cache) entriesFrom(ctx context.Context, op Op, keys []string, fromL1 ma
 		}
 		if l1c != nil {
 			if e, ok := l1c.Get(k); ok && !e.Unconfirmed {
-				if valid, err := c.validate(rb.get(), e); err != nil {
+				if vd, err := c.validity(rb.get(), e); err != nil {
 					reqs.add(op, ResultError, uint64(len(keys)-len(out)))
 					return out, err
-				} else if valid {
+				} else if usable(e, vd) {
 					if e.Stale {
 						c.counter.staleServed.Add(1)
 						reqs.add(op, ResultStale, 1)
@@ -108,18 +108,21 @@ func (c *Cache) entriesFrom(ctx context.Context, op Op, keys []string, fromL1 ma
 			c.counter.miss.Add(1)
 			reqs.add(op, ResultMiss, 1)
 			if stale != nil && c.opts.FailSafe.MaxDuration > 0 && !e.Negative {
-				if valid, err := c.validate(rb.get(), e); err == nil && valid {
+				if vd, err := c.validity(rb.get(), e); err == nil && vd != validNo {
 					stale[k] = e
 				}
 			}
 			continue
 		}
-		if valid, err := c.validate(rb.get(), e); err != nil {
+		if vd, err := c.validity(rb.get(), e); err != nil {
 			reqs.add(op, ResultError, uint64(len(miss)-i))
 			return out, err
-		} else if !valid {
+		} else if vd != validYes {
 			c.counter.miss.Add(1)
 			reqs.add(op, ResultMiss, 1)
+			if vd == validSoft && stale != nil && c.opts.FailSafe.MaxDuration > 0 && !e.Negative {
+				stale[k] = e // invalidated softly: a fail-safe candidate
+			}
 			continue
 		}
 		if l1c != nil {

@@ -54,7 +54,8 @@ type Recorder interface {
 
 	// RecordInvalidations reports n invalidations this cache applied in
 	// L2, for every instance: kind "tag" (InvalidateTags, one per tag),
-	// "clear" (Clear) or "delete" (Delete, one per key), including those
+	// "clear" (Clear), "delete" (Delete, one per key), or their soft
+	// forms "tag_soft", "clear_soft" and "delete_soft", including those
 	// applied later from the recovery queue.
 	RecordInvalidations(kind string, n int)
 
@@ -484,8 +485,13 @@ func (o *observer) linkLost(now time.Time) { o.linkLostAt.Store(now.UnixNano()) 
 // name ("invalidate tags", "clear").
 func (o *observer) sent(op string, n int) {
 	kind := "tag"
-	if op == "clear" {
+	switch op {
+	case "clear":
 		kind = "clear"
+	case "clear softly":
+		kind = "clear_soft"
+	case "invalidate tags softly":
+		kind = "tag_soft"
 	}
 	o.rec.RecordInvalidations(kind, n)
 }
@@ -498,6 +504,10 @@ func (c *Cache) replayedInvalidation(op *recOp) {
 		c.obs.rec.RecordInvalidations("delete", 1)
 	case op.kind == opIncr && op.key == c.vers.nsKey:
 		c.obs.rec.RecordInvalidations("clear", 1)
+	case op.kind == opIncrSoft && op.key == c.vers.nsKey:
+		c.obs.rec.RecordInvalidations("clear_soft", 1)
+	case op.kind == opIncrSoft:
+		c.obs.rec.RecordInvalidations("tag_soft", 1)
 	case op.kind == opIncr:
 		c.obs.rec.RecordInvalidations("tag", 1)
 	}

@@ -30,7 +30,11 @@ const (
 	opSet opKind = iota + 1
 	opDel
 	opIncr
+	opIncrSoft // a soft invalidation: adds softStep
 )
+
+// incr reports whether the op increments a version key.
+func (k opKind) incr() bool { return k == opIncr || k == opIncrSoft }
 
 type recOp struct {
 	kind  opKind
@@ -77,6 +81,10 @@ func (r *recovery) add(op recOp, replace bool) (replaced uint64, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if el, ok := r.byKey[op.key]; ok {
+		if op.kind == opIncrSoft && el.Value.(*recOp).kind == opIncr {
+			// A queued hard invalidation covers a soft one.
+			return op.seq, nil
+		}
 		if replace {
 			old := el.Value.(*recOp)
 			r.countSet(old, -1)
@@ -245,8 +253,8 @@ func (c *Cache) queueOps(cause error, ops []recOp) error {
 		}
 	}
 	for i, op := range ops {
-		if op.kind == opIncr {
-			c.vers.markPending(op.key)
+		if op.kind.incr() {
+			c.vers.markPending(op.key, op.kind == opIncrSoft)
 		}
 		replaced, err := c.rec.add(op, true)
 		if replaced != 0 && c.rec.jnl != nil {
@@ -350,7 +358,7 @@ func (c *Cache) replay(ctx context.Context) (applied int, ok bool) {
 			}
 		}
 		c.rec.done(op)
-		if op.kind == opIncr && !c.rec.pending(op.key) {
+		if op.kind.incr() && !c.rec.pending(op.key) {
 			c.vers.clearPending(op.key)
 		}
 		if (op.kind == opSet || op.kind == opDel) && len(op.key) > len(c.prefix) && op.key[:len(c.prefix)] == c.prefix {
@@ -375,8 +383,11 @@ func (c *Cache) applyOp(ctx context.Context, op *recOp) error {
 		return c.store.Set(ctx, op.key, value, op.ttl)
 	case opDel:
 		return c.store.Del(ctx, op.key)
+	case opIncrSoft:
+		_, err := c.store.Incr(ctx, []string{op.key}, softStep)
+		return err
 	default:
-		_, err := c.store.Incr(ctx, []string{op.key})
+		_, err := c.store.Incr(ctx, []string{op.key}, 1)
 		return err
 	}
 }
@@ -441,8 +452,8 @@ func (c *Cache) replayRecent() {
 		}
 	}
 	for _, op := range ops {
-		if op.kind == opIncr {
-			c.vers.markPending(op.key)
+		if op.kind.incr() {
+			c.vers.markPending(op.key, op.kind == opIncrSoft)
 		}
 		// replace false: an operation queued since (by a caller, or by
 		// another lost link) is newer; this one is then not queued, and

@@ -29,10 +29,43 @@ import (
 // (eviction, a failover without persistence), the entries recorded against
 // it do not come back to life: the recreated key starts elsewhere.
 //
+// Soft invalidation (InvalidateTagsSoft, ClearSoft) adds softStep to a
+// counter instead of 1. An entry whose recorded versions differ from the
+// current ones only by multiples of softStep was invalidated softly: it
+// is stale, no longer an answer, but still a fail-safe fallback while it
+// is refreshed. Any other difference is a hard invalidation. A hard one
+// is still a single INCR, so instances that know nothing of soft
+// invalidation read both kinds as hard; and a difference made of hard
+// increments reads as soft only if they number a multiple of 2^32.
+//
 // The current versions are cached here and kept coherent like any key: they
 // are read with tracking, so a change anywhere invalidates them. A version
 // read from L2 is stored only if no invalidation or link loss happened
 // while it was in flight (gen), the same guard the L1 uses.
+
+// softStep is what a soft invalidation adds to a version counter.
+const softStep = 1 << 32
+
+// validity is what the versions say about an entry.
+type validity uint8
+
+const (
+	validUnknown validity = iota // a version is not cached (quick only)
+	validYes                     // every recorded version is current
+	validSoft                    // invalidated softly only: stale, a fail-safe fallback
+	validNo                      // invalidated
+)
+
+// relate compares a recorded version with the current one.
+func relate(recorded, current uint64) validity {
+	switch {
+	case recorded == current:
+		return validYes
+	case current > recorded && (current-recorded)%softStep == 0:
+		return validSoft
+	}
+	return validNo
+}
 
 // versions caches current tag and namespace versions.
 type versions struct {
@@ -48,7 +81,8 @@ type versions struct {
 	gen atomic.Uint64     // bumped by every invalidation and reset
 
 	// pending holds version keys whose increment waits in the recovery
-	// queue: entries carrying them are invalid here until it is applied.
+	// queue: entries carrying them are invalid here until it is applied,
+	// or stale when every queued increment of the key is soft (true).
 	pending  map[string]bool
 	npending atomic.Int32
 
@@ -66,32 +100,42 @@ func (v *versions) tagKey(tag string) string { return v.prefix + "t:" + tag }
 
 // quick reports whether e's recorded versions are the current ones, using
 // only what is cached. known is false when a version is not cached.
+// An entry invalidated softly is not valid here; see quickValidity.
 func (v *versions) quick(e *l1.Entry) (valid, known bool) {
-	if v.npending.Load() > 0 && v.hasPending(e) {
-		return false, true
+	vd := v.quickValidity(e)
+	return vd == validYes, vd != validUnknown
+}
+
+// quickValidity is quick's answer for e, telling soft invalidation apart.
+func (v *versions) quickValidity(e *l1.Entry) validity {
+	out := validYes
+	if v.npending.Load() > 0 {
+		if out = v.pendingValidity(e); out == validNo {
+			return out
+		}
 	}
 	ns := v.ns.Load()
 	if ns == 0 {
-		return false, false
+		return validUnknown
 	}
-	if ns-1 != e.NsVer {
-		return false, true
+	if out = max(out, relate(e.NsVer, ns-1)); out == validNo {
+		return out
 	}
 	if len(e.Tags) == 0 {
-		return true, true
+		return out
 	}
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	for i, t := range e.Tags {
 		cur, ok := v.m[v.tagKey(t)]
 		if !ok {
-			return false, false
+			return validUnknown
 		}
-		if cur != e.TagVers[i] {
-			return false, true
+		if out = max(out, relate(e.TagVers[i], cur)); out == validNo {
+			return out
 		}
 	}
-	return true, true
+	return out
 }
 
 // current returns the namespace version and the versions of tags, reading
@@ -161,19 +205,21 @@ func (v *versions) current(ctx context.Context, c *Cache, tags []string, create 
 }
 
 // markPending and clearPending track increments waiting in the recovery
-// queue.
-func (v *versions) markPending(key string) {
+// queue; soft tells a soft increment.
+func (v *versions) markPending(key string, soft bool) {
 	v.mu.Lock()
-	if !v.pending[key] {
-		v.pending[key] = true
+	if wasSoft, ok := v.pending[key]; !ok {
+		v.pending[key] = soft
 		v.npending.Add(1)
+	} else if wasSoft && !soft {
+		v.pending[key] = false
 	}
 	v.mu.Unlock()
 }
 
 func (v *versions) clearPending(key string) {
 	v.mu.Lock()
-	if v.pending[key] {
+	if _, ok := v.pending[key]; ok {
 		delete(v.pending, key)
 		v.npending.Add(-1)
 	}
@@ -192,26 +238,33 @@ func (v *versions) anyPending(encs []encoded) bool {
 		return false
 	}
 	for _, e := range encs {
-		if e.entry != nil && v.hasPending(e.entry) {
+		if e.entry != nil && v.pendingValidity(e.entry) != validYes {
 			return true
 		}
 	}
 	return false
 }
 
-// hasPending reports whether e carries a version with a queued increment.
-func (v *versions) hasPending(e *l1.Entry) bool {
+// pendingValidity says what the queued increments mean for e: valid when
+// it carries none of their keys, soft when all those it carries are soft.
+func (v *versions) pendingValidity(e *l1.Entry) validity {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	if v.pending[v.nsKey] {
-		return true
-	}
-	for _, t := range e.Tags {
-		if v.pending[v.tagKey(t)] {
-			return true
+	out := validYes
+	see := func(key string) {
+		if soft, ok := v.pending[key]; ok {
+			if soft {
+				out = max(out, validSoft)
+			} else {
+				out = validNo
+			}
 		}
 	}
-	return false
+	see(v.nsKey)
+	for _, t := range e.Tags {
+		see(v.tagKey(t))
+	}
+	return out
 }
 
 // store caches fetched versions unless an invalidation or reset happened
@@ -272,24 +325,29 @@ func (v *versions) reset() {
 }
 
 // validate reports whether e is still valid, reading versions from L2 when
-// they are not cached.
+// they are not cached. An entry invalidated softly is not valid.
 func (c *Cache) validate(ctx context.Context, e *l1.Entry) (bool, error) {
-	if ok, known := c.vers.quick(e); known {
-		return ok, nil
+	vd, err := c.validity(ctx, e)
+	return vd == validYes, err
+}
+
+// validity is validate's answer for e, telling soft invalidation apart.
+func (c *Cache) validity(ctx context.Context, e *l1.Entry) (validity, error) {
+	if vd := c.vers.quickValidity(e); vd != validUnknown {
+		return vd, nil
 	}
 	ns, tv, err := c.vers.current(ctx, c, e.Tags, false)
 	if err != nil {
-		return false, err
+		return validNo, err
 	}
-	if ns != e.NsVer {
-		return false, nil
+	out := relate(e.NsVer, ns)
+	if c.vers.npending.Load() > 0 {
+		out = max(out, c.vers.pendingValidity(e))
 	}
 	for i, n := range tv {
-		if n != e.TagVers[i] {
-			return false, nil
-		}
+		out = max(out, relate(e.TagVers[i], n))
 	}
-	return true, nil
+	return out, nil
 }
 
 // InvalidateTags invalidates, in every instance and in L2, every entry
@@ -298,8 +356,25 @@ func (c *Cache) validate(ctx context.Context, e *l1.Entry) (bool, error) {
 // none of those entries; other instances stop within the invalidation
 // delay (see docs/consistency.md).
 func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) error {
+	return c.invalidateTags(ctx, "invalidate tags", tags, false)
+}
+
+// InvalidateTagsSoft invalidates softly every entry written with any of
+// tags before the call: in every instance and in L2, those entries become
+// stale. Get and GetMany miss them, and Fetch and FetchMany load them
+// again, but with Options.FailSafe a stale entry is still the fallback
+// when that load fails or L2 is unreachable, as an expired entry is. It
+// costs one INCRBY per tag, whatever the number of entries, and works on
+// every topology. Without fail-safe it is InvalidateTags. A hard
+// invalidation of a tag (InvalidateTags, Clear) overrides its soft ones:
+// entries it covers are never served again.
+func (c *Cache) InvalidateTagsSoft(ctx context.Context, tags ...string) error {
+	return c.invalidateTags(ctx, "invalidate tags softly", tags, true)
+}
+
+func (c *Cache) invalidateTags(ctx context.Context, op string, tags []string, soft bool) error {
 	if c.closed.Load() {
-		return fmt.Errorf("tiercache: invalidate tags: %w", ErrClosed)
+		return fmt.Errorf("tiercache: %s: %w", op, ErrClosed)
 	}
 	if len(tags) == 0 {
 		return nil
@@ -307,11 +382,11 @@ func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) error {
 	keys := make([]string, len(tags))
 	for i, t := range tags {
 		if err := checkTag(t); err != nil {
-			return fmt.Errorf("tiercache: invalidate tags: %w", err)
+			return fmt.Errorf("tiercache: %s: %w", op, err)
 		}
 		keys[i] = c.vers.tagKey(t)
 	}
-	return c.bump(ctx, "invalidate tags", keys)
+	return c.bump(ctx, op, keys, soft)
 }
 
 // Clear invalidates every entry of this cache's namespace, in every
@@ -322,21 +397,36 @@ func (c *Cache) Clear(ctx context.Context) error {
 	if c.closed.Load() {
 		return fmt.Errorf("tiercache: clear: %w", ErrClosed)
 	}
-	err := c.bump(ctx, "clear", []string{c.vers.nsKey})
+	err := c.bump(ctx, "clear", []string{c.vers.nsKey}, false)
 	if c.l1 != nil && (err == nil || errors.Is(err, ErrQueued)) {
 		c.l1.Clear()
 	}
 	return err
 }
 
-// bump increments version keys and forgets their cached values, so that
-// this instance re-reads them before trusting any entry that carries them.
-func (c *Cache) bump(ctx context.Context, op string, keys []string) error {
+// ClearSoft invalidates softly every entry of this cache's namespace, in
+// every instance and in L2, with one INCRBY: the entries become stale, as
+// with InvalidateTagsSoft. L1 keeps them, as fail-safe fallbacks.
+func (c *Cache) ClearSoft(ctx context.Context) error {
+	if c.closed.Load() {
+		return fmt.Errorf("tiercache: clear softly: %w", ErrClosed)
+	}
+	return c.bump(ctx, "clear softly", []string{c.vers.nsKey}, true)
+}
+
+// bump increments version keys (softly: by softStep) and forgets their
+// cached values, so that this instance re-reads them before trusting any
+// entry that carries them.
+func (c *Cache) bump(ctx context.Context, op string, keys []string, soft bool) error {
+	kind, by := opIncr, int64(1)
+	if soft && c.opts.FailSafe.MaxDuration > 0 {
+		kind, by = opIncrSoft, softStep
+	}
 	var err error
 	if c.rec != nil && c.rec.incrMustWait(keys) {
 		err = fmt.Errorf("%w: an earlier operation is queued", ErrUnavailable)
 	} else {
-		_, err = c.store.Incr(ctx, keys)
+		_, err = c.store.Incr(ctx, keys, by)
 	}
 	for _, k := range keys {
 		c.vers.invalidate(k)
@@ -346,14 +436,14 @@ func (c *Cache) bump(ctx context.Context, op string, keys []string) error {
 		if unavailable(err) {
 			ops := make([]recOp, len(keys))
 			for i, k := range keys {
-				ops[i] = recOp{kind: opIncr, key: k}
+				ops[i] = recOp{kind: kind, key: k}
 			}
 			err = c.queueOps(err, ops)
 		}
 		return fmt.Errorf("tiercache: %s: %w", op, err)
 	}
 	if c.rec != nil {
-		c.rec.remember(opIncr, keys, c.opts.Now())
+		c.rec.remember(kind, keys, c.opts.Now())
 	}
 	c.counter.tagInvalidations.Add(uint64(len(keys)))
 	c.obs.sent(op, len(keys))

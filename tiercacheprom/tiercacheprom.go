@@ -197,7 +197,7 @@ func New(reg prometheus.Registerer, opts Options) (*Recorder, error) {
 	for _, res := range []string{"ok", "not_found", "error"} {
 		r.loadCount[res] = r.loaderCalls.WithLabelValues(res)
 	}
-	for _, k := range []string{"tag", "clear", "delete"} {
+	for _, k := range []string{"tag", "clear", "delete", "tag_soft", "clear_soft", "delete_soft"} {
 		r.invCount[k] = r.invSent.WithLabelValues(k)
 	}
 	for _, reason := range []string{"corrupt", "truncated", "namespace"} {

@@ -42,10 +42,10 @@ type Store interface {
 	MSet(ctx context.Context, items []Item) error
 	// Del removes the keys; missing keys are not an error.
 	Del(ctx context.Context, keys ...string) error
-	// Incr increments each key's integer value (a missing key counts as
+	// Incr adds by to each key's integer value (a missing key counts as
 	// 0) with single-key commands, one round trip per node, and returns
 	// the new values.
-	Incr(ctx context.Context, keys []string) ([]int64, error)
+	Incr(ctx context.Context, keys []string, by int64) ([]int64, error)
 	// SetNX stores each item whose key does not exist yet, one round trip
 	// per node. Items whose key exists are left alone.
 	SetNX(ctx context.Context, items []Item) error

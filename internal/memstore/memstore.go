@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -196,7 +197,7 @@ func (s *Store) sweep() {
 }
 
 // Incr implements l2.Store.
-func (s *Store) Incr(ctx context.Context, keys []string) ([]int64, error) {
+func (s *Store) Incr(ctx context.Context, keys []string, by int64) ([]int64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -217,7 +218,11 @@ func (s *Store) Incr(ctx context.Context, keys []string) ([]int64, error) {
 		} else {
 			it = item{}
 		}
-		n++
+		if (by > 0 && n > math.MaxInt64-by) || (by < 0 && n < math.MinInt64-by) {
+			sh.mu.Unlock()
+			return out[:i], fmt.Errorf("memstore: incr %q: increment would overflow", k)
+		}
+		n += by
 		it.value = strconv.AppendInt(nil, n, 10)
 		sh.m[k] = it
 		sh.mu.Unlock()
@@ -305,8 +310,8 @@ func (v *View) Del(ctx context.Context, keys ...string) error {
 }
 
 // Incr implements l2.Store.
-func (v *View) Incr(ctx context.Context, keys []string) ([]int64, error) {
-	out, err := v.Store.Incr(ctx, keys)
+func (v *View) Incr(ctx context.Context, keys []string, by int64) ([]int64, error) {
+	out, err := v.Store.Incr(ctx, keys, by)
 	v.notify(keys)
 	return out, err
 }

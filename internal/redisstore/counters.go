@@ -8,9 +8,9 @@ import (
 	"github.com/tiercache/tiercache/internal/l2"
 )
 
-// Incr increments each key with its own INCR, pipelined: one round trip
-// per node, and no cross-slot command.
-func (s *Store) Incr(ctx context.Context, keys []string) ([]int64, error) {
+// Incr adds by to each key with its own INCR (by 1) or INCRBY,
+// pipelined: one round trip per node, and no cross-slot command.
+func (s *Store) Incr(ctx context.Context, keys []string, by int64) ([]int64, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
@@ -20,7 +20,11 @@ func (s *Store) Incr(ctx context.Context, keys []string) ([]int64, error) {
 	}
 	multi := make([]rueidis.Completed, len(keys))
 	for i, k := range keys {
-		multi[i] = c.B().Incr().Key(k).Build()
+		if by == 1 {
+			multi[i] = c.B().Incr().Key(k).Build()
+		} else {
+			multi[i] = c.B().Incrby().Key(k).Increment(by).Build()
+		}
 	}
 	out := make([]int64, len(keys))
 	for i, r := range c.DoMulti(ctx, multi...) {

@@ -255,12 +255,20 @@ func batchTTL(raw json.RawMessage) (time.Duration, error) {
 // deletes were queued. Deleting a missing key succeeds.
 func (s *Server) mdelete(w http.ResponseWriter, r *http.Request) {
 	var req keysRequest
-	if !s.checkQuery(w, r) || !s.decodeBatch(w, r, &req, `{"keys":["a","b"]}`) || !s.checkKeyList(w, req.Keys, "keys") {
+	if !s.checkQuery(w, r, "soft") {
+		return
+	}
+	soft, ok := s.softParam(w, r)
+	if !ok || !s.decodeBatch(w, r, &req, `{"keys":["a","b"]}`) || !s.checkKeyList(w, req.Keys, "keys") {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
-	if err := s.cache.Delete(ctx, req.Keys...); err != nil {
+	del := s.cache.Delete
+	if soft {
+		del = s.cache.DeleteSoft
+	}
+	if err := del(ctx, req.Keys...); err != nil {
 		s.writeBatchError(ctx, w, r, err, req.Keys, "keys")
 		return
 	}

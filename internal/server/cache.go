@@ -274,19 +274,30 @@ func parseTTL(v string) (time.Duration, error) {
 // deleteValue answers DELETE /v1/cache/{key...}. Deleting a missing key
 // succeeds, unless If-Match asks for a current value.
 func (s *Server) deleteValue(w http.ResponseWriter, r *http.Request) {
-	if !s.checkQuery(w, r) {
+	if !s.checkQuery(w, r, "soft") {
+		return
+	}
+	soft, ok := s.softParam(w, r)
+	if !ok {
 		return
 	}
 	cond, ok := s.precondition(w, r, false)
 	if !ok {
 		return
 	}
+	if soft && cond.match != nil {
+		s.writeError(w, http.StatusBadRequest, codeInvalidParameter, "a soft delete cannot be conditional: send If-Match or soft=true, not both")
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
 	var err error
-	if cond.match != nil {
+	switch {
+	case soft:
+		err = s.cache.DeleteSoft(ctx, r.PathValue("key"))
+	case cond.match != nil:
 		err = s.cache.DeleteIfMatch(ctx, r.PathValue("key"), cond.match...)
-	} else {
+	default:
 		err = s.cache.Delete(ctx, r.PathValue("key"))
 	}
 	if err != nil {

@@ -18,9 +18,14 @@ type invalidateRequest struct {
 }
 
 // invalidate answers POST /v1/invalidate with body {"tags":[...]}: 204 once
-// every tag's version was incremented in L2.
+// every tag's version was incremented in L2; with ?soft=true the entries
+// become stale instead (Cache.InvalidateTagsSoft).
 func (s *Server) invalidate(w http.ResponseWriter, r *http.Request) {
-	if !s.checkQuery(w, r) {
+	if !s.checkQuery(w, r, "soft") {
+		return
+	}
+	soft, ok := s.softParam(w, r)
+	if !ok {
 		return
 	}
 	var req invalidateRequest
@@ -43,7 +48,11 @@ func (s *Server) invalidate(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
-	if err := s.cache.InvalidateTags(ctx, req.Tags...); err != nil {
+	invalidate := s.cache.InvalidateTags
+	if soft {
+		invalidate = s.cache.InvalidateTagsSoft
+	}
+	if err := invalidate(ctx, req.Tags...); err != nil {
 		s.writeCacheError(ctx, w, r, err)
 		return
 	}
@@ -51,14 +60,23 @@ func (s *Server) invalidate(w http.ResponseWriter, r *http.Request) {
 }
 
 // clear answers POST /v1/clear: 204 once the namespace version was
-// incremented in L2. Other namespaces are untouched.
+// incremented in L2; with ?soft=true the entries become stale instead
+// (Cache.ClearSoft). Other namespaces are untouched.
 func (s *Server) clear(w http.ResponseWriter, r *http.Request) {
-	if !s.checkQuery(w, r) {
+	if !s.checkQuery(w, r, "soft") {
+		return
+	}
+	soft, ok := s.softParam(w, r)
+	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
-	if err := s.cache.Clear(ctx); err != nil {
+	clear := s.cache.Clear
+	if soft {
+		clear = s.cache.ClearSoft
+	}
+	if err := clear(ctx); err != nil {
 		s.writeCacheError(ctx, w, r, err)
 		return
 	}

@@ -51,6 +51,31 @@ func queryProblem(raw string, allowed []string) string {
 	return fmt.Sprintf("unknown query parameter %q (allowed: %s)", unknown[0], strings.Join(allowed, ", "))
 }
 
+// softParam reads the soft query parameter of the invalidating endpoints
+// (DELETE /v1/cache/{key}, POST /v1/mdelete, /v1/invalidate and
+// /v1/clear): "true" or "1" asks for a soft invalidation, "false", "0" or
+// its absence for a hard one. Anything else answers 400 and returns
+// ok false.
+func (s *Server) softParam(w http.ResponseWriter, r *http.Request) (soft, ok bool) {
+	if r.URL.RawQuery == "" {
+		return false, true
+	}
+	vals := r.URL.Query()["soft"]
+	if len(vals) == 0 {
+		return false, true
+	}
+	if len(vals) == 1 {
+		switch vals[0] {
+		case "true", "1":
+			return true, true
+		case "false", "0":
+			return false, true
+		}
+	}
+	s.writeError(w, http.StatusBadRequest, codeInvalidParameter, `the query parameter "soft" must be given once, as true, false, 1 or 0`)
+	return false, false
+}
+
 // withQuery wraps a handler that does not check its own query (the
 // metrics exporter, the static files) with checkQuery.
 func (s *Server) withQuery(next http.Handler, allowed ...string) http.Handler {
