@@ -52,6 +52,8 @@ type Cache struct {
 	noWake   bool // benchmarks: waiters only poll, as a baseline
 	logger   *slog.Logger
 	obs      *observer // metrics, latency and tracing
+	fleet    *fleet    // nil without Options.Fleet (fleet.go)
+	canary   *canary   // nil without Options.Canary (canary.go)
 
 	closed  atomic.Bool
 	ctx     context.Context // cancelled by Close; background work runs on it
@@ -132,6 +134,7 @@ func New(opts Options) (*Cache, error) {
 		c.bg.Add(1)
 		go c.livenessLoop(p)
 	}
+	c.startFleet()
 	c.obs.rec.Attach(c)
 	return c, nil
 }

@@ -195,6 +195,15 @@ type Options struct {
 	// no cost.
 	TracerProvider trace.TracerProvider
 
+	// Fleet publishes this instance's heartbeat to the other instances of
+	// the namespace (Cache.Fleet). The zero value is off.
+	Fleet FleetOptions
+
+	// Canary runs the coherence canary, which measures how long a write
+	// takes to invalidate the other instances' L1 (Cache.Coherence). It
+	// needs Fleet.Enabled. The zero value is off.
+	Canary CanaryOptions
+
 	// Now is the clock, for tests. Nil means time.Now.
 	Now func() time.Time
 
@@ -341,6 +350,9 @@ type L1Options struct {
 
 var nsPattern = regexp.MustCompile(`^[^\s{}#]+$`)
 
+// instancePattern is what Fleet.InstanceID may be.
+var instancePattern = regexp.MustCompile(`^[^\s\p{Cc}]{1,128}$`)
+
 // withDefaults returns o with zero values replaced by defaults.
 func (o Options) withDefaults() Options {
 	if o.Namespace == "" {
@@ -409,6 +421,15 @@ func (o Options) withDefaults() Options {
 	if o.RecoveryReplayWindow == 0 {
 		o.RecoveryReplayWindow = DefaultRecoveryReplayWindow
 	}
+	if o.Fleet.Heartbeat == 0 {
+		o.Fleet.Heartbeat = DefaultFleetHeartbeat
+	}
+	if o.Fleet.Enabled && o.Fleet.InstanceID == "" {
+		o.Fleet.InstanceID = defaultInstanceID()
+	}
+	if o.Canary.MissAfter == 0 {
+		o.Canary.MissAfter = DefaultCanaryMissAfter
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	} else {
@@ -446,6 +467,12 @@ func (o Options) validate() error {
 		return optErr("ReadTimeout %v is negative", o.ReadTimeout)
 	case o.Breaker.OpenTimeout < 0 || o.Lock.TTL < 0 || o.Lock.MaxWait < 0:
 		return optErr("Breaker and Lock durations may not be negative")
+	case o.Fleet.Heartbeat < 0 || o.Canary.Interval < 0 || o.Canary.MissAfter < 0:
+		return optErr("Fleet.Heartbeat, Canary.Interval and Canary.MissAfter may not be negative")
+	case !instancePattern.MatchString(o.Fleet.InstanceID) && o.Fleet.InstanceID != "":
+		return optErr("Fleet.InstanceID %q must be 1 to 128 bytes without white space or control characters", o.Fleet.InstanceID)
+	case o.Canary.Interval > 0 && !o.Fleet.Enabled:
+		return optErr("Canary.Interval needs Fleet.Enabled: the canary learns from the fleet registry which instances write markers")
 	case o.RecoveryJournalDir != "" && o.RecoveryQueueSize < 0:
 		return optErr("RecoveryJournalDir needs the recovery queue (RecoveryQueueSize is negative)")
 	}

@@ -81,6 +81,11 @@ type Recorder interface {
 	// RecordJournalRestored reports n operations New read back from the
 	// recovery journal and queued again.
 	RecordJournalRestored(n int)
+
+	// RecordCoherenceLag reports the lag of one coherence canary marker
+	// (Options.Canary): how long another instance's write took to
+	// invalidate this instance's copy, on Redis's clock.
+	RecordCoherenceLag(d time.Duration)
 }
 
 // NopRecorder is a Recorder that does nothing: the default when
@@ -113,6 +118,9 @@ func (NopRecorder) RecordJournalQuarantine(string) {}
 
 // RecordJournalRestored does nothing.
 func (NopRecorder) RecordJournalRestored(int) {}
+
+// RecordCoherenceLag does nothing.
+func (NopRecorder) RecordCoherenceLag(time.Duration) {}
 
 var _ Recorder = NopRecorder{}
 

@@ -46,6 +46,10 @@ type Stats struct {
 	// Warming holds the last warming runs reported with
 	// Cache.RecordWarm, oldest first.
 	Warming []WarmRun `json:"warming"`
+
+	// Coherence is the coherence canary's figures; nil when the canary
+	// is off (Options.Canary).
+	Coherence *CoherenceStats `json:"coherence,omitempty"`
 }
 
 // HitRatios are shares of reads, from Stats.Requests; 0 before any read.
@@ -148,6 +152,9 @@ func (c *Cache) Stats(ctx context.Context) (Stats, error) {
 	c.obs.warmMu.Lock()
 	r.Warming = append([]WarmRun{}, c.obs.warm...)
 	c.obs.warmMu.Unlock()
+	if co, ok := c.Coherence(); ok {
+		r.Coherence = &co
+	}
 	return r, nil
 }
 

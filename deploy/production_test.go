@@ -158,6 +158,7 @@ var dryRunArgs = map[string][]string{
 	"PUNSUBSCRIBE":    nil,
 	"SUNSUBSCRIBE":    nil,
 	"INFO":            nil,
+	"TIME":            nil,
 	"GET":             {"tiercache:k"},
 	"SET":             {"tiercache:k", "v", "PX", "1000"},
 	"DEL":             {"tiercache:k", "tiercache#t"},

@@ -54,7 +54,9 @@ func docTable(t *testing.T) map[string]docRow {
 func TestDocs_MetricsTable(t *testing.T) {
 	t.Parallel()
 	srv := redistest.NewStandalone(t)
-	c, reg := newCache(t, tiercache.Options{Redis: tiercache.RedisOptions{Addrs: []string{srv.Addr}}})
+	// The canary on, so that its series exist.
+	c, reg := newCache(t, tiercache.Options{Redis: tiercache.RedisOptions{Addrs: []string{srv.Addr}},
+		Fleet: tiercache.FleetOptions{Enabled: true}, Canary: tiercache.CanaryOptions{Interval: time.Second}})
 	ctx := context.Background()
 	if _, err := tiercache.Fetch(ctx, c, "k", func(context.Context, string) (int, error) { return 1, nil }); err != nil {
 		t.Fatal(err)

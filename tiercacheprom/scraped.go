@@ -16,6 +16,8 @@ type scraped struct {
 
 	redisUp, redisInfo, redisPing, usedMem, maxMem, evicted, ksHits, ksMisses *prometheus.Desc
 	clients, replicas, opsPerSec, masterChanges                               *prometheus.Desc
+
+	cohWritten, cohSeen, cohMissed, cohWatching, cohOffset, cohUncertainty *prometheus.Desc
 }
 
 func newScraped(cl prometheus.Labels) scraped {
@@ -46,18 +48,24 @@ func newScraped(cl prometheus.Labels) scraped {
 		l1Evictions:    d("l1_evictions_total", "L1 entries removed to keep L1 within its maximum size (L1.MaxBytes)."),
 		l1MaxBytes:     d("l1_max_bytes", "The L1's bound in bytes; 0 when L1 is disabled."),
 
-		redisUp:       d("redis_up", "1 when the Redis node answered PING and INFO at this scrape, else 0.", "node"),
-		redisInfo:     d("redis_node_info", "Always 1; role is master or replica.", "node", "role"),
-		redisPing:     d("redis_ping_seconds", "Round trip of a PING to the node at this scrape.", "node"),
-		usedMem:       d("redis_memory_used_bytes", "INFO used_memory of the node.", "node"),
-		maxMem:        d("redis_memory_max_bytes", "INFO maxmemory of the node; 0 means no limit.", "node"),
-		evicted:       d("redis_evicted_keys_total", "INFO evicted_keys of the node.", "node"),
-		ksHits:        d("redis_keyspace_hits_total", "INFO keyspace_hits of the node.", "node"),
-		ksMisses:      d("redis_keyspace_misses_total", "INFO keyspace_misses of the node.", "node"),
-		clients:       d("redis_connected_clients", "INFO connected_clients of the node.", "node"),
-		replicas:      d("redis_connected_replicas", "INFO connected_slaves of the node.", "node"),
-		opsPerSec:     d("redis_instantaneous_ops_per_second", "INFO instantaneous_ops_per_sec of the node.", "node"),
-		masterChanges: d("redis_master_changes_total", "Times this cache saw the Redis master change (a Sentinel failover, or a restart without persistence); standalone and Sentinel only."),
+		redisUp:        d("redis_up", "1 when the Redis node answered PING and INFO at this scrape, else 0.", "node"),
+		redisInfo:      d("redis_node_info", "Always 1; role is master or replica.", "node", "role"),
+		redisPing:      d("redis_ping_seconds", "Round trip of a PING to the node at this scrape.", "node"),
+		usedMem:        d("redis_memory_used_bytes", "INFO used_memory of the node.", "node"),
+		maxMem:         d("redis_memory_max_bytes", "INFO maxmemory of the node; 0 means no limit.", "node"),
+		evicted:        d("redis_evicted_keys_total", "INFO evicted_keys of the node.", "node"),
+		ksHits:         d("redis_keyspace_hits_total", "INFO keyspace_hits of the node.", "node"),
+		ksMisses:       d("redis_keyspace_misses_total", "INFO keyspace_misses of the node.", "node"),
+		clients:        d("redis_connected_clients", "INFO connected_clients of the node.", "node"),
+		replicas:       d("redis_connected_replicas", "INFO connected_slaves of the node.", "node"),
+		opsPerSec:      d("redis_instantaneous_ops_per_second", "INFO instantaneous_ops_per_sec of the node.", "node"),
+		cohWritten:     d("coherence_markers_written_total", "Coherence canary: markers this instance wrote."),
+		cohSeen:        d("coherence_markers_seen_total", "Coherence canary: other instances' markers whose invalidation reached this instance (each one observation of tiercache_coherence_lag_seconds)."),
+		cohMissed:      d("coherence_markers_missed_total", "Coherence canary: other instances' markers that did not reach this instance: skipped, or not invalidated within the canary's miss_after."),
+		cohWatching:    d("coherence_watched_instances", "Coherence canary: other instances whose markers this instance follows."),
+		cohOffset:      d("coherence_clock_offset_seconds", "Redis's clock minus this host's, as estimated with TIME."),
+		cohUncertainty: d("coherence_clock_uncertainty_seconds", "Bound of the error of tiercache_coherence_clock_offset_seconds: half the TIME round trip."),
+		masterChanges:  d("redis_master_changes_total", "Times this cache saw the Redis master change (a Sentinel failover, or a restart without persistence); standalone and Sentinel only."),
 	}
 }
 
@@ -69,6 +77,7 @@ func (s *scraped) all() []*prometheus.Desc {
 		s.l1Entries, s.l1Bytes, s.l1MaxBytes, s.l1Evictions,
 		s.redisUp, s.redisInfo, s.redisPing, s.usedMem, s.maxMem, s.evicted, s.ksHits, s.ksMisses,
 		s.clients, s.replicas, s.opsPerSec, s.masterChanges,
+		s.cohWritten, s.cohSeen, s.cohMissed, s.cohWatching, s.cohOffset, s.cohUncertainty,
 	}
 }
 
@@ -147,5 +156,13 @@ func (s *scraped) collect(ch chan<- prometheus.Metric, rep *tiercache.Stats) {
 	}
 	if rep.Topology != "memory" && rep.Topology != "" {
 		counter(s.masterChanges, rep.MasterChanges)
+	}
+	if co := rep.Coherence; co != nil {
+		counter(s.cohWritten, co.Written)
+		counter(s.cohSeen, co.Seen)
+		counter(s.cohMissed, co.Missed)
+		gauge(s.cohWatching, float64(co.Watching))
+		gauge(s.cohOffset, co.ClockOffset.Seconds())
+		gauge(s.cohUncertainty, co.ClockUncertainty.Seconds())
 	}
 }

@@ -40,6 +40,9 @@ var (
 	// DefaultJournalBuckets span an fsync on fast local storage to a slow
 	// network volume.
 	DefaultJournalBuckets = []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}
+	// DefaultCoherenceBuckets span an invalidation on loopback to one
+	// that took longer than the canary's default MissAfter.
+	DefaultCoherenceBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
 	// DefaultWarmBuckets span a small warming run to a long one.
 	DefaultWarmBuckets = []float64{.1, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
 )
@@ -83,6 +86,7 @@ type Recorder struct {
 	journalSync    prometheus.Histogram
 	journalQuar    *prometheus.CounterVec
 	journalRestore prometheus.Counter
+	coherenceLag   prometheus.Histogram
 
 	// Children for the fixed label values, resolved once in New, so that
 	// recording does not hash labels; an unexpected value falls back to
@@ -180,6 +184,11 @@ func New(reg prometheus.Registerer, opts Options) (*Recorder, error) {
 		journalRestore: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tiercache_recovery_journal_restored_total", ConstLabels: cl,
 			Help: "Operations read back from the recovery journal at start and queued again.",
+		}),
+		coherenceLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "tiercache_coherence_lag_seconds", ConstLabels: cl,
+			Help:    "Coherence canary: time from another instance's marker write to its invalidation reaching this instance, on Redis's clock.",
+			Buckets: DefaultCoherenceBuckets,
 		}),
 		l2Obs:      map[string]prometheus.Observer{},
 		l2Count:    map[[2]string]prometheus.Counter{},
@@ -296,11 +305,14 @@ func (r *Recorder) RecordJournalQuarantine(reason string) {
 // RecordJournalRestored implements tiercache.Recorder.
 func (r *Recorder) RecordJournalRestored(n int) { r.journalRestore.Add(float64(n)) }
 
+// RecordCoherenceLag implements tiercache.Recorder.
+func (r *Recorder) RecordCoherenceLag(d time.Duration) { r.coherenceLag.Observe(d.Seconds()) }
+
 func (r *Recorder) vecs() []prometheus.Collector {
 	return []prometheus.Collector{
 		r.l2Duration, r.l2Ops, r.loaderDuration, r.loaderCalls, r.invSent,
 		r.breakerChanges, r.warmRuns, r.warmKeys, r.warmDuration, r.warmLast,
-		r.journalSync, r.journalQuar, r.journalRestore,
+		r.journalSync, r.journalQuar, r.journalRestore, r.coherenceLag,
 	}
 }
 
