@@ -122,12 +122,21 @@ func (in *Inspection) judge(now time.Time) (bool, string) {
 		return false, "unknown codec " + in.Codec + ": this build cannot decode it"
 	case !in.ExpiresAt.IsZero() && !now.Before(in.ExpiresAt):
 		return false, "expired " + now.Sub(in.ExpiresAt).Round(time.Millisecond).String() + " ago (kept for fail-safe until Redis expires it)"
-	case in.NsVersion != in.NsCurrent:
+	case relate(in.NsVersion, in.NsCurrent) == validNo:
 		return false, fmt.Sprintf("the namespace was cleared since it was written (version %d, now %d)", in.NsVersion, in.NsCurrent)
 	}
 	for _, t := range in.Tags {
-		if t.Recorded != t.Current {
+		if relate(t.Recorded, t.Current) == validNo {
 			return false, fmt.Sprintf("tag %q was invalidated since it was written (version %d, now %d)", t.Tag, t.Recorded, t.Current)
+		}
+	}
+	// Soft invalidations only: stale, a fail-safe fallback.
+	if in.NsVersion != in.NsCurrent {
+		return false, fmt.Sprintf("stale: the namespace was cleared softly since it was written (version %d, now %d); fail-safe may still answer it", in.NsVersion, in.NsCurrent)
+	}
+	for _, t := range in.Tags {
+		if t.Recorded != t.Current {
+			return false, fmt.Sprintf("stale: tag %q was invalidated softly since it was written (version %d, now %d); fail-safe may still answer it", t.Tag, t.Recorded, t.Current)
 		}
 	}
 	if in.Negative {

@@ -211,7 +211,13 @@ func (c *setCmd) read() ([]byte, error) {
 // delCmd is "tiercache del KEY...".
 type delCmd struct {
 	Keys []string `arg:"" name:"key" help:"Keys to delete; absent keys are not an error."`
+	softFlag
 	targetFlags
+}
+
+// softFlag is --soft of del, invalidate and clear.
+type softFlag struct {
+	Soft bool `name:"soft" help:"Make the entries stale instead of removing them: reads miss them, but fail-safe still answers them while the reload fails or Redis is down."`
 }
 
 func (c *delCmd) Run(ctx context.Context, s streams) error {
@@ -219,7 +225,7 @@ func (c *delCmd) Run(ctx context.Context, s streams) error {
 		return err
 	}
 	return opErr(c.run(ctx, func(ctx context.Context, b backend) error {
-		return queued(b.del(ctx, c.Keys))
+		return queued(b.del(ctx, c.Keys, c.Soft))
 	}))
 }
 
@@ -267,6 +273,7 @@ func (c *ttlCmd) Run(ctx context.Context, s streams) error {
 // invalidateCmd is "tiercache invalidate TAG...".
 type invalidateCmd struct {
 	Tags []string `arg:"" name:"tag" help:"Tags whose entries to invalidate, in every instance."`
+	softFlag
 	targetFlags
 }
 
@@ -277,13 +284,14 @@ func (c *invalidateCmd) Run(ctx context.Context, s streams) error {
 		}
 	}
 	return opErr(c.run(ctx, func(ctx context.Context, b backend) error {
-		return queued(b.invalidate(ctx, c.Tags))
+		return queued(b.invalidate(ctx, c.Tags, c.Soft))
 	}))
 }
 
 // clearCmd is "tiercache clear".
 type clearCmd struct {
 	Yes bool `name:"yes" short:"y" help:"Do not ask for confirmation."`
+	softFlag
 	targetFlags
 	stdin io.Reader
 }
@@ -309,7 +317,7 @@ func (c *clearCmd) Run(ctx context.Context, s streams) error {
 		}
 	}
 	return opErr(c.run(ctx, func(ctx context.Context, b backend) error {
-		if err := queued(b.clear(ctx)); err != nil {
+		if err := queued(b.clear(ctx, c.Soft)); err != nil {
 			return err
 		}
 		fmt.Fprintf(s.out, "cleared the namespace at %s\n", b.describe())

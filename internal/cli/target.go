@@ -80,9 +80,9 @@ type setArgs struct {
 type backend interface {
 	get(ctx context.Context, key string) (entry, error)
 	set(ctx context.Context, a setArgs) error
-	del(ctx context.Context, keys []string) error
-	invalidate(ctx context.Context, tags []string) error
-	clear(ctx context.Context) error
+	del(ctx context.Context, keys []string, soft bool) error
+	invalidate(ctx context.Context, tags []string, soft bool) error
+	clear(ctx context.Context, soft bool) error
 	stats(ctx context.Context) (json.RawMessage, error)
 	health(ctx context.Context) (tiercache.Health, error)
 	inspect(ctx context.Context, key string) (tiercache.Inspection, error)
@@ -241,15 +241,26 @@ func (b *libBackend) set(ctx context.Context, a setArgs) error {
 	return b.c.Set(ctx, a.key, tiercache.Raw{Codec: a.codec, ContentType: a.contentType, Data: a.data}, opts...)
 }
 
-func (b *libBackend) del(ctx context.Context, keys []string) error {
+func (b *libBackend) del(ctx context.Context, keys []string, soft bool) error {
+	if soft {
+		return b.c.DeleteSoft(ctx, keys...)
+	}
 	return b.c.Delete(ctx, keys...)
 }
 
-func (b *libBackend) invalidate(ctx context.Context, tags []string) error {
+func (b *libBackend) invalidate(ctx context.Context, tags []string, soft bool) error {
+	if soft {
+		return b.c.InvalidateTagsSoft(ctx, tags...)
+	}
 	return b.c.InvalidateTags(ctx, tags...)
 }
 
-func (b *libBackend) clear(ctx context.Context) error { return b.c.Clear(ctx) }
+func (b *libBackend) clear(ctx context.Context, soft bool) error {
+	if soft {
+		return b.c.ClearSoft(ctx)
+	}
+	return b.c.Clear(ctx)
+}
 
 func (b *libBackend) stats(ctx context.Context) (json.RawMessage, error) {
 	s, err := b.c.Stats(ctx)
@@ -426,24 +437,32 @@ func (b *httpBackend) set(ctx context.Context, a setArgs) error {
 	return err
 }
 
-func (b *httpBackend) del(ctx context.Context, keys []string) error {
+// softQuery is the query that asks the service for a soft invalidation.
+func softQuery(soft bool) string {
+	if soft {
+		return "?soft=true"
+	}
+	return ""
+}
+
+func (b *httpBackend) del(ctx context.Context, keys []string, soft bool) error {
 	if len(keys) == 1 {
-		_, _, err := b.do(ctx, http.MethodDelete, cachePath(keys[0]), "", nil, http.StatusNoContent)
+		_, _, err := b.do(ctx, http.MethodDelete, cachePath(keys[0])+softQuery(soft), "", nil, http.StatusNoContent)
 		return err
 	}
 	body, _ := json.Marshal(map[string][]string{"keys": keys})
-	_, _, err := b.do(ctx, http.MethodPost, "/v1/mdelete", "application/json", body, http.StatusNoContent)
+	_, _, err := b.do(ctx, http.MethodPost, "/v1/mdelete"+softQuery(soft), "application/json", body, http.StatusNoContent)
 	return err
 }
 
-func (b *httpBackend) invalidate(ctx context.Context, tags []string) error {
+func (b *httpBackend) invalidate(ctx context.Context, tags []string, soft bool) error {
 	body, _ := json.Marshal(map[string][]string{"tags": tags})
-	_, _, err := b.do(ctx, http.MethodPost, "/v1/invalidate", "application/json", body, http.StatusNoContent)
+	_, _, err := b.do(ctx, http.MethodPost, "/v1/invalidate"+softQuery(soft), "application/json", body, http.StatusNoContent)
 	return err
 }
 
-func (b *httpBackend) clear(ctx context.Context) error {
-	_, _, err := b.do(ctx, http.MethodPost, "/v1/clear", "", nil, http.StatusNoContent)
+func (b *httpBackend) clear(ctx context.Context, soft bool) error {
+	_, _, err := b.do(ctx, http.MethodPost, "/v1/clear"+softQuery(soft), "", nil, http.StatusNoContent)
 	return err
 }
 
