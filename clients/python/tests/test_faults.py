@@ -134,3 +134,31 @@ def test_health_unhealthy_and_async(stack: Stack) -> None:
             stack.redis.start()
         wait_for("healthy again", lambda: c.health()["status"] == "healthy", timeout=20)
         wait_for("the async write", lambda: c.get("q") == b"v", timeout=20)
+
+
+def test_soft_invalidation(stack: Stack) -> None:
+    """soft=True makes entries stale: misses while Redis answers, stale
+    answers while it is down. Hard invalidations leave nothing to answer."""
+    with Client(stack.url, timeout=10) as c:
+        for key, tag in (("s-tag", "st"), ("h-tag", "ht"), ("s-del", None), ("s-mdel", None), ("s-clear", None)):
+            c.set(key, key.encode(), tags=[tag] if tag else [])
+            assert c.get(key) == key.encode()
+        c.invalidate_tags("st", soft=True)
+        c.invalidate_tags("ht")
+        c.delete("s-del", soft=True)
+        c.delete_many(["s-mdel"], soft=True)
+        for key in ("s-tag", "h-tag", "s-del", "s-mdel"):
+            assert _missing(c, key), key
+        assert c.get("s-clear") == b"s-clear"
+        c.clear(soft=True)
+        assert _missing(c, "s-clear")
+
+        stack.redis.kill()
+        try:
+            for key in ("s-tag", "s-del", "s-mdel", "s-clear"):
+                e = wait_for(f"{key} answered stale", lambda: _stale(c, key), timeout=15)
+                assert e.data == key.encode() and e.source == "stale"
+            with pytest.raises((NotFound, Unavailable)):
+                c.get("h-tag")
+        finally:
+            stack.redis.start()

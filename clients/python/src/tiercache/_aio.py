@@ -168,11 +168,16 @@ class AsyncClient:
         """
         return await self._run(p.set_call(key, value, ttl, tags, content_type))
 
-    async def delete(self, key: str) -> None:
+    async def delete(self, key: str, *, soft: bool = False) -> None:
         """Deletes ``key`` (whether or not it exists). Raises
         :class:`Queued` when the delete waits in the recovery queue, and
-        otherwise as :meth:`set`."""
-        await self._run(p.delete_call(key))
+        otherwise as :meth:`set`.
+
+        With ``soft=True`` the entries become stale instead of gone: the
+        service answers them as misses, but while Redis is unreachable it
+        still answers them, flagged stale (a soft invalidation).
+        """
+        await self._run(p.delete_call(key, soft))
 
     async def get_many(self, keys: Sequence[str]) -> ManyResult:
         """Reads many keys in one request (``POST /v1/mget``): each key
@@ -209,15 +214,20 @@ class AsyncClient:
         if its:
             await self._run(p.set_many_call(its))
 
-    async def delete_many(self, keys: Sequence[str]) -> None:
+    async def delete_many(self, keys: Sequence[str], *, soft: bool = False) -> None:
         """Deletes many keys in one request (``POST /v1/mdelete``). Raises
-        as :meth:`delete`. No keys, no request."""
+        as :meth:`delete`. No keys, no request. ``soft`` as for
+        :meth:`delete`."""
         if keys:
-            await self._run(p.delete_many_call(keys))
+            await self._run(p.delete_many_call(keys, soft))
 
-    async def invalidate_tags(self, *tags: str) -> None:
+    async def invalidate_tags(self, *tags: str, soft: bool = False) -> None:
         """Invalidates every entry written with any of ``tags``, on every
         instance (``POST /v1/invalidate``).
+
+        With ``soft=True`` the entries become stale instead of gone: the
+        service answers them as misses, but while Redis is unreachable it
+        still answers them, flagged stale (a soft invalidation).
 
         Raises:
             Queued: the invalidation waits in the recovery queue; the keys
@@ -225,12 +235,13 @@ class AsyncClient:
             BadRequest: no tag, or a tag the service refuses.
             Unavailable, OutcomeUnknown: as :meth:`set`.
         """
-        await self._run(p.invalidate_call(tags))
+        await self._run(p.invalidate_call(tags, soft))
 
-    async def clear(self) -> None:
+    async def clear(self, *, soft: bool = False) -> None:
         """Invalidates every entry of the service's namespace
-        (``POST /v1/clear``). Raises as :meth:`invalidate_tags`."""
-        await self._run(p.clear_call())
+        (``POST /v1/clear``). Raises as :meth:`invalidate_tags`; ``soft``
+        as there."""
+        await self._run(p.clear_call(soft))
 
     async def stats(self) -> Dict[str, Any]:
         """The service's statistics (``GET /v1/stats``): counters, hit

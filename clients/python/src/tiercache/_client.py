@@ -195,11 +195,16 @@ class Client:
         """
         return self._run(p.set_call(key, value, ttl, tags, content_type))
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, soft: bool = False) -> None:
         """Deletes ``key`` (whether or not it exists). Raises
         :class:`Queued` when the delete waits in the recovery queue, and
-        otherwise as :meth:`set`."""
-        self._run(p.delete_call(key))
+        otherwise as :meth:`set`.
+
+        With ``soft=True`` the entries become stale instead of gone: the
+        service answers them as misses, but while Redis is unreachable it
+        still answers them, flagged stale (a soft invalidation).
+        """
+        self._run(p.delete_call(key, soft))
 
     def get_many(self, keys: Sequence[str]) -> ManyResult:
         """Reads many keys in one request (``POST /v1/mget``): each key
@@ -236,15 +241,20 @@ class Client:
         if its:
             self._run(p.set_many_call(its))
 
-    def delete_many(self, keys: Sequence[str]) -> None:
+    def delete_many(self, keys: Sequence[str], *, soft: bool = False) -> None:
         """Deletes many keys in one request (``POST /v1/mdelete``). Raises
-        as :meth:`delete`. No keys, no request."""
+        as :meth:`delete`. No keys, no request. ``soft`` as for
+        :meth:`delete`."""
         if keys:
-            self._run(p.delete_many_call(keys))
+            self._run(p.delete_many_call(keys, soft))
 
-    def invalidate_tags(self, *tags: str) -> None:
+    def invalidate_tags(self, *tags: str, soft: bool = False) -> None:
         """Invalidates every entry written with any of ``tags``, on every
         instance (``POST /v1/invalidate``).
+
+        With ``soft=True`` the entries become stale instead of gone: the
+        service answers them as misses, but while Redis is unreachable it
+        still answers them, flagged stale (a soft invalidation).
 
         Raises:
             Queued: the invalidation waits in the recovery queue; the keys
@@ -252,12 +262,13 @@ class Client:
             BadRequest: no tag, or a tag the service refuses.
             Unavailable, OutcomeUnknown: as :meth:`set`.
         """
-        self._run(p.invalidate_call(tags))
+        self._run(p.invalidate_call(tags, soft))
 
-    def clear(self) -> None:
+    def clear(self, *, soft: bool = False) -> None:
         """Invalidates every entry of the service's namespace
-        (``POST /v1/clear``). Raises as :meth:`invalidate_tags`."""
-        self._run(p.clear_call())
+        (``POST /v1/clear``). Raises as :meth:`invalidate_tags`; ``soft``
+        as there."""
+        self._run(p.clear_call(soft))
 
     def stats(self) -> Dict[str, Any]:
         """The service's statistics (``GET /v1/stats``): counters, hit

@@ -358,13 +358,18 @@ def _tags(tags: Iterable[str]) -> List[str]:
     return out
 
 
-def delete_call(key: str) -> Call[None]:
+def _soft_params(soft: bool) -> Optional[List[Tuple[str, Union[str, int, float, bool, None]]]]:
+    """The query of a soft invalidation (``?soft=true``), or none."""
+    return [("soft", "true")] if soft else None
+
+
+def delete_call(key: str, soft: bool = False) -> Call[None]:
     """DELETE /v1/cache/{key}: 204 whether or not it existed."""
 
     def parse(resp: httpx.Response) -> None:
         _expect(resp, 204, 200)
 
-    return Call("DELETE", key_path(key), parse, evict_keys=(key,))
+    return Call("DELETE", key_path(key), parse, params=_soft_params(soft), evict_keys=(key,))
 
 
 def _json_body(obj: Any) -> Tuple[bytes, Dict[str, str]]:
@@ -430,7 +435,7 @@ def set_many_call(items: Sequence[Item]) -> Call[None]:
     return Call("POST", "/v1/mset", parse, content=body, headers=headers, evict_keys=[it.key for it in items])
 
 
-def delete_many_call(keys: Sequence[str]) -> Call[None]:
+def delete_many_call(keys: Sequence[str], soft: bool = False) -> Call[None]:
     """POST /v1/mdelete: 204 whether or not the keys existed."""
     keys = list(keys)
     body, headers = _json_body({"keys": keys})
@@ -438,10 +443,10 @@ def delete_many_call(keys: Sequence[str]) -> Call[None]:
     def parse(resp: httpx.Response) -> None:
         _expect(resp, 204, 200)
 
-    return Call("POST", "/v1/mdelete", parse, content=body, headers=headers, evict_keys=keys)
+    return Call("POST", "/v1/mdelete", parse, params=_soft_params(soft), content=body, headers=headers, evict_keys=keys)
 
 
-def invalidate_call(tags: Iterable[str]) -> Call[None]:
+def invalidate_call(tags: Iterable[str], soft: bool = False) -> Call[None]:
     """POST /v1/invalidate: 204 once applied."""
     if isinstance(tags, str):
         raise TypeError("tags must be an iterable of strings, not one string")
@@ -451,16 +456,16 @@ def invalidate_call(tags: Iterable[str]) -> Call[None]:
     def parse(resp: httpx.Response) -> None:
         _expect(resp, 204, 200)
 
-    return Call("POST", "/v1/invalidate", parse, content=body, headers=headers, evict_all=True)
+    return Call("POST", "/v1/invalidate", parse, params=_soft_params(soft), content=body, headers=headers, evict_all=True)
 
 
-def clear_call() -> Call[None]:
+def clear_call(soft: bool = False) -> Call[None]:
     """POST /v1/clear: 204 once applied."""
 
     def parse(resp: httpx.Response) -> None:
         _expect(resp, 204, 200)
 
-    return Call("POST", "/v1/clear", parse, evict_all=True)
+    return Call("POST", "/v1/clear", parse, params=_soft_params(soft), evict_all=True)
 
 
 def _json_answer(resp: httpx.Response) -> Dict[str, Any]:
