@@ -81,6 +81,8 @@ func OptionsFromConfig(c *config.Config) (Options, error) {
 	o.RecoveryQueueSize = cc.Recovery.QueueSize
 	o.RecoveryReplayWindow = offDuration(cc.Recovery.ReplayWindow)
 	o.RecoveryJournalDir = cc.Recovery.JournalDir
+	o.Fleet = FleetOptions{Enabled: cc.Fleet.Enabled, InstanceID: cc.Fleet.InstanceID, Address: cc.Fleet.Address, Heartbeat: cc.Fleet.Heartbeat}
+	o.Canary = CanaryOptions{Interval: cc.Canary.Interval, MissAfter: cc.Canary.MissAfter}
 
 	r := c.Redis
 	o.Redis = RedisOptions{

@@ -361,7 +361,7 @@ func (c *Cache) Fleet(ctx context.Context) (Fleet, error) {
 	defer cancel()
 	raw, err := c.guard.s.Get(ctx, f.key)
 	if err != nil && !errors.Is(err, l2.ErrNotFound) {
-		return Fleet{}, fmt.Errorf("tiercache: fleet: %s", redactErr(err, c.opts.Redis))
+		return Fleet{}, fmt.Errorf("tiercache: fleet: %w", err)
 	}
 	reg := decodeRegistry(raw)
 	silent := time.Duration(fleetSilentAfter) * f.period

@@ -70,6 +70,8 @@ type Cache struct {
 	FailSafe FailSafe `yaml:"fail_safe"`
 	Lock     Lock     `yaml:"lock"`
 	Recovery Recovery `yaml:"recovery"`
+	Fleet    Fleet    `yaml:"fleet"`
+	Canary   Canary   `yaml:"canary"`
 }
 
 // CodecRule maps keys matching Pattern to the codec Codec.
@@ -112,6 +114,21 @@ type Recovery struct {
 	QueueSize    int           `yaml:"queue_size" env:"CACHE_RECOVERY_QUEUE_SIZE" default:"10000" check:"off" opt:"RecoveryQueueSize" help:"operations (on distinct keys) the recovery queue holds; -1 turns it off and failed writes just fail"`
 	ReplayWindow time.Duration `yaml:"replay_window" env:"CACHE_RECOVERY_REPLAY_WINDOW" default:"30s" check:"off" opt:"RecoveryReplayWindow" help:"invalidations acknowledged within this window are applied again after a lost link; -1 turns it off"`
 	JournalDir   string        `yaml:"journal_dir" env:"TIERCACHE_RECOVERY_JOURNAL_DIR" default:"$STATE_DIRECTORY" opt:"RecoveryJournalDir" help:"directory of the recovery queue's on-disk journal (what a 202 promised survives a stop or crash); the default is $STATE_DIRECTORY, else $XDG_STATE_HOME/tiercache, else ~/.local/state/tiercache; \"\" in the file keeps the queue in memory only"`
+}
+
+// Fleet configures the heartbeat each instance publishes in Redis, which
+// GET /v1/fleet, the dashboard and tiercache top --fleet list.
+type Fleet struct {
+	Enabled    bool          `yaml:"enabled" env:"CACHE_FLEET_ENABLED" default:"true" opt:"Fleet.Enabled" help:"publish this instance's heartbeat (id, version, address, health, epoch, L1 size, queue, link resets) in Redis, under <namespace>#fleet, so that every instance can list the fleet; false also turns the canary off"`
+	InstanceID string        `yaml:"instance_id" env:"TIERCACHE_INSTANCE_ID" opt:"Fleet.InstanceID" help:"this instance's name in the fleet; unset means <hostname>-<pid>-<4 random hex digits>, new at each start; at most 128 bytes, no white space"`
+	Address    string        `yaml:"address" env:"TIERCACHE_ADVERTISE_ADDR" opt:"Fleet.Address" help:"address the fleet view shows for this instance; unset means the listener's address, with this host's name when it listens on every interface"`
+	Heartbeat  time.Duration `yaml:"heartbeat" env:"CACHE_FLEET_HEARTBEAT" default:"5s" check:"positive" opt:"Fleet.Heartbeat" help:"how often the heartbeat is published; an instance not heard from for 3 heartbeats is listed as silent, and dropped after 60"`
+}
+
+// Canary configures the coherence canary (docs/operations.md).
+type Canary struct {
+	Interval  time.Duration `yaml:"interval" env:"CACHE_CANARY_INTERVAL" default:"0" check:"nonnegative" opt:"Canary.Interval" help:"how often this instance writes its coherence marker, whose arrival every other instance times (tiercache_coherence_lag_seconds); 0 turns the canary off; needs cache.fleet.enabled"`
+	MissAfter time.Duration `yaml:"miss_after" env:"CACHE_CANARY_MISS_AFTER" default:"2s" check:"positive" opt:"Canary.MissAfter" help:"a marker that has not reached an instance this long after it was written counts as missed (tiercache_coherence_markers_missed_total)"`
 }
 
 // Redis selects and configures the Redis L2.

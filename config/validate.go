@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Codecs are the codec names the configuration accepts: the built-in ones.
@@ -38,6 +39,12 @@ func (l *loader) validate() {
 	}
 	if s, h := c.Cache.LoaderSoftTimeout, c.Cache.LoaderHardTimeout; h > 0 && s > h {
 		l.errorf(c.Origin("cache.loader_soft_timeout"), "cache.loader_soft_timeout", "%v exceeds cache.loader_hard_timeout %v", s, h)
+	}
+	if c.Cache.Canary.Interval > 0 && !c.Cache.Fleet.Enabled && c.Given("cache.fleet.enabled") {
+		l.errorf(c.Origin("cache.canary.interval"), "cache.canary.interval", "the canary needs cache.fleet.enabled: it learns from the fleet registry which instances write markers")
+	}
+	if id := c.Cache.Fleet.InstanceID; id != "" && (len(id) > 128 || strings.IndexFunc(id, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0) {
+		l.errorf(c.Origin("cache.fleet.instance_id"), "cache.fleet.instance_id", "%q must be at most 128 bytes, without white space or control characters", id)
 	}
 	l.validateTracing()
 	l.pair("redis.tls.cert_file", c.Redis.TLS.CertFile, "redis.tls.key_file", c.Redis.TLS.KeyFile)

@@ -134,6 +134,18 @@ func serveTo(ctx context.Context, cfg *config.Config, logger *slog.Logger, out i
 	if tp != nil {
 		defer stopTracing(ctx, tp, logger) // after the cache's Close below
 	}
+	// Listen before the cache starts, so that its fleet heartbeat
+	// carries the address actually bound (a port 0 resolved).
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close() // on early returns; Serve closes it otherwise
+	opts.Fleet.Version = version()
+	if opts.Fleet.Address == "" {
+		opts.Fleet.Address = advertised(ln.Addr())
+	}
 	c, err := tiercache.New(opts)
 	if err != nil {
 		return err
@@ -153,11 +165,6 @@ func serveTo(ctx context.Context, cfg *config.Config, logger *slog.Logger, out i
 		return err
 	}
 	tlsConf, err := serverTLS(cfg.HTTP.TLSCert, cfg.HTTP.TLSKey)
-	if err != nil {
-		return err
-	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", cfg.HTTP.Addr)
 	if err != nil {
 		return err
 	}
@@ -311,6 +318,21 @@ func serverTLS(certFile, keyFile string) (*tls.Config, error) {
 		return nil, fmt.Errorf("load the TLS certificate: %w", err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// advertised is the address the fleet view shows for a listener: its own,
+// with this host's name in place of an unspecified IP (":8080", "[::]:8080").
+func advertised(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			host = h
+		}
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func cmpOr(s, def string) string {

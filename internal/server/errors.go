@@ -32,6 +32,7 @@ const (
 	codeNoSuchEndpoint     = "no_such_endpoint"     // 404: no such path (or asset)
 	codeMetricsDisabled    = "metrics_disabled"     // 404: GET /metrics on a server without metrics
 	codeUnknownStrategy    = "unknown_strategy"     // 404: POST /v1/warm names a strategy that does not exist
+	codeFleetDisabled      = "fleet_disabled"       // 404: GET /v1/fleet on a cache without the fleet registry
 	codeMethodNotAllowed   = "method_not_allowed"   // 405
 	codeNotOnDemand        = "not_on_demand"        // 409: the strategy cannot be run on demand
 	codePreconditionFailed = "precondition_failed"  // 412: If-Match or If-None-Match does not hold
