@@ -269,6 +269,20 @@ func TestDashboard_Browser(t *testing.T) {
 		t.Errorf("HTTP routes table %q: want the GET route with 400 requests, 80 of them 4xx, none 5xx, and its percentiles", got)
 	}
 	waitFor("no HTTP metrics-off note", `document.getElementById("http-routes-empty").hidden`)
+	// Redis's commandstats per node: the SETs and GETs of the traffic.
+	commandRow := func(cmd string) string {
+		return `Array.prototype.filter.call(document.querySelectorAll("#commands tbody tr"), function (tr) {
+			return tr.cells[0].textContent === "` + srv.Addr + `" && tr.cells[1].textContent === "` + cmd + `"; })[0]`
+	}
+	waitFor("commandstats", commandRow("set")+` && parseInt(`+commandRow("set")+`.cells[2].textContent.replace(/,/g, ""), 10) >= 20 && `+
+		commandRow("get"))
+	if got := text("#breaker-detail"); got != "0 calls refused" {
+		t.Errorf("breaker detail %q while closed", got)
+	}
+	if got := text("#coherence-lag"); got != "off" {
+		t.Errorf("coherence lag %q without the canary", got)
+	}
+	waitFor("fleet off", `!document.getElementById("fleet-empty").hidden`)
 
 	// Warming runs show in the list of recent runs, newest first: a clean
 	// one as ok, in green; one with failed keys as failed, in red, with
@@ -317,6 +331,12 @@ func TestDashboard_Browser(t *testing.T) {
 	waitFor("HTTP 5xx of the GET route", httpRoute("GET /v1/cache/{key...}")+`.cells[3].textContent === "3" && `+
 		httpRoute("GET /v1/cache/{key...}")+`.cells[3].className === "fail"`)
 	waitFor("breaker open", `document.getElementById("breaker").textContent === "open"`)
+	// The breaker refuses the next read at once; the page says for how
+	// long it has been open and how many calls it refused.
+	if r := do(t, ts, "GET", "/v1/cache/refused", "", auth...); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("GET with the breaker open: %d %s", r.status, r.body)
+	}
+	waitFor("breaker open time and refusals", `/^open for [0-9.]+ (ms|s), [1-9][0-9]* calls refused$/.test(document.getElementById("breaker-detail").textContent)`)
 	waitFor("node down", `document.querySelector("#topology tbody").textContent.indexOf("down") >= 0`)
 	// The checks that ask Redis could not run: unknown, never pass; and
 	// Redis's memory is unknown, not 0 B.
@@ -393,4 +413,48 @@ func TestDashboard_BrowserHTTPMetricsOff(t *testing.T) {
 	if got := b.text("#topology-kind"); got != "memory" {
 		t.Errorf("topology %q", got)
 	}
+}
+
+// TestDashboard_BrowserFleet: three instances of one namespace on one
+// Redis, with the fleet registry and the coherence canary on. The page of
+// the first shows the coherence lag and its chart, and the fleet table
+// lists all three, flags the one on another version, then shows the one
+// whose link to Redis is cut as silent, in red.
+func TestDashboard_BrowserFleet(t *testing.T) {
+	requireChromium(t)
+	srv := redistest.NewStandalone(t)
+	px := redistest.NewProxy(t, srv.Addr)
+	opts := func(id, version, addr string) tiercache.Options {
+		return tiercache.Options{
+			Namespace: "dash", Redis: tiercache.RedisOptions{Addrs: []string{addr}},
+			Fleet:  tiercache.FleetOptions{Enabled: true, InstanceID: id, Version: version, Address: id + ":8080", Heartbeat: 100 * time.Millisecond},
+			Canary: tiercache.CanaryOptions{Interval: 100 * time.Millisecond},
+		}
+	}
+	a := newCache(t, opts("alpha", "v1", srv.Addr))
+	newCache(t, opts("bravo", "v1", srv.Addr))
+	newCache(t, opts("charlie", "v2", px.Addr))
+	ts := newTestServer(t, Config{Cache: a})
+	b := openDashboard(t, ts)
+	fleetRow := func(id string) string {
+		return `Array.prototype.filter.call(document.querySelectorAll("#fleet tbody tr"), function (tr) {
+			return tr.cells[0].textContent.indexOf("` + id + `") === 0; })[0]`
+	}
+	b.waitFor("three live instances", `document.getElementById("fleet-summary").textContent.indexOf("3 live, 0 silent, 0 stopped, 1 disagreeing") === 0`)
+	b.waitFor("alpha is this one", fleetRow("alpha")+`.cells[0].textContent === "alpha (this one)" && `+fleetRow("alpha")+`.cells[3].textContent === "live"`)
+	b.waitFor("charlie's version flagged", fleetRow("charlie")+`.cells[2].className === "disagree" && `+
+		fleetRow("charlie")+`.cells[2].title === 'version "v2", most have "v1"'`)
+	b.waitFor("coherence lag", `/^[0-9.]+ (µs|ms) \/ [0-9.]+ (µs|ms)$/.test(document.getElementById("coherence-lag").textContent)`)
+	b.waitFor("coherence markers", `/^[1-9][0-9,]* markers seen, [0-9,]+ missed, from 2 instances$/.test(document.getElementById("coherence-markers").textContent)`)
+	b.waitFor("coherence chart", `tiercacheChartData("chart-coherence")[2].some(function (v) { return v > 0; })`)
+	b.waitFor("lag in the fleet table", `/^[0-9.]+ (µs|ms)$/.test(`+fleetRow("bravo")+`.cells[10].textContent)`)
+	b.screenshot("dashboard-fleet.png")
+
+	// charlie's link to Redis is cut: its heartbeats stop.
+	if err := px.Blackhole(); err != nil {
+		t.Fatal(err)
+	}
+	b.waitFor("charlie silent", fleetRow("charlie")+`.cells[3].textContent === "silent" && `+fleetRow("charlie")+`.cells[3].className === "fail"`)
+	b.waitFor("summary with a silent one", `document.getElementById("fleet-summary").textContent.indexOf("2 live, 1 silent") === 0`)
+	b.screenshot("dashboard-fleet-silent.png")
 }

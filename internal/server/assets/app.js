@@ -1,4 +1,5 @@
-// The tiercache dashboard: polls GET /v1/stats and GET /readyz and draws
+// The tiercache dashboard: polls GET /v1/stats, GET /readyz and GET
+// /v1/fleet and draws
 // the figures with uPlot: the cache's, and the server's own requests. The page
 // URL may carry ?refresh=<seconds> (default 2) for the polling period.
 //
@@ -80,6 +81,7 @@
     makeChart("chart-memory", [["L1", "#1f883d"], ["Redis used", "#3461c1"], ["Redis max", "#c62828"]]);
     makeChart("chart-http", [["2xx", "#1f883d"], ["3xx", "#3461c1"], ["4xx", "#b35900"], ["5xx", "#c62828"]]);
     makeChart("chart-http-latency", [["p50", "#3461c1"], ["p99", "#9db3e8"]]);
+    makeChart("chart-coherence", [["lag p50", "#3461c1"], ["lag p99", "#9db3e8"], ["missed (interval)", "#c62828"]]);
     window.addEventListener("resize", resizeCharts);
   }
 
@@ -145,8 +147,12 @@
     br.dataset.state = st.breaker;
     setText("breaker", st.breaker);
     setText("queue", fmtNum(st.queue_length) + " waiting, " + fmtNum(st.queue_overflows) + " refused");
+    setText("breaker-detail", (st.breaker_open_seconds > 0 ? "open for " + fmtDur(st.breaker_open_seconds * 1e9) + ", " : "") +
+      fmtNum(st.breaker_refused) + " calls refused");
+    var missedNow = renderCoherence(rep.coherence);
 
     renderNodes(rep);
+    renderCommands(rep.nodes);
     renderWarming((rep.warming || []).slice().reverse());
     renderHTTP(rep.http, now);
 
@@ -156,9 +162,98 @@
     pushPoint("chart-latency", now, [ms(lat.l1.p50_ns), ms(lat.l1.p99_ns), ms(lat.l2.p50_ns), ms(lat.l2.p99_ns)]);
     var mib = 1024 * 1024;
     pushPoint("chart-memory", now, [st.l1_bytes / mib, memKnown ? used / mib : null, memKnown && anyMax ? max / mib : null]);
+    var co = rep.coherence;
+    pushPoint("chart-coherence", now, co ? [ms(co.lag.p50_ns), ms(co.lag.p99_ns), missedNow] : [null, null, null]);
 
     prev = { t: now, req: req };
     setText("updated", "updated " + new Date().toLocaleTimeString());
+  }
+
+  // The coherence canary: the coherence section of /v1/stats, absent when
+  // the canary is off. Returns the markers missed since the previous poll.
+  var prevMissed = null;
+  function renderCoherence(co) {
+    var el = $("coherence-lag");
+    if (!co) {
+      setText("coherence-lag", "off");
+      setText("coherence-markers", "canary off (cache.canary.interval)");
+      setText("coherence-clock", "");
+      el.dataset.missed = "no";
+      prevMissed = null;
+      return null;
+    }
+    setText("coherence-lag", co.lag.count ? fmtDur(co.lag.p50_ns) + " / " + fmtDur(co.lag.p99_ns) : "–");
+    setText("coherence-markers", fmtNum(co.seen) + " markers seen, " + fmtNum(co.missed) + " missed, from " +
+      fmtNum(co.watching) + (co.watching === 1 ? " instance" : " instances"));
+    setText("coherence-clock", "Redis clock offset " + (co.clock_offset_ns < 0 ? "−" : "+") + fmtDur(Math.abs(co.clock_offset_ns)) +
+      " ± " + fmtDur(co.clock_uncertainty_ns));
+    var d = prevMissed === null || co.missed < prevMissed ? null : co.missed - prevMissed;
+    el.dataset.missed = d ? "yes" : "no";
+    prevMissed = co.missed;
+    return d;
+  }
+
+  // Redis INFO commandstats per node, busiest commands first.
+  function renderCommands(nodes) {
+    var rows = [];
+    nodes.forEach(function (n) {
+      var cs = n.commandstats || {};
+      Object.keys(cs).sort(function (a, b) { return cs[b].calls - cs[a].calls || (a < b ? -1 : 1); }).forEach(function (name) {
+        var c = cs[name], tr = document.createElement("tr"), failed = c.rejected_calls + c.failed_calls;
+        cell(tr, n.addr);
+        cell(tr, name);
+        cell(tr, fmtNum(c.calls));
+        cell(tr, c.calls ? (c.time_ns / 1e3 / c.calls).toFixed(2) : "–");
+        cell(tr, fmtNum(failed), failed ? "fail" : "");
+        rows.push(tr);
+      });
+    });
+    fillTable("commands", rows);
+    $("commands-empty").hidden = rows.length > 0;
+  }
+
+  // The fleet: GET /v1/fleet, every instance of the namespace that
+  // publishes heartbeats. Silent ones are red; a value on which a member
+  // disagrees with most live ones is orange, the reason in its tooltip.
+  function renderFleet(r) {
+    if (r.status === 404) {
+      fillTable("fleet", []);
+      $("fleet-empty").hidden = false;
+      setText("fleet-summary", "");
+      return;
+    }
+    $("fleet-empty").hidden = true;
+    if (r.status !== 200) { setText("fleet-summary", "fleet: " + errorText(r)); return; }
+    var f = r.body;
+    setText("fleet-summary", fmtNum(f.live) + " live, " + fmtNum(f.silent) + " silent, " + fmtNum(f.stopped) + " stopped" +
+      (f.disagreeing ? ", " + fmtNum(f.disagreeing) + " disagreeing" : "") + " · heartbeat every " + fmtDur(f.heartbeat_ns));
+    fillTable("fleet", f.members.map(function (m) {
+      var tr = document.createElement("tr"), dis = m.disagrees || [];
+      if (m.self) tr.className = "self";
+      var on = function (what) {
+        var why = dis.filter(function (d) { return d.indexOf(what + " ") === 0; });
+        return why.length ? why.join("; ") : "";
+      };
+      var c = function (text, what, cls) {
+        var why = what ? on(what) : "", td = cell(tr, text, why ? "disagree" : cls || "");
+        if (why) td.title = why;
+        return td;
+      };
+      c(m.id + (m.self ? " (this one)" : ""));
+      c(m.address || "–");
+      c(m.version || "–", "version");
+      c(m.state, "", m.state === "live" ? "pass" : m.state === "silent" ? "fail" : "unknown");
+      c(m.health, "", m.health === "healthy" ? "pass" : m.health === "degraded" ? "warn" : "fail");
+      c(m.epoch ? String(m.epoch) : "–", "epoch");
+      c(m.config || "–", "config");
+      c(fmtNum(m.l1_entries) + " / " + fmtBytes(m.l1_bytes));
+      c(fmtNum(m.queue_length), "", m.queue_length ? "warn" : "");
+      c(fmtNum(m.link_resets));
+      c(m.canary_interval_ns ? fmtDur(m.coherence_lag_p99_ns) : "off");
+      c(m.canary_interval_ns ? fmtNum(m.markers_missed) : "–", "", m.markers_missed ? "fail" : "");
+      c(fmtDur(m.age_ns) + " ago", "", m.state === "silent" ? "fail" : "");
+      return tr;
+    }));
   }
 
   // The server's own requests: the http section of /v1/stats, absent
@@ -412,6 +507,11 @@
     }).catch(function (e) { setText("updated", "stats unavailable: " + e); })
       .finally(function () { setTimeout(pollStats, refresh); });
   }
+  function pollFleet() {
+    getJSON("/v1/fleet").then(function (r) { if (r.status !== 401) renderFleet(r); })
+      .catch(function (e) { setText("fleet-summary", "fleet unavailable: " + e); })
+      .finally(function () { setTimeout(pollFleet, refresh * 2.5); });
+  }
   function pollHealth() {
     getJSON("/readyz").then(function (r) { renderHealth(r.body); })
       .catch(function () { var b = $("status"); b.dataset.status = "unknown"; setText("status", "unreachable"); })
@@ -425,4 +525,5 @@
   window.tiercacheChartData = function (id) { return charts[id].data; };
   pollStats();
   pollHealth();
+  pollFleet();
 })();
