@@ -124,13 +124,16 @@ type topCmd struct {
 	Interval  time.Duration `name:"interval" default:"1s" help:"Time between refreshes."`
 	Count     int           `name:"count" short:"n" help:"Stop after this many refreshes (default: until interrupted)."`
 	Plain     bool          `name:"plain" help:"One line per service per refresh, even on a terminal."`
+	Fleet     bool          `name:"fleet" help:"List every instance of the service's namespace (GET /v1/fleet of the first service that answers) instead of the services given, flagging the silent ones and those that disagree."`
 	outputFlag
 }
 
 func (c *topCmd) Help() string {
 	return "Shows each service's reads per second, hit ratio per tier, L2 latency percentiles, breaker, recovery queue, " +
 		"invalidations and link resets, refreshed every --interval. On a terminal the view is redrawn in place; " +
-		"elsewhere (or with --plain) it prints one line per service per refresh. --output json prints one JSON object per service per refresh."
+		"elsewhere (or with --plain) it prints one line per service per refresh. --output json prints one JSON object per service per refresh. " +
+		"With --fleet it lists every instance of the namespace instead, one line (or JSON object) per instance per refresh: state (live, silent, stopped), " +
+		"health, version, namespace epoch, L1 keys, queue, link resets, coherence lag p99 and markers missed, last heartbeat, and how it disagrees with the others."
 }
 
 // topRow is one service's line.
@@ -178,6 +181,9 @@ func (c *topCmd) Run(ctx context.Context, s streams) error {
 		backends = append(backends, b.(*httpBackend))
 	}
 	live := outTerminal(s.out) && !c.Plain && !c.json()
+	if c.Fleet {
+		return c.runFleet(ctx, s, backends, live)
+	}
 	prev := make([]*statsView, len(backends))
 	prevAt := make([]time.Time, len(backends))
 	tick := time.NewTicker(c.Interval)
