@@ -106,6 +106,16 @@ type Options struct {
 	// Once Close has been called no new call starts. Nil means nobody
 	// listens: reads then skip client tracking altogether.
 	OnInvalidation func(l2.Invalidation)
+
+	// TrackOnly, with OnInvalidation set, narrows client tracking to the
+	// keys for which it returns true: connections turn tracking on in
+	// OPTIN mode, a read of such a key (Get, MGet, Probe) is preceded by
+	// CLIENT CACHING YES on the same connection, and every other read
+	// leaves nothing in the server's tracking table and brings no
+	// invalidation. Nil means every key read is tracked (the default
+	// mode). It is called with the key of every read, on the caller's
+	// goroutine: it must be fast and safe for concurrent use.
+	TrackOnly func(key string) bool
 }
 
 // validate checks the fields that do not depend on the URL.
@@ -227,6 +237,12 @@ func (o *Options) buildOption() (rueidis.ClientOption, error) {
 	// drop the copy the writer has just kept. The cache drops or replaces
 	// its own L1 entries when it writes, so it needs no such notice.
 	opt.ClientTrackingOptions = []string{"NOLOOP"}
+	if o.TrackOnly != nil {
+		// OPTIN: only the reads TrackOnly picks are tracked, each after
+		// a CLIENT CACHING YES (rueidis sends it before a DoCache).
+		// Worth it when few reads need tracking, as without an L1.
+		opt.ClientTrackingOptions = []string{"OPTIN", "NOLOOP"}
+	}
 	if !opt.DisableCache {
 		// One connection per node: a key read on one connection and
 		// written on another would still be notified to the first, since

@@ -4,9 +4,11 @@
 // When Options.OnInvalidation is set, connections turn on server-assisted
 // client-side caching in its default mode: Redis tracks every key a
 // connection reads and reports the key once when it changes (a write by
-// anyone, an expiry, an eviction); a later read tracks it again. rueidis's
-// own client-side cache is replaced by one that keeps nothing, so the layer
-// above is the only in-process copy and every read reaches Redis.
+// anyone, an expiry, an eviction); a later read tracks it again. With
+// Options.TrackOnly, tracking is in OPTIN mode and covers only the reads of
+// the keys it picks. rueidis's own client-side cache is replaced by one that
+// keeps nothing, so the layer above is the only in-process copy and every
+// read reaches Redis.
 package redisstore
 
 import (
@@ -49,6 +51,9 @@ type Store struct {
 	followed atomic.Uint64 // times the client was replaced to follow a failover
 	onLost   func()        // reports a lost tracking link; nil without tracking
 	tracking bool          // the connections track keys (OnInvalidation is set)
+	// trackOnly picks the keys whose reads are tracked (OPTIN mode); nil
+	// tracks every read (default mode) or none (without tracking).
+	trackOnly func(key string) bool
 
 	lazy        lazyState   // the background connection of a lazy store
 	failoverLog failoverLog // when the store last lost its master
@@ -97,6 +102,7 @@ func New(opts Options) (*Store, error) {
 	}
 	if opts.OnInvalidation != nil {
 		s.tracking = true
+		s.trackOnly = opts.TrackOnly
 		copt.NewCacheStoreFn = newNoStore
 		copt.OnInvalidations = invalidations(opts.OnInvalidation, &s.closed)
 		s.onLost = func() { opts.OnInvalidation(l2.Invalidation{All: true}) }
@@ -205,14 +211,20 @@ func (s *Store) String() string { return "redisstore.Store(" + s.Mode() + " " + 
 func (s *Store) Client() rueidis.Client { return s.cli() }
 
 // Get returns the value of key, or l2.ErrNotFound. When the store reports
-// invalidations, the read also makes Redis track key for this client. The
-// returned slice belongs to the caller.
+// invalidations, the read also makes Redis track key for this client (with
+// TrackOnly, only when it picks key). The returned slice belongs to the
+// caller.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	c, err := s.conn()
 	if err != nil {
 		return nil, err
 	}
-	v, err := c.Do(ctx, c.B().Get().Key(key).Build()).AsBytes()
+	var v []byte
+	if s.trackOnly != nil && s.trackOnly(key) {
+		v, err = c.DoCache(ctx, optIn(c.B(), key), optInTTL).AsBytes()
+	} else {
+		v, err = c.Do(ctx, c.B().Get().Key(key).Build()).AsBytes()
+	}
 	if err != nil {
 		if rueidis.IsRedisNil(err) {
 			return nil, l2.ErrNotFound
@@ -233,11 +245,7 @@ func (s *Store) MGet(ctx context.Context, keys []string) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	multi := make([]rueidis.Completed, len(keys))
-	for i, k := range keys {
-		multi[i] = c.B().Get().Key(k).Build()
-	}
-	res := c.DoMulti(ctx, multi...)
+	res := s.getMulti(ctx, c, keys)
 	out := make([][]byte, len(keys))
 	for i := range res {
 		v, err := res[i].AsBytes()
@@ -304,14 +312,15 @@ const MaxTracked = 512
 // tracking, and with NOLOOP the store is not told about its own writes).
 // ok[i] is true when the GET returned items[i].Value, so that the tracked
 // value is the one written; another client's write in between reads back
-// as false. Batches over MaxTracked, and stores without tracking, return
-// all false after a plain MSet.
+// as false. Batches over MaxTracked, and stores without tracking or with
+// TrackOnly (whose reads of data keys are not tracked), return all false
+// after a plain MSet.
 func (s *Store) MSetTracked(ctx context.Context, items []l2.Item) ([]bool, error) {
 	ok := make([]bool, len(items))
 	if len(items) == 0 {
 		return ok, nil
 	}
-	if !s.tracking || len(items) > MaxTracked {
+	if !s.tracking || s.trackOnly != nil || len(items) > MaxTracked {
 		if err := s.MSet(ctx, items); err != nil {
 			return nil, err
 		}

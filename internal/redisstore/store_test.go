@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -502,5 +504,73 @@ func TestStore_ContextCanceled(t *testing.T) {
 	}
 	if err := s.Set(ctx, "k", []byte("v"), 0); !errors.Is(err, context.Canceled) {
 		t.Errorf("Set: err = %v, want context.Canceled", err)
+	}
+}
+
+// TestStore_TrackOnly: with TrackOnly, only the reads of the keys it picks
+// are tracked, through Get and MGet (all picked, none, or a mix): another
+// client's change of every key read brings invalidations of the picked
+// keys alone, and the tracking table holds only them. Each tracked read
+// costs one CLIENT CACHING YES and no MULTI/PTTL/EXEC.
+func TestStore_TrackOnly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := redistest.NewStandalone(t)
+	rec := newRecorder()
+	opts := Options{Addrs: []string{srv.Addr}, OnInvalidation: rec.record,
+		TrackOnly: func(k string) bool { return strings.HasPrefix(k, "v:") }}
+	s, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	keys := []string{"v:get", "d:get", "v:all1", "v:all2", "d:none1", "d:none2", "v:mix", "d:mix"}
+	for _, k := range keys {
+		mustSet(t, s, k, "1", 0)
+	}
+	if _, err := srv.Do("CONFIG", "RESETSTAT"); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, s, "v:get", "1")
+	mustGet(t, s, "d:get", "1")
+	for _, batch := range [][]string{{"v:all1", "v:all2"}, {"d:none1", "d:none2"}, {"d:mix", "v:mix"}} {
+		got, err := s.MGet(ctx, batch)
+		if err != nil || len(got) != 2 || string(got[0]) != "1" || string(got[1]) != "1" {
+			t.Fatalf("MGet %v: %q, %v", batch, got, err)
+		}
+	}
+	info, err := srv.Info("commandstats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := calls(info["cmdstat_client|caching"]); got != 4 {
+		t.Errorf("CLIENT CACHING calls = %d, want 4 (one per read of a v: key)", got)
+	}
+	if info["cmdstat_multi"] != "" || info["cmdstat_pttl"] != "" {
+		t.Errorf("multi %q, pttl %q: tracked reads should not be wrapped in MULTI/PTTL/EXEC", info["cmdstat_multi"], info["cmdstat_pttl"])
+	}
+	stats, err := srv.Info("stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stats["tracking_total_keys"]; got != "4" {
+		t.Errorf("tracking_total_keys = %s, want 4 (the v: keys)", got)
+	}
+	// Another client changes every key, the data keys first: their
+	// invalidations, if any, would come before the last v: key's.
+	for _, k := range append(slices.Clone(keys[1:]), keys[0]) {
+		if _, err := srv.Do("SET", k, "2"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitKey(t, rec, "v:get", 0)
+	for _, k := range keys {
+		want := 0
+		if strings.HasPrefix(k, "v:") {
+			want = 1
+		}
+		if got := rec.key(k); got != want {
+			t.Errorf("%s reported %d times, want %d", k, got, want)
+		}
 	}
 }

@@ -1,6 +1,8 @@
 package redisstore
 
 import (
+	"context"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -66,4 +68,67 @@ func invalidations(fn func(l2.Invalidation), closed *atomic.Bool) func([]rueidis
 			fn(l2.Invalidation{Keys: keys})
 		}
 	}
+}
+
+// optInTTL is the client-side lifetime rueidis is given for a tracked read
+// in OPTIN mode. noStore keeps nothing, so it bounds nothing; it only has
+// to be positive.
+const optInTTL = time.Hour
+
+// optIn builds a GET of key for DoCache: in OPTIN mode rueidis sends it
+// right after CLIENT CACHING YES, on the same connection, so that the
+// server tracks key for this client. The static TTL spares the MULTI, PTTL
+// and EXEC rueidis would otherwise wrap it in: the TTL is of no use to a
+// store that keeps nothing.
+func optIn(b rueidis.Builder, key string) rueidis.Cacheable {
+	return b.Get().Key(key).Cache().ToStaticTTL()
+}
+
+// getMulti sends one GET per key, pipelined (rueidis groups them by node);
+// with TrackOnly, the GETs of the keys it picks are tracked reads.
+func (s *Store) getMulti(ctx context.Context, c rueidis.Client, keys []string) []rueidis.RedisResult {
+	var tracked []int // indexes of the keys to track
+	if s.trackOnly != nil {
+		for i, k := range keys {
+			if s.trackOnly(k) {
+				tracked = append(tracked, i)
+			}
+		}
+	}
+	if len(tracked) == 0 {
+		multi := make([]rueidis.Completed, len(keys))
+		for i, k := range keys {
+			multi[i] = c.B().Get().Key(k).Build()
+		}
+		return c.DoMulti(ctx, multi...)
+	}
+	if len(tracked) == len(keys) {
+		multi := make([]rueidis.CacheableTTL, len(keys))
+		for i, k := range keys {
+			multi[i] = rueidis.CT(optIn(c.B(), k), optInTTL)
+		}
+		return c.DoMultiCache(ctx, multi...)
+	}
+	// A mix: the tracked reads and the others as two pipelines.
+	out := make([]rueidis.RedisResult, len(keys))
+	ct := make([]rueidis.CacheableTTL, len(tracked))
+	for j, i := range tracked {
+		ct[j] = rueidis.CT(optIn(c.B(), keys[i]), optInTTL)
+	}
+	var plain []rueidis.Completed
+	var plainIdx []int
+	for i, k := range keys {
+		if j, _ := slices.BinarySearch(tracked, i); j < len(tracked) && tracked[j] == i {
+			continue
+		}
+		plain = append(plain, c.B().Get().Key(k).Build())
+		plainIdx = append(plainIdx, i)
+	}
+	for j, r := range c.DoMultiCache(ctx, ct...) {
+		out[tracked[j]] = r
+	}
+	for j, r := range c.DoMulti(ctx, plain...) {
+		out[plainIdx[j]] = r
+	}
+	return out
 }
