@@ -110,7 +110,7 @@ func New(opts Options) (*Cache, error) {
 		}
 	}
 	if opts.Redis.enabled() {
-		c.store, err = newRedisStore(opts.Redis, opts.Logger, c.onInvalidation)
+		c.store, err = newRedisStore(opts.Redis, opts.Logger, c.onInvalidation, c.trackOnly())
 		if err != nil {
 			c.closeJournal()
 			c.closeL1()
@@ -130,7 +130,7 @@ func New(opts Options) (*Cache, error) {
 		c.bg.Add(1)
 		go c.replayLoop()
 	}
-	if p, ok := c.guard.s.(l2.Prober); ok && c.tracked && c.l1 != nil && opts.LivenessInterval >= 0 {
+	if p, ok := c.guard.s.(l2.Prober); ok && c.tracked && opts.LivenessInterval >= 0 {
 		c.bg.Add(1)
 		go c.livenessLoop(p)
 	}

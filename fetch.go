@@ -407,8 +407,16 @@ func waitHolder[T any](ctx context.Context, c *Cache, key string) (got any, ok b
 	// still wakes the next wait.
 	changed, unwatch := c.waiters.watch(key)
 	defer func() { unwatch() }()
+	// Without L1 only the reads of watched keys are tracked (tracking.go),
+	// and the read that found key missing was not one: read it again at
+	// once, watched, so that the holder's write is pushed to us.
+	now := c.l1 == nil
 	for time.Now().Before(deadline) {
-		t := time.NewTimer(min(wait, time.Until(deadline)))
+		d := min(wait, time.Until(deadline))
+		if now {
+			d, now = 0, false
+		}
+		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
 			t.Stop()

@@ -23,7 +23,9 @@ import (
 // from this instance for at most about three quarters of OperationTimeout
 // before the instance stops trusting its L1. Recent invalidations are not
 // replayed: the connection is still open, and Redis delivers what it owes
-// once it answers again.
+// once it answers again. Without L1 the probe runs all the same: the
+// cached tag and namespace versions rely on invalidations too
+// (tracking.go).
 
 // livenessLoop probes the L2 until the cache closes.
 func (c *Cache) livenessLoop(p l2.Prober) {

@@ -99,10 +99,11 @@ type Options struct {
 	// the caller's context.
 	OperationTimeout time.Duration
 
-	// LivenessInterval is how often the cache probes L2 while the L1
-	// relies on Redis's invalidations (see docs/consistency.md): a probe
-	// that gets no answer within OperationTimeout/2 (100 ms to 1 s) ends
-	// the freshness of every L1 entry. A shorter interval bounds how long
+	// LivenessInterval is how often the cache probes L2 while the L1, or
+	// without L1 the cached tag and namespace versions, rely on Redis's
+	// invalidations (see docs/consistency.md): a probe that gets no
+	// answer within OperationTimeout/2 (100 ms to 1 s) ends the freshness
+	// of every L1 entry and cached version. A shorter interval bounds how long
 	// a silent link can hold back an invalidation more tightly, at one
 	// Redis read per interval (and a PING per master on Cluster). Zero
 	// means OperationTimeout/4, kept within 50 to 250 ms; negative turns

@@ -14,8 +14,9 @@ import (
 
 // newRedisStore connects the Redis L2 described by r (in the background
 // with r.LazyConnect). onInv receives the server's invalidations; logger
-// the store's connection and failover events.
-func newRedisStore(r RedisOptions, logger *slog.Logger, onInv func(l2.Invalidation)) (l2.Store, error) {
+// the store's connection and failover events. trackOnly, when not nil,
+// limits tracking to the reads of the keys it picks (see trackOnly).
+func newRedisStore(r RedisOptions, logger *slog.Logger, onInv func(l2.Invalidation), trackOnly func(string) bool) (l2.Store, error) {
 	addrs := r.Addrs
 	if r.SentinelMaster != "" {
 		// The sentinels supply the addresses; a URL only supplies
@@ -56,6 +57,7 @@ func newRedisStore(r RedisOptions, logger *slog.Logger, onInv func(l2.Invalidati
 		Lazy:             r.LazyConnect,
 		Logger:           logger,
 		OnInvalidation:   onInv,
+		TrackOnly:        trackOnly,
 	})
 	if errors.Is(err, redisstore.ErrInvalidOptions) {
 		return nil, fmt.Errorf("%w: Redis: %w", ErrInvalidOptions, err)

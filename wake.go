@@ -73,3 +73,13 @@ func (w *keyWaiters) wake(key string) int {
 	w.n.Add(-int32(len(list)))
 	return len(list)
 }
+
+// watched reports whether a waiter watches key.
+func (w *keyWaiters) watched(key string) bool {
+	if w.n.Load() == 0 {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.m[key]) > 0
+}

@@ -56,7 +56,7 @@ type Cache struct {
 	MaxValueSize  Bytes `yaml:"max_value_size" env:"CACHE_MAX_VALUE_SIZE" default:"4MiB" check:"positive" opt:"MaxValueSize" help:"largest encoded value accepted"`
 
 	OperationTimeout time.Duration `yaml:"operation_timeout" env:"CACHE_OPERATION_TIMEOUT" default:"1s" check:"positive" opt:"OperationTimeout" help:"bound of each attempt of a Redis operation"`
-	LivenessInterval time.Duration `yaml:"liveness_interval" env:"CACHE_LIVENESS_INTERVAL" default:"0" check:"off" opt:"LivenessInterval" help:"how often Redis is probed while L1 relies on its invalidations (no answer within operation_timeout/2 ends L1 freshness); 0 means operation_timeout/4 within 50ms to 250ms, -1 turns the probe off"`
+	LivenessInterval time.Duration `yaml:"liveness_interval" env:"CACHE_LIVENESS_INTERVAL" default:"0" check:"off" opt:"LivenessInterval" help:"how often Redis is probed while L1 (or, without L1, the cached tag versions) relies on its invalidations (no answer within operation_timeout/2 ends their freshness); 0 means operation_timeout/4 within 50ms to 250ms, -1 turns the probe off"`
 	ReadTimeout      time.Duration `yaml:"read_timeout" env:"CACHE_READ_TIMEOUT" default:"500ms" check:"nonnegative" opt:"ReadTimeout" help:"one budget for the Redis part of a whole read, retries and backoff included; 0 means none (operation_timeout per attempt)"`
 	Retries          int           `yaml:"retries" env:"CACHE_RETRIES" default:"2" check:"off" opt:"Retries" help:"retries of an idempotent Redis operation after Redis was unreachable; -1 means none"`
 	RetryBackoff     time.Duration `yaml:"retry_backoff" env:"CACHE_RETRY_BACKOFF" default:"20ms" check:"positive" opt:"RetryBackoff" help:"first backoff between retries (exponential, full jitter)"`

@@ -125,12 +125,13 @@ const storeSource = "../internal/redisstore"
 
 // connectionCommands are the commands rueidis itself sends to a data node
 // on the store's connections: the handshake (HELLO with AUTH and SETNAME,
-// CLIENT TRACKING, SELECT for a database other than 0), keep-alive PINGs,
+// CLIENT TRACKING, SELECT for a database other than 0), CLIENT CACHING
+// before a tracked read in OPTIN mode (a cache without L1), keep-alive PINGs,
 // ROLE to check a master found through Sentinel, the slot map and ASKING
 // (with MULTI/EXEC) on a Cluster, and the reset of a dedicated connection
 // (the lock's WATCH/MULTI/EXEC) when it goes back to the pool.
 var connectionCommands = []string{
-	"HELLO", "CLIENT TRACKING", "SELECT", "PING", "ROLE", "CLUSTER SLOTS", "CLUSTER SHARDS", "ASKING",
+	"HELLO", "CLIENT TRACKING", "CLIENT CACHING", "SELECT", "PING", "ROLE", "CLUSTER SLOTS", "CLUSTER SHARDS", "ASKING",
 	"MULTI", "EXEC", "DISCARD", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE",
 }
 
@@ -143,6 +144,7 @@ var sentinelCommands = []string{"SENTINEL", "SUBSCRIBE"}
 var dryRunArgs = map[string][]string{
 	"HELLO":           {"3"},
 	"CLIENT TRACKING": {"ON"},
+	"CLIENT CACHING":  {"YES"},
 	"SELECT":          {"0"},
 	"PING":            nil,
 	"ROLE":            nil,
