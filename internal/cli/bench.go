@@ -205,6 +205,7 @@ func (c *benchCmd) library(s streams) (loadgen.Target, error) {
 	opts.Logger = slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts.Redis.LazyConnect = false // fail now when Redis cannot be reached
 	opts.RecoveryJournalDir = ""
+	notInFleet(&opts)
 	if opts.Redis.String() == "memory" {
 		fmt.Fprintln(s.err, "tiercache bench: no Redis configured: loading an in-memory store private to this process")
 	}

@@ -320,6 +320,12 @@ func serverTLS(certFile, keyFile string) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
+// notInFleet keeps a command's short-lived cache out of the fleet: only
+// serve publishes heartbeats and runs the canary.
+func notInFleet(o *tiercache.Options) {
+	o.Fleet, o.Canary = tiercache.FleetOptions{}, tiercache.CanaryOptions{}
+}
+
 // advertised is the address the fleet view shows for a listener: its own,
 // with this host's name in place of an unspecified IP (":8080", "[::]:8080").
 func advertised(a net.Addr) string {

@@ -186,6 +186,7 @@ func (t *targetFlags) openLibrary(ctx context.Context) (backend, error) {
 	opts.Redis.LazyConnect = false
 	opts.Recorder = nil
 	opts.TracerProvider = nil
+	notInFleet(&opts)
 	done := make(chan struct{})
 	var c *tiercache.Cache
 	go func() { c, err = tiercache.New(opts); close(done) }()

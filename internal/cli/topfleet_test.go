@@ -14,7 +14,8 @@ import (
 
 // TestTop_Fleet runs two serve processes' worth of services on one Redis,
 // each with a configuration file naming it, and watches the fleet with
-// top --fleet: both live with the canary's figures, then the one stopped.
+// top --fleet: both live with the canary's figures, then the one stopped;
+// a one-off command (set through the library) never joins the fleet.
 func TestTop_Fleet(t *testing.T) {
 	redistest.Require(t)
 	clearEnv(t)
@@ -48,6 +49,8 @@ func TestTop_Fleet(t *testing.T) {
 	if !strings.Contains(out, "127.0.0.1:"+strings.Split(one.addr, ":")[1]) {
 		t.Errorf("one's address %s not listed:\n%s", one.addr, out)
 	}
+	// A command that talks straight to Redis is not a member of the fleet.
+	runWant(t, []string{"set", "--redis-url", "redis://" + srv.Addr + "/0", "--namespace", "topfleet", "k", "v"}, 0, "", "")
 	if code := two.stop(t); code != 0 {
 		t.Fatalf("serve two exited with %d", code)
 	}

@@ -165,5 +165,6 @@ func (c *verifyCmd) libraryOptions() (tiercache.Options, error) {
 	}
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	opts.LivenessInterval = 0
+	notInFleet(&opts)
 	return opts, nil
 }

@@ -81,6 +81,7 @@ func warmOnce(ctx context.Context, s streams, cfg *config.Config, names []string
 	opts.Logger = slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts.Redis.LazyConnect = false // a one-off run needs Redis now
 	opts.RecoveryJournalDir = ""   // nor does it take over serve's journal
+	notInFleet(&opts)
 	c, err := tiercache.New(opts)
 	if err != nil {
 		return false, err
