@@ -348,6 +348,9 @@ func TestDashboard_Browser(t *testing.T) {
 		waitFor(name+" check unknown", checkStatus(name)+`.textContent === "unknown" && `+checkStatus(name)+`.className === "unknown"`)
 	}
 	waitFor("Redis memory unknown", `document.getElementById("redis-memory").textContent === "unknown"`)
+	// The health poll is slower than the stats poll: wait for one taken
+	// after the breaker opened.
+	waitFor("breaker check fails", checkStatus("circuit breaker")+`.textContent === "fail"`)
 	if got := text("#checks tbody"); strings.Contains(got, "0 B") || strings.Contains(got, "pass") {
 		t.Errorf("health checks with Redis stopped: %q", got)
 	}
