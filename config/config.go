@@ -169,7 +169,7 @@ type TLS struct {
 
 // HTTP configures the listener of `tiercache serve`.
 type HTTP struct {
-	Addr      string `yaml:"addr" env:"TIERCACHE_ADDR" flag:"addr" default:":8080" help:"listen address"`
+	Addr      string `yaml:"addr" env:"TIERCACHE_ADDR" flag:"addr" default:":8080" help:"listen address: host:port, or a bare port for every interface"`
 	Token     string `yaml:"token" env:"TIERCACHE_TOKEN" flag:"token" secret:"true" help:"bearer token that every request but /healthz, /readyz and the dashboard's page must present (reads too, unless open_reads); empty means no authentication"`
 	TokenFile string `yaml:"token_file" env:"TIERCACHE_TOKEN_FILE" flag:"token-file" path:"true" help:"file holding the token instead (keeps it out of the process list and the environment)"`
 	OpenReads bool   `yaml:"open_reads" env:"TIERCACHE_OPEN_READS" default:"false" help:"with a token, let GET and HEAD requests, and POST /v1/mget, through without it"`

@@ -33,6 +33,7 @@ func TestLoad_Precedence(t *testing.T) {
 	path := write(t, t.TempDir(), "tiercache.yaml", "http:\n  addr: file:1\ncache:\n  namespace: fromfile\n")
 	env := map[string]string{"TIERCACHE_ADDR": "env:1", "CACHE_NAMESPACE": "fromenv"}
 	flags := map[string]string{"addr": "flag:1"}
+	portFile := write(t, t.TempDir(), "port.yaml", "http:\n  addr: 18083\n")
 	for _, tc := range []struct {
 		name        string
 		src         Sources
@@ -47,6 +48,9 @@ func TestLoad_Precedence(t *testing.T) {
 		{"empty variables are unset", Sources{File: path, LookupEnv: envOf(map[string]string{"TIERCACHE_ADDR": " ", "CACHE_NAMESPACE": ""})}, "file:1", "fromfile", path + ":2", path + ":4", true},
 		{"defaults", Sources{LookupEnv: envOf(nil)}, ":8080", "tiercache", "default", "default", false},
 		{"flag over default", Sources{LookupEnv: envOf(nil), Flags: flags}, "flag:1", "tiercache", "flag --addr", "default", true},
+		{"bare port from the flag", Sources{LookupEnv: envOf(nil), Flags: map[string]string{"addr": "18083"}}, ":18083", "tiercache", "flag --addr", "default", true},
+		{"bare port from the environment", Sources{LookupEnv: envOf(map[string]string{"TIERCACHE_ADDR": "18083"})}, ":18083", "tiercache", "env TIERCACHE_ADDR", "default", true},
+		{"bare port from the file", Sources{File: portFile, LookupEnv: envOf(nil)}, ":18083", "tiercache", portFile + ":2", "default", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -293,4 +293,10 @@ func (l *loader) derive() {
 	if len(s.Hosts) > 0 && s.Master == "" {
 		s.Master = "mymaster"
 	}
+	// A bare port ("18083"), from the file, the environment or --addr,
+	// means that port on every interface, as an operator means it;
+	// net.Listen would refuse it as "missing port in address".
+	if a := l.cfg.HTTP.Addr; a != "" && strings.Trim(a, "0123456789") == "" {
+		l.cfg.HTTP.Addr = ":" + a
+	}
 }

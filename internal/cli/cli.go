@@ -151,16 +151,21 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) (exit int
 	if err := kctx.Run(s); err != nil {
 		var e *exitErr
 		if !errors.As(err, &e) {
-			fmt.Fprintf(stderr, "tiercache %s: %v\n", kctx.Command(), err)
+			fmt.Fprintf(stderr, "tiercache %s: %s\n", commandPath(kctx), once(err.Error()))
 			return exitError
 		}
 		if e.msg != "" {
-			fmt.Fprintf(stderr, "tiercache %s: %s\n", commandPath(kctx), e.msg)
+			fmt.Fprintf(stderr, "tiercache %s: %s\n", commandPath(kctx), once(e.msg))
 		}
 		return e.code
 	}
 	return exitOK
 }
+
+// once drops the "tiercache: " that the library's errors start with: the
+// line already starts with the program and the command, and the prefix
+// is to appear once.
+func once(msg string) string { return strings.TrimPrefix(msg, "tiercache: ") }
 
 // commandPath is the selected command without its arguments ("conf check").
 func commandPath(kctx *kong.Context) string {

@@ -290,3 +290,17 @@ func TestRun_ServeErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestRun_ErrorPrefixOnce: an error from the library, which starts with
+// "tiercache: ", reads once as "tiercache serve: ...", not
+// "tiercache serve: tiercache: ...".
+func TestRun_ErrorPrefixOnce(t *testing.T) {
+	clearEnv(t)
+	startServe(t, "serve", "--addr", "127.0.0.1:0")
+	// A second serve in the same state directory and namespace finds the
+	// recovery journal locked by the first.
+	_, stderr := runWant(t, []string{"serve", "--addr", "127.0.0.1:0"}, exitError, "", "tiercache serve: recovery journal is in use")
+	if strings.Contains(stderr.String(), "tiercache: ") {
+		t.Errorf("the prefix appears twice:\n%s", stderr)
+	}
+}
