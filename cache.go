@@ -55,11 +55,14 @@ type Cache struct {
 	fleet    *fleet    // nil without Options.Fleet (fleet.go)
 	canary   *canary   // nil without Options.Canary (canary.go)
 
-	closed  atomic.Bool
-	ctx     context.Context // cancelled by Close; background work runs on it
-	cancel  context.CancelFunc
-	bg      sync.WaitGroup
-	counter counters
+	closed atomic.Bool
+	// foreignLogged is when a read of a value tiercache did not write
+	// was last logged, in unix nanoseconds.
+	foreignLogged atomic.Int64
+	ctx           context.Context // cancelled by Close; background work runs on it
+	cancel        context.CancelFunc
+	bg            sync.WaitGroup
+	counter       counters
 }
 
 // New builds a Cache from opts. Zero fields take the defaults documented on
@@ -446,7 +449,7 @@ func (c *Cache) entryFrom(ctx context.Context, key string, l1c *l1.Cache) (e *l1
 		c.counter.miss.Add(1)
 		if c.opts.FailSafe.MaxDuration > 0 && !e.Negative {
 			if l1c != nil {
-				l1c.SetIfUnchanged(key, e, tok, now)
+				l1c.SetIfUnchanged(key, e.CandidateCopy(), tok, now)
 			}
 			return nil, SourceNone, e, ErrNotFound
 		}
@@ -491,6 +494,9 @@ func usable(e *l1.Entry, vd validity) bool {
 // decodeEntry turns stored bytes into an entry. A corrupt or expired value
 // is a miss; a corrupt one is also counted and logged.
 func (c *Cache) decodeEntry(key string, b []byte, now int64) (e *l1.Entry, expired bool, err error) {
+	if !envelope.HasMagic(b) {
+		return c.plainEntry(key, b)
+	}
 	env, err := envelope.Decode(b, c.opts.MaxValueSize)
 	if err != nil {
 		c.counter.corrupt.Add(1)
@@ -518,6 +524,27 @@ func (c *Cache) decodeEntry(key string, b []byte, now int64) (e *l1.Entry, expir
 		e.TagVers = append(e.TagVers, t.Version)
 	}
 	return e, expired, nil
+}
+
+// plainEntry is decodeEntry for bytes without an envelope: a raw value
+// with Options.ReadPlainValues, ErrNotTiercache otherwise. Those reads are
+// counted as corrupt but logged at most once a minute, since a namespace
+// shared with another program may hold many.
+func (c *Cache) plainEntry(key string, b []byte) (*l1.Entry, bool, error) {
+	if c.opts.ReadPlainValues {
+		if len(b) > c.opts.MaxValueSize {
+			c.counter.corrupt.Add(1)
+			return nil, false, fmt.Errorf("%w: %w: a plain value of %d bytes, over the limit of %d", ErrNotFound, ErrValueTooLarge, len(b), c.opts.MaxValueSize)
+		}
+		return &l1.Entry{Payload: b, Codec: codec.IDRaw, Plain: true}, false, nil
+	}
+	c.counter.corrupt.Add(1)
+	now := time.Now().UnixNano()
+	if last := c.foreignLogged.Load(); now-last >= int64(time.Minute) && c.foreignLogged.CompareAndSwap(last, now) {
+		c.logger.Warn("tiercache: a key holds a value tiercache did not write; reads of it fail with ErrNotTiercache (logged at most once a minute; Options.ReadPlainValues reads such values as raw bytes)",
+			"namespace", c.opts.Namespace, "key", truncKey(key), "bytes", len(b))
+	}
+	return nil, false, notTiercacheError{}
 }
 
 // truncKey shortens a key for messages, on a UTF-8 boundary.

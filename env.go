@@ -62,6 +62,7 @@ func OptionsFromConfig(c *config.Config) (Options, error) {
 	o.CompressAbove = int(cc.CompressAbove)
 	o.MaxKeyLength = cc.MaxKeyLength
 	o.MaxValueSize = int(cc.MaxValueSize)
+	o.ReadPlainValues = cc.ReadPlainValues
 	o.OperationTimeout = cc.OperationTimeout
 	o.ReadTimeout = cc.ReadTimeout
 	o.LivenessInterval = cc.LivenessInterval

@@ -84,7 +84,26 @@ var (
 	// IfMatch or IfAbsent, DeleteIfMatch) whose condition did not hold:
 	// nothing was written.
 	ErrConditionFailed = errors.New("tiercache: condition failed")
+
+	// ErrNotTiercache is returned by a read of a key that holds bytes
+	// tiercache did not write (no envelope: set by another program, such
+	// as redis-cli or an older cache). The error also matches ErrNotFound
+	// and ErrCorrupt, since no value can be read from it, so code that
+	// treats those as misses keeps working. Options.ReadPlainValues reads
+	// such bytes as raw values instead.
+	ErrNotTiercache = errors.New("tiercache: the key holds a value tiercache did not write")
 )
+
+// notTiercacheError is the error of a read of bytes without an envelope.
+type notTiercacheError struct{}
+
+func (notTiercacheError) Error() string {
+	return ErrNotTiercache.Error() + " (no envelope; Options.ReadPlainValues reads such values as raw bytes)"
+}
+
+func (notTiercacheError) Is(target error) bool {
+	return target == ErrNotTiercache || target == ErrNotFound || target == ErrCorrupt
+}
 
 // KeyError describes a failed operation on one key. It wraps the cause, so
 // errors.Is(err, ErrNotFound) and friends work through it.

@@ -52,7 +52,7 @@ func Fetch[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T],
 		// The L1 hit path, kept free of Result bookkeeping. A fresh
 		// entry exists only under a valid key.
 		t0 := c.obs.start()
-		if e, ok := c.l1.Get(key); ok && !e.Negative && !e.Stale {
+		if e, ok := c.l1.Get(key); ok && !e.Negative && !e.Stale && !e.Unconfirmed {
 			if v, ok := e.Value().(T); ok {
 				if valid, known := c.vers.quick(e); valid && known {
 					c.counter.hitL1.Add(1)

@@ -169,8 +169,12 @@ func (c *Cache) readMissing(ctx context.Context, res []keyEntry, miss []int, tok
 			continue
 		}
 		e, expired, err := c.decodeEntry(r.key, vals[j], now)
-		if err != nil || expired {
-			r.err = ErrNotFound // corrupt (counted and logged) or expired: a miss
+		if err != nil {
+			r.err = err // a miss: corrupt (counted and logged), or not tiercache's
+			continue
+		}
+		if expired {
+			r.err = ErrNotFound
 			continue
 		}
 		valid, err := c.validate(ctx, e)

@@ -87,6 +87,16 @@ type Options struct {
 	// DefaultMaxValueSize.
 	MaxValueSize int
 
+	// ReadPlainValues reads a key holding bytes tiercache did not write
+	// (no envelope: a plain Redis string set by another program) as a raw
+	// value: codec raw, no TTL known to the cache, no tags. Reads answer
+	// it, coherently (a change in Redis reaches every L1 as any other);
+	// InvalidateTags and Clear do not apply to it, Delete does, and a
+	// write through tiercache replaces it with an envelope. Meant for
+	// migrating from another cache. Without it such a read fails with
+	// ErrNotTiercache.
+	ReadPlainValues bool
+
 	// Logger receives warnings such as corrupt stored values. Nil means
 	// slog.Default(). Secrets are never logged.
 	Logger *slog.Logger

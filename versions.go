@@ -108,6 +108,9 @@ func (v *versions) quick(e *l1.Entry) (valid, known bool) {
 
 // quickValidity is quick's answer for e, telling soft invalidation apart.
 func (v *versions) quickValidity(e *l1.Entry) validity {
+	if e.Plain {
+		return validYes // no versions: ReadPlainValues
+	}
 	out := validYes
 	if v.npending.Load() > 0 {
 		if out = v.pendingValidity(e); out == validNo {

@@ -55,6 +55,8 @@ type Cache struct {
 	MaxKeyLength  int   `yaml:"max_key_length" env:"CACHE_MAX_KEY_LENGTH" default:"1024" check:"positive" opt:"MaxKeyLength" help:"longest key accepted, in bytes"`
 	MaxValueSize  Bytes `yaml:"max_value_size" env:"CACHE_MAX_VALUE_SIZE" default:"4MiB" check:"positive" opt:"MaxValueSize" help:"largest encoded value accepted"`
 
+	ReadPlainValues bool `yaml:"read_plain_values" env:"CACHE_READ_PLAIN_VALUES" default:"false" opt:"ReadPlainValues" help:"read keys holding bytes tiercache did not write (plain strings set by another program) as raw values, for migrating from another cache; false answers them with 422 not_tiercache_value"`
+
 	OperationTimeout time.Duration `yaml:"operation_timeout" env:"CACHE_OPERATION_TIMEOUT" default:"1s" check:"positive" opt:"OperationTimeout" help:"bound of each attempt of a Redis operation"`
 	LivenessInterval time.Duration `yaml:"liveness_interval" env:"CACHE_LIVENESS_INTERVAL" default:"0" check:"off" opt:"LivenessInterval" help:"how often Redis is probed while L1 (or, without L1, the cached tag versions) relies on its invalidations (no answer within operation_timeout/2 ends their freshness); 0 means operation_timeout/4 within 50ms to 250ms, -1 turns the probe off"`
 	ReadTimeout      time.Duration `yaml:"read_timeout" env:"CACHE_READ_TIMEOUT" default:"500ms" check:"nonnegative" opt:"ReadTimeout" help:"one budget for the Redis part of a whole read, retries and backoff included; 0 means none (operation_timeout per attempt)"`

@@ -60,6 +60,9 @@ func opErr(err error) error {
 
 // notOurs words a read of bytes tiercache did not write.
 func notOurs(err error) string {
+	if errors.Is(err, tiercache.ErrNotTiercache) {
+		return "the key holds a value tiercache did not write (no envelope); `tiercache inspect` shows its bytes"
+	}
 	var ce *envelope.CorruptError
 	if errors.As(err, &ce) {
 		return "the key holds a value tiercache did not write (" + ce.Reason + "); `tiercache inspect` shows its bytes"

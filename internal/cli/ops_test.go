@@ -84,7 +84,7 @@ func everydaySteps(t *testing.T) []step {
 		{args: []string{"get", "a"}, code: exitNotFound},
 		{args: []string{"ttl", "b"}, code: exitNotFound},
 		{args: []string{"inspect", "a"}, code: exitNotFound, only: "library"},
-		{args: []string{"get", "plain"}, code: exitError, err: "holds a value tiercache did not write (no magic bytes)", only: "library"},
+		{args: []string{"get", "plain"}, code: exitError, err: "holds a value tiercache did not write"},
 		{args: []string{"inspect", "plain"}, out: "not a tiercache value", only: "library"},
 		{args: []string{"get", ""}, code: exitUsage, err: "must not be empty"},
 		{args: []string{"stats"}, out: "topology"},
@@ -122,6 +122,9 @@ func TestEveryday(t *testing.T) {
 				clearEnv(t)
 				tp.set(t)
 				ns := "ops" + strings.ReplaceAll(t.Name(), "/", "-")
+				if _, err := tp.do("SET", ns+":plain", "hello"); err != nil {
+					t.Fatal(err)
+				}
 				s := startServe(t, "serve", "--addr", "127.0.0.1:0", "--token", testToken, "--namespace", ns)
 				tokenFile := filepath.Join(t.TempDir(), "token")
 				if err := os.WriteFile(tokenFile, []byte(testToken+"\n"), 0o600); err != nil {

@@ -306,6 +306,10 @@ func printable(s string) bool {
 	return true
 }
 
+// HasMagic reports whether b begins with the envelope's magic bytes: a
+// value without them was not written by tiercache at all.
+func HasMagic(b []byte) bool { return len(b) >= 2 && b[0] == magic0 && b[1] == magic1 }
+
 // Decode parses an envelope of version 1 or 2. It never panics. Errors
 // match ErrCorrupt for malformed bytes, ErrVersion for another version, and
 // ErrTooLarge when the

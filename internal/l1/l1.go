@@ -35,10 +35,16 @@ type Entry struct {
 	Tags     []string
 	Negative bool // a cached "not found"
 	Stale    bool // a fail-safe copy: served, but reported as stale
-	// Unconfirmed marks a value loaded while L2 was unreachable: it is
-	// never read as an L1 hit, only served as fail-safe while L2 fails.
+	// Unconfirmed marks a value loaded while L2 was unreachable, or an
+	// expired or softly invalidated one kept as a fail-safe candidate
+	// (CandidateCopy): it is never read as an L1 hit, only served as
+	// fail-safe while L2 or a loader fails.
 	Unconfirmed bool
 	Codec       byte
+	// Plain marks bytes stored by another program, read as a raw value
+	// (Options.ReadPlainValues): no versions, so no tag or namespace
+	// invalidation applies to it.
+	Plain bool
 
 	TagVers     []uint64      // the tags' versions when written, same order
 	Payload     []byte        // codec output
@@ -85,13 +91,21 @@ func (e *Entry) StaleCopy(expiresAt int64) *Entry {
 	c := &Entry{
 		NsVer: e.NsVer, Tags: e.Tags, Negative: e.Negative, Stale: true, Codec: e.Codec,
 		TagVers: e.TagVers, Payload: e.Payload, CreatedAt: e.CreatedAt, ExpiresAt: expiresAt,
-		Unconfirmed: e.Unconfirmed, ContentType: e.ContentType,
+		Unconfirmed: e.Unconfirmed, ContentType: e.ContentType, Plain: e.Plain,
 	}
 	c.value.Store(e.value.Load())
 	// The copy holds the same stored value: it keeps the original's
 	// entity tag, which its changed expiry must not alter.
 	tag := e.QuotedETag()
 	c.etag.Store(&tag)
+	return c
+}
+
+// CandidateCopy returns a copy of e marked Unconfirmed: L1 keeps it as a
+// fail-safe candidate (GetStale), never as an answer.
+func (e *Entry) CandidateCopy() *Entry {
+	c := e.StaleCopy(e.ExpiresAt)
+	c.Stale, c.Unconfirmed = false, true
 	return c
 }
 

@@ -109,7 +109,7 @@ func (s *Server) mget(w http.ResponseWriter, r *http.Request) {
 				it.ETag = `"` + res.Result.ETag + `"`
 			}
 			it.Age, it.TTL = ageAndTTL(res.Result, now)
-		case errors.Is(res.Err, tiercache.ErrNotFound):
+		case errors.Is(res.Err, tiercache.ErrNotFound) && !errors.Is(res.Err, tiercache.ErrNotTiercache):
 			it.Status = tiercache.SourceNone.String()
 		default:
 			it.Status = "error"

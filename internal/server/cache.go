@@ -38,7 +38,7 @@ func (s *Server) getKey(w http.ResponseWriter, r *http.Request, key string) {
 	var raw tiercache.Raw
 	res, err := s.cache.Lookup(ctx, key, &raw)
 	if err != nil {
-		if errors.Is(err, tiercache.ErrNotFound) {
+		if errors.Is(err, tiercache.ErrNotFound) && !errors.Is(err, tiercache.ErrNotTiercache) {
 			w.Header().Set("X-Cache", tiercache.SourceNone.String())
 		}
 		s.writeCacheError(ctx, w, r, err)

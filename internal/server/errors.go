@@ -36,6 +36,7 @@ const (
 	codeMethodNotAllowed   = "method_not_allowed"   // 405
 	codeNotOnDemand        = "not_on_demand"        // 409: the strategy cannot be run on demand
 	codePreconditionFailed = "precondition_failed"  // 412: If-Match or If-None-Match does not hold
+	codeNotTiercacheValue  = "not_tiercache_value"  // 422: the key holds bytes tiercache did not write
 	codeValueTooLarge      = "value_too_large"      // 413
 	codeBodyTooLarge       = "body_too_large"       // 413: a batch's body, or the values an mget asks for, over the limit
 	codeTooManyKeys        = "too_many_keys"        // 413: a batch has more keys than the limit
@@ -112,6 +113,9 @@ func (s *Server) writeCacheError(ctx context.Context, w http.ResponseWriter, r *
 // which its cause is logged.
 func (s *Server) classify(err error) (status int, code, msg string, level slog.Level) {
 	switch {
+	case errors.Is(err, tiercache.ErrNotTiercache):
+		return http.StatusUnprocessableEntity, codeNotTiercacheValue,
+			"the key holds a value tiercache did not write (no envelope: set by another program); cache.read_plain_values reads such values as raw bytes", slog.LevelDebug
 	case errors.Is(err, tiercache.ErrNotFound):
 		return http.StatusNotFound, codeNotFound, "no such key", slog.LevelDebug
 	case errors.Is(err, tiercache.ErrInvalidKey):
