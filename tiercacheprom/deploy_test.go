@@ -21,7 +21,7 @@ var (
 	metricsDoc    = filepath.Join("..", "docs", "metrics.md")
 )
 
-var metricRef = regexp.MustCompile(`tiercache_[a-z0-9_]+`)
+var metricRef = regexp.MustCompile(`\btiercache_[a-z0-9_]+`)
 
 // serverMetricPrefix names the metrics tiercache serve exports about its
 // own HTTP requests, not the recorder: internal/server's
