@@ -165,6 +165,7 @@ var dryRunArgs = map[string][]string{
 	"SET":             {"tiercache:k", "v", "PX", "1000"},
 	"DEL":             {"tiercache:k", "tiercache#t"},
 	"INCR":            {"tiercache#t"},
+	"INCRBY":          {"tiercache#t", "4294967296"},
 	"WATCH":           {"tiercache:k"},
 	"UNWATCH":         nil,
 }
