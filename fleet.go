@@ -351,7 +351,7 @@ func (c *Cache) quickHealth(cn Counters) HealthStatus {
 // instance's Fleet.Enabled is off.
 func (c *Cache) Fleet(ctx context.Context) (Fleet, error) {
 	if c.closed.Load() {
-		return Fleet{}, fmt.Errorf("tiercache: fleet: %w", ErrClosed)
+		return Fleet{}, fleetError{ErrClosed}
 	}
 	f := c.fleet
 	if f == nil {
@@ -361,7 +361,7 @@ func (c *Cache) Fleet(ctx context.Context) (Fleet, error) {
 	defer cancel()
 	raw, err := c.guard.s.Get(ctx, f.key)
 	if err != nil && !errors.Is(err, l2.ErrNotFound) {
-		return Fleet{}, fmt.Errorf("tiercache: fleet: %w", err)
+		return Fleet{}, fleetError{err}
 	}
 	reg := decodeRegistry(raw)
 	silent := time.Duration(fleetSilentAfter) * f.period
@@ -394,6 +394,13 @@ func (c *Cache) Fleet(ctx context.Context) (Fleet, error) {
 	}
 	return out, nil
 }
+
+// fleetError is an error of Cache.Fleet: "tiercache: fleet: <cause>", the
+// prefix once.
+type fleetError struct{ err error }
+
+func (e fleetError) Error() string { return "tiercache: fleet: " + trimPrefix(e.err) }
+func (e fleetError) Unwrap() error { return e.err }
 
 // flagDisagreements sets Disagrees on the live members whose epoch,
 // version or config differs from the most common one among live members

@@ -311,6 +311,14 @@ func TestFleet_Options(t *testing.T) {
 	if _, err := c.Fleet(context.Background()); !errors.Is(err, ErrFleetDisabled) {
 		t.Errorf("Fleet with the registry off: %v, want ErrFleetDisabled", err)
 	}
+	on, err := New(Options{Fleet: FleetOptions{Enabled: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = on.Close()
+	if _, err := on.Fleet(context.Background()); !errors.Is(err, ErrClosed) || err.Error() != "tiercache: fleet: cache is closed" {
+		t.Errorf("Fleet after Close: %v, want %q matching ErrClosed", err, "tiercache: fleet: cache is closed")
+	}
 	if _, ok := c.Coherence(); ok {
 		t.Error("Coherence reports a canary that is off")
 	}
