@@ -50,6 +50,7 @@ type Cache struct {
 	// it to see the wake-up alone).
 	lockPoll [2]time.Duration
 	noWake   bool // benchmarks: waiters only poll, as a baseline
+	live     bool // the liveness probe runs (liveness.go)
 	logger   *slog.Logger
 	obs      *observer // metrics, latency and tracing
 	fleet    *fleet    // nil without Options.Fleet (fleet.go)
@@ -134,6 +135,7 @@ func New(opts Options) (*Cache, error) {
 		go c.replayLoop()
 	}
 	if p, ok := c.guard.s.(l2.Prober); ok && c.tracked && opts.LivenessInterval >= 0 {
+		c.live = true
 		c.bg.Add(1)
 		go c.livenessLoop(p)
 	}

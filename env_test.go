@@ -263,12 +263,13 @@ func TestNew_WrongCredentials(t *testing.T) {
 // one that only Go can set.
 func TestOptionsFromConfig_EveryOption(t *testing.T) {
 	goOnly := map[string]string{
-		"Codecs":         "codecs are Go code",
-		"Logger":         "serve builds it from log.level and log.format",
-		"OnAccess":       "a Go callback (warming's hot-key tracker)",
-		"Recorder":       "serve builds it when monitoring.enabled",
-		"TracerProvider": "serve builds it from the tracing section",
-		"Now":            "a clock, for tests",
+		"Codecs":            "codecs are Go code",
+		"Logger":            "serve builds it from log.level and log.format",
+		"OnAccess":          "a Go callback (warming's hot-key tracker)",
+		"Recorder":          "serve builds it when monitoring.enabled",
+		"TracerProvider":    "serve builds it from the tracing section",
+		"Now":               "a clock, for tests",
+		"Redis.DialContext": "a Go dial function",
 	}
 	mapped := map[string]bool{}
 	for _, f := range config.Fields() {

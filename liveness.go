@@ -27,18 +27,38 @@ import (
 // cached tag and namespace versions rely on invalidations too
 // (tracking.go).
 
-// livenessLoop probes the L2 until the cache closes.
-func (c *Cache) livenessLoop(p l2.Prober) {
-	defer c.bg.Done()
-	timeout := c.opts.OperationTimeout
+// livenessTimes returns how often the probe runs and how long it waits for
+// an answer.
+func (o *Options) livenessTimes() (every, wait time.Duration) {
+	timeout := o.OperationTimeout
 	if timeout <= 0 {
 		timeout = DefaultOperationTimeout
 	}
-	every := c.opts.LivenessInterval
+	every = o.LivenessInterval
 	if every == 0 {
 		every = min(max(timeout/4, 50*time.Millisecond), 250*time.Millisecond)
 	}
-	wait := min(max(timeout/2, 100*time.Millisecond), time.Second)
+	return every, min(max(timeout/2, 100*time.Millisecond), time.Second)
+}
+
+// LivenessBound returns how long, at most, a link to Redis that stops
+// answering without closing (a paused or partitioned node) can hold back
+// an invalidation while this cache still serves its L1 as fresh: one
+// probe interval plus the probe's wait (by default three quarters of
+// OperationTimeout). Zero means no probe runs: without Redis, or with
+// LivenessInterval negative, when only the link's loss ends freshness.
+func (c *Cache) LivenessBound() time.Duration {
+	if !c.live {
+		return 0
+	}
+	every, wait := c.opts.livenessTimes()
+	return every + wait
+}
+
+// livenessLoop probes the L2 until the cache closes.
+func (c *Cache) livenessLoop(p l2.Prober) {
+	defer c.bg.Done()
+	every, wait := c.opts.livenessTimes()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

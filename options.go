@@ -1,8 +1,10 @@
 package tiercache
 
 import (
+	"context"
 	"crypto/tls"
 	"log/slog"
+	"net"
 	"net/url"
 	"regexp"
 	"strings"
@@ -263,6 +265,14 @@ type RedisOptions struct {
 	// Zero means the driver's defaults (5 s and 10 s).
 	DialTimeout  time.Duration
 	WriteTimeout time.Duration
+
+	// DialContext opens every TCP connection of the cache, to the Redis
+	// nodes and to the sentinels (network is "tcp", addr host:port); TLS,
+	// when configured, runs over the connection it returns. It lets a
+	// program route the connections (a proxy, a tunnel) or hold one
+	// instance's link still, as tiercache verify's link-pause fault does.
+	// Nil means a plain dial bounded by DialTimeout.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	// LazyConnect makes New succeed while Redis is unreachable: the cache
 	// connects in the background, retrying with a backoff (100 ms doubling

@@ -54,6 +54,7 @@ func newRedisStore(r RedisOptions, logger *slog.Logger, onInv func(l2.Invalidati
 		Cluster:          r.Cluster,
 		DialTimeout:      r.DialTimeout,
 		WriteTimeout:     r.WriteTimeout,
+		DialContext:      r.DialContext,
 		Lazy:             r.LazyConnect,
 		Logger:           logger,
 		OnInvalidation:   onInv,

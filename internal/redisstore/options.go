@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -80,6 +81,11 @@ type Options struct {
 	// answer before it is declared dead and closed. Zero means the rueidis
 	// default (10s).
 	WriteTimeout time.Duration
+
+	// DialContext opens every TCP connection, to the nodes and to the
+	// sentinels; TLS, when configured, runs over what it returns, and
+	// DialTimeout bounds ctx. Nil means a plain dial.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	// Lazy makes New return at once, without a server: the store then
 	// connects in the background, retrying with a backoff (100 ms doubling
@@ -218,6 +224,9 @@ func (o *Options) buildOption() (rueidis.ClientOption, error) {
 	if o.WriteTimeout > 0 {
 		opt.ConnWriteTimeout = o.WriteTimeout
 	}
+	if o.DialContext != nil {
+		opt.DialCtxFn = dialWith(o.DialContext)
+	}
 	if opt.ClientName == "" {
 		opt.ClientName = clientName
 	}
@@ -263,6 +272,34 @@ func (o *Options) buildOption() (rueidis.ClientOption, error) {
 	// denial in ACL LOG, which operators watch for missing rights.
 	opt.ClientSetInfo = rueidis.DisableClientSetInfo
 	return opt, nil
+}
+
+// dialWith turns a DialContext into rueidis's dial function: the dialer's
+// timeout bounds the dial and the TLS handshake, which runs over the
+// connection dial returns, with the server's host name when the TLS
+// configuration names none (as tls.Dial does).
+func dialWith(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(context.Context, string, *net.Dialer, *tls.Config) (net.Conn, error) {
+	return func(ctx context.Context, dst string, d *net.Dialer, cfg *tls.Config) (net.Conn, error) {
+		if d != nil && d.Timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d.Timeout)
+			defer cancel()
+		}
+		conn, err := dial(ctx, "tcp", dst)
+		if err != nil || cfg == nil {
+			return conn, err
+		}
+		if cfg.ServerName == "" {
+			cfg = cfg.Clone()
+			cfg.ServerName, _, _ = net.SplitHostPort(dst)
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
 }
 
 // quoted matches the fragments of the input that net/url quotes in its

@@ -41,6 +41,7 @@ func (s *Store) watchSentinel(ctx context.Context, copt rueidis.ClientOption, ad
 	defer s.watchers.Done()
 	opt := sentinelOption(addr, copt.Sentinel.Username, copt.Sentinel.Password, copt.Sentinel.TLSConfig)
 	opt.Dialer = copt.Sentinel.Dialer
+	opt.DialCtxFn = copt.DialCtxFn
 	master := copt.Sentinel.MasterSet
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tiercache/tiercache/internal/redistest"
@@ -123,4 +125,34 @@ func TestStore_TLSSentinel(t *testing.T) {
 		return errors.New("no replica has been promoted yet")
 	})
 	mustGet(t, s, "tls:after", "v2")
+}
+
+// TestStore_TLSDialContext: with DialContext, every connection is opened
+// by it and TLS runs over what it returns, with the certificate checked
+// against the address's host name unless the configuration names one.
+func TestStore_TLSDialContext(t *testing.T) {
+	t.Parallel()
+	certs := redistest.NewTLSFiles(t)
+	srv := redistest.NewTLS(t, certs)
+	var dials atomic.Int32
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	s, err := New(Options{Addrs: []string{srv.Addr}, TLS: &tls.Config{RootCAs: certs.CAs, MinVersion: tls.VersionTLS12},
+		DialContext: dial, OnInvalidation: newRecorder().record})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mustSet(t, s, "dial:k", "v", 0)
+	mustGet(t, s, "dial:k", "v")
+	if dials.Load() == 0 {
+		t.Fatal("DialContext was not used")
+	}
+	_, err = New(Options{Addrs: []string{srv.Addr}, TLS: &tls.Config{RootCAs: certs.CAs, ServerName: "redis.example.com"}, DialContext: dial})
+	if err == nil || !strings.Contains(err.Error(), "certificate is valid for") {
+		t.Fatalf("a misnamed server through DialContext: %v, want a certificate error", err)
+	}
 }
