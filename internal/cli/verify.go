@@ -28,6 +28,8 @@ type verifyCmd struct {
 	Grace     time.Duration `name:"grace" default:"100ms" help:"How long after an acknowledgement another instance may still read the older state."`
 	MaxOps    int           `name:"max-ops" default:"200000" help:"Bound on the run's operations, reads included (the final reads and the cleanup add keys × instances + keys)."`
 	Failover  time.Duration `name:"failover-at" placeholder:"DURATION" help:"Without --url, on Sentinel: this long into the run, ask the sentinels to fail the master over (SENTINEL FAILOVER), and report the write outage. Failed operations are then expected; stale reads and lost writes still fail the run."`
+	PauseAt   time.Duration `name:"pause-link-at" placeholder:"DURATION" help:"Without --url: this long into the run, hold the first instance's connections to Redis still (nothing sent or received, nothing closed) for --pause-link-for, and report the outage it caused. Its reads within its liveness bound of the pause may lag by that much; failed operations are expected; stale reads beyond that and lost writes still fail the run."`
+	PauseFor  time.Duration `name:"pause-link-for" default:"2s" placeholder:"DURATION" help:"How long --pause-link-at holds the link still."`
 	JSON      bool          `name:"json" help:"Print the report as JSON (as --output json)."`
 	outputFlag
 }
@@ -78,6 +80,9 @@ func (c *verifyCmd) Run(ctx context.Context, s streams) error {
 		if c.Failover != 0 {
 			return usage("--failover-at applies to library caches on Sentinel, not to --url")
 		}
+		if c.PauseAt != 0 {
+			return usage("--pause-link-at applies to library caches, not to --url (a service's link cannot be reached from here)")
+		}
 		if len(urls) < 2 {
 			return usage("coherence needs at least two services: give --url twice (or comma-separated)")
 		}
@@ -118,12 +123,27 @@ func (c *verifyCmd) Run(ctx context.Context, s streams) error {
 			f.At = c.Failover
 			cfg.Faults = []verify.Fault{f}
 		}
-		insts, cleanup, closeAll, err := verify.OpenCaches(opts, c.Instances)
+		var link *verify.Link
+		if c.PauseAt != 0 {
+			if c.PauseAt < 0 || c.PauseAt >= c.Duration {
+				return usage("--pause-link-at must be within --duration")
+			}
+			if c.PauseFor <= 0 {
+				return usage("--pause-link-for must be positive")
+			}
+			link = &verify.Link{}
+		}
+		insts, cleanup, closeAll, err := verify.OpenCaches(opts, c.Instances, link)
 		if err != nil {
 			return fail("%v", err)
 		}
 		defer closeAll()
 		cfg.Instances, cfg.Cleanup = insts, cleanup
+		if link != nil {
+			f := verify.LinkPause(insts[0], link, c.PauseFor, insts[0].(verify.CacheInstance).Cache.LivenessBound())
+			f.At = c.PauseAt
+			cfg.Faults = append(cfg.Faults, f)
+		}
 	}
 	fmt.Fprintf(s.err, "tiercache verify: %d instances for %v...\n", len(cfg.Instances), c.Duration)
 	rep, err := verify.Run(ctx, cfg)

@@ -139,3 +139,25 @@ func TestVerify_Services(t *testing.T) {
 		}
 	})
 }
+
+// TestVerify_PauseLink: --pause-link-at holds the first instance's link
+// still during the run; a correct deployment still passes, and the report
+// gives the paused instance's outage. The flag is refused with --url and
+// outside --duration.
+func TestVerify_PauseLink(t *testing.T) {
+	redistest.Require(t)
+	clearEnv(t)
+	srv := redistest.NewStandalone(t)
+	t.Setenv("REDIS_URL", "redis://"+srv.Addr+"/0")
+	stdout, stderr := runWant(t, []string{"verify", "--duration", "3s", "--keys", "16", "--tags", "4", "--pause-link-at", "1s", "--pause-link-for", "1s"}, 0, "PASS: 3 instances", "")
+	if t.Failed() {
+		t.Fatalf("stderr:\n%s", stderr)
+	}
+	for _, want := range []string{"fault           link-pause at 1s", "cache-1: no answer for", "0 beyond it (violations);"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, stdout)
+		}
+	}
+	runWant(t, []string{"verify", "--duration", "1s", "--pause-link-at", "2s"}, exitUsage, "", "--pause-link-at must be within --duration")
+	runWant(t, []string{"verify", "--url", "http://127.0.0.1:1,http://127.0.0.1:2", "--pause-link-at", "1s"}, exitUsage, "", "not to --url")
+}

@@ -93,7 +93,7 @@ func (r *run) check() Report {
 				rep.Errors++
 				continue
 			}
-			r.checkRead(&rep, aff[rd.key], rd, lag, r.cfg.Grace)
+			r.checkRead(&rep, aff[rd.key], rd, lag, r.graceFor(rd))
 		}
 	}
 	rep.Lag = percentiles(lag, acked*len(r.cfg.Instances))

@@ -185,6 +185,10 @@ func (rep Report) WriteText(w io.Writer) error {
 			continue
 		}
 		fmt.Fprintf(&b, "  fault           %s at %v: writes acknowledged again after %v at most\n", f.Name, f.At, f.WriteOutage.Round(time.Millisecond))
+		if f.Instance != "" {
+			fmt.Fprintf(&b, "                  %s: no answer for %v at most, %d operations failed; its reads begun within %v of the fault may lag that much beyond the grace\n",
+				f.Instance, f.InstanceOutage.Round(time.Millisecond), f.InstanceErrors, f.Tolerance.Round(time.Millisecond))
+		}
 	}
 	for _, e := range rep.ErrorExamples {
 		fmt.Fprintf(&b, "  ERROR           %s\n", e)
@@ -202,9 +206,11 @@ func (rep Report) WriteText(w io.Writer) error {
 // allows ~NS:* allows too), each with its
 // own L1 and connections, as n processes of an application would be. The
 // recovery queue is off, so that an operation that returns is applied or
-// failed. cleanup deletes the run's keys and the namespace's version keys,
-// leaving nothing in Redis; close closes the caches.
-func OpenCaches(opts tiercache.Options, n int) (insts []Instance, cleanup func(ctx context.Context, keys, tags []string) error, close func(), err error) {
+// failed. links[i], when given and not nil, carries the connections of
+// instance i (for LinkPause). cleanup deletes the run's keys and the
+// namespace's version keys, leaving nothing in Redis; close closes the
+// caches.
+func OpenCaches(opts tiercache.Options, n int, links ...*Link) (insts []Instance, cleanup func(ctx context.Context, keys, tags []string) error, close func(), err error) {
 	base := opts.Namespace
 	if base == "" {
 		base = tiercache.DefaultNamespace
@@ -222,7 +228,11 @@ func OpenCaches(opts tiercache.Options, n int) (insts []Instance, cleanup func(c
 		}
 	}
 	for i := range n {
-		c, err := tiercache.New(opts)
+		o := opts
+		if i < len(links) && links[i] != nil {
+			o.Redis.DialContext = links[i].Dial
+		}
+		c, err := tiercache.New(o)
 		if err != nil {
 			close()
 			return nil, nil, nil, err

@@ -197,6 +197,7 @@ type run struct {
 	stop   atomic.Bool
 	why    atomic.Value
 
+	begin   time.Time // when the workload started
 	end     time.Time // when the workload stops taking operations
 	flagged atomic.Int64
 	errMu   sync.Mutex
@@ -227,7 +228,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	// Operations run on hard, not on a context that ends with Duration:
 	// cutting them off would count, in the caches, as Redis failing.
 	// The loops stop taking new ones at the end.
-	r.end = begin.Add(cfg.Duration)
+	r.begin, r.end = begin, begin.Add(cfg.Duration)
 	var wg sync.WaitGroup
 	for g := range cfg.Groups {
 		wg.Go(func() { r.writer(hard, g) })
@@ -250,8 +251,15 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	end := time.Now()
 	rep := r.check()
 	for i := range faults {
-		if faults[i].Error == "" {
-			faults[i].WriteOutage = r.outage(begin.Add(faults[i].At), end)
+		if faults[i].Error != "" {
+			continue
+		}
+		from := begin.Add(faults[i].At)
+		faults[i].WriteOutage = r.outage(from, end)
+		for j, in := range cfg.Instances {
+			if in.Name() == faults[i].Instance {
+				faults[i].InstanceOutage, faults[i].InstanceErrors = r.instanceOutage(j, from, end)
+			}
 		}
 	}
 	rep.Faults = faults

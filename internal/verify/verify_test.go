@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -228,6 +229,66 @@ func TestConfig_Invalid(t *testing.T) {
 			if _, err := Run(t.Context(), tc.cfg); err == nil {
 				t.Error("no error")
 			}
+		})
+	}
+}
+
+// TestRun_LinkPause: one instance's link to Redis is held still for two
+// seconds during the run, twice its OperationTimeout. On a correct
+// deployment the run still passes: the paused instance trusts its L1 for
+// at most its LivenessBound (the fault's tolerance), its operations get
+// no answer meanwhile (its outage in the report), and what Redis held back
+// reaches it when the link resumes. With that instance broken (its L1
+// never hears of an invalidation), the same run fails, blaming it alone:
+// the tolerance does not hide a broken cache.
+func TestRun_LinkPause(t *testing.T) {
+	for _, tc := range []struct {
+		topo   string
+		broken bool
+	}{{"standalone", false}, {"cluster", false}, {"standalone", true}} {
+		t.Run(fmt.Sprintf("%s/broken=%v", tc.topo, tc.broken), func(t *testing.T) {
+			link := &Link{}
+			insts, cleanup, closeAll, err := OpenCaches(options(topologies.Get(t, tc.topo)), 3, link)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(closeAll)
+			tolerance := insts[0].(CacheInstance).Cache.LivenessBound()
+			if tolerance <= 0 || tolerance > time.Second {
+				t.Fatalf("LivenessBound = %v, want the default 750ms", tolerance)
+			}
+			fault := LinkPause(insts[0], link, 2*time.Second, tolerance)
+			fault.At = 500 * time.Millisecond
+			if tc.broken {
+				insts[0] = &sticky{Instance: insts[0], seen: map[string]string{}}
+			}
+			rep, err := Run(t.Context(), Config{Instances: insts, Duration: 3500 * time.Millisecond, Keys: 16, Groups: 4, Faults: []Fault{fault}, Cleanup: cleanup})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b strings.Builder
+			_ = rep.WriteText(&b)
+			if len(rep.Faults) != 1 || rep.Faults[0].Error != "" || rep.Faults[0].Instance != "cache-1" {
+				t.Fatalf("the pause did not run:\n%s", b.String())
+			}
+			if tc.broken {
+				if rep.Pass || rep.Violations == 0 {
+					t.Fatalf("a broken instance passed under a link pause:\n%s", b.String())
+				}
+				for _, e := range rep.Examples {
+					if e.Instance != "cache-1" {
+						t.Errorf("violation blamed on %s, not the broken cache-1: %s", e.Instance, e)
+					}
+				}
+				return
+			}
+			if !rep.Pass || rep.Lost != 0 {
+				t.Fatalf("a correct deployment failed with a paused link:\n%s", b.String())
+			}
+			if f := rep.Faults[0]; f.InstanceOutage < time.Second {
+				t.Errorf("the paused instance answered within %v of a 2s pause:\n%s", f.InstanceOutage, b.String())
+			}
+			t.Logf("%s:\n%s", tc.topo, b.String())
 		})
 	}
 }
