@@ -625,6 +625,7 @@ type setOptions struct {
 	ttl    time.Duration
 	tags   []string
 	skipL1 bool          // SkipL1
+	skipL2 bool          // SkipL2
 	l1TTL  time.Duration // WithL1TTL
 	cond   *condition    // nil: unconditional
 	etag   *string       // ReportETag's destination
@@ -638,6 +639,45 @@ func WithTTL(d time.Duration) SetOption { return func(o *setOptions) { o.ttl = d
 // and FetchMany neither read their keys from L1 nor keep what they read
 // or load in it. Other instances are not affected.
 func SkipL1() SetOption { return func(o *setOptions) { o.skipL1 = true } }
+
+// SkipL2 makes one Set, SetMany or Fetch bypass L2: the value written or
+// loaded is kept in this instance's L1 only, and Fetch reads its key from
+// L1 only (a miss calls the loader). Use it for values that are cheap to
+// compute and not worth a round trip, or that must not leave the process.
+//
+// Such a value is local: other instances neither see it nor invalidate it
+// by writing or deleting the key (unless this instance has read the key
+// from Redis before, which makes Redis track it for this instance), so it
+// lives until its TTL, WithL1TTL or L1.MaxTTL, whichever ends first.
+// InvalidateTags and Clear from any instance still remove it, since tag
+// and namespace versions are read from L2 as for any write. It needs an
+// L1, and cannot be combined with SkipL1, IfMatch, IfAbsent or FetchMany:
+// those calls return an error matching ErrInvalidOptions.
+func SkipL2() SetOption { return func(o *setOptions) { o.skipL2 = true } }
+
+// checkSkipL2 refuses SkipL2 where it cannot apply.
+func (c *Cache) checkSkipL2(so *setOptions) error {
+	switch {
+	case !so.skipL2:
+		return nil
+	case c.l1 == nil:
+		return fmt.Errorf("%w: SkipL2 needs an L1 (L1.Disabled is set)", ErrInvalidOptions)
+	case so.skipL1:
+		return fmt.Errorf("%w: SkipL1 and SkipL2 together leave no tier", ErrInvalidOptions)
+	case so.cond != nil:
+		return fmt.Errorf("%w: a conditional write (IfMatch, IfAbsent) is checked in L2 and cannot skip it", ErrInvalidOptions)
+	}
+	return nil
+}
+
+// keepLocal stores encs in this instance's L1 only (SkipL2).
+func (c *Cache) keepLocal(encs []encoded) {
+	now := c.now()
+	for _, e := range encs {
+		c.forgetFlight(e.key)
+		c.l1.SetIfUnchanged(e.key, e.entry, c.l1.Snapshot(e.key), now)
+	}
+}
 
 // WithL1TTL limits how long this instance's L1 keeps the value the call
 // writes or loads (at most its TTL in any case); d <= 0 means no limit.
@@ -816,6 +856,9 @@ func (c *Cache) Set(ctx context.Context, key string, value any, opts ...SetOptio
 	if err := checkTags(so.tags); err != nil {
 		return keyErr("set", key, err)
 	}
+	if err := c.checkSkipL2(&so); err != nil {
+		return keyErr("set", key, err)
+	}
 	vs, err := c.stampFor(ctx, so.tags)
 	if err != nil {
 		return keyErr("set", key, err)
@@ -824,9 +867,12 @@ func (c *Cache) Set(ctx context.Context, key string, value any, opts ...SetOptio
 	if err != nil {
 		return keyErr("set", key, err)
 	}
-	if so.cond != nil {
+	switch {
+	case so.cond != nil:
 		err = c.writeIf(ctx, key, so.cond, &enc)
-	} else {
+	case so.skipL2:
+		c.keepLocal([]encoded{enc})
+	default:
 		err = c.write(ctx, []encoded{enc}, true)
 	}
 	if err == nil && so.etag != nil {

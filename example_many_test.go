@@ -46,3 +46,29 @@ func ExampleCache_LookupMany() {
 	// user:2: Alan from hit-l1, stale false, ttl 1m0s
 	// user:3: miss
 }
+
+// FetchManyResult tells, key by key, where each value came from.
+func ExampleFetchManyResult() {
+	ctx := context.Background()
+	c, err := tiercache.New(tiercache.Options{Namespace: "many-result"})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	if err := c.Set(ctx, "user:1", "ann"); err != nil {
+		panic(err)
+	}
+	load := func(ctx context.Context, keys []string) (map[string]string, error) {
+		return map[string]string{"user:2": "bob"}, nil
+	}
+	vals, res, err := tiercache.FetchManyResult(ctx, c, []string{"user:1", "user:2"}, load)
+	if err != nil {
+		panic(err)
+	}
+	for _, k := range []string{"user:1", "user:2"} {
+		fmt.Println(k, vals[k], res[k].Source, res[k].Stale)
+	}
+	// Output:
+	// user:1 ann hit-l1 false
+	// user:2 bob loader false
+}

@@ -57,3 +57,26 @@ func ExampleSkipL1() {
 	// Output:
 	// answered by hit-l2
 }
+
+// SkipL2 keeps a value in this instance only: cheap to compute, not worth
+// a round trip to Redis, and never seen by other instances.
+func ExampleSkipL2() {
+	ctx := context.Background()
+	c, err := tiercache.New(tiercache.Options{Namespace: "local"})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	render := func(ctx context.Context, key string) (string, error) { return "<nav>…</nav>", nil }
+	v, res, err := tiercache.FetchResult(ctx, c, "menu:en", render, tiercache.SkipL2(), tiercache.WithTTL(time.Minute))
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(v, res.Source)
+	var again string
+	r, err := c.Lookup(ctx, "menu:en", &again)
+	fmt.Println(again, r.Source, err)
+	// Output:
+	// <nav>…</nav> loader
+	// <nav>…</nav> hit-l1 <nil>
+}

@@ -63,7 +63,7 @@ type faultOp uint8
 
 const (
 	fGet    faultOp = iota // Lookup
-	fFetch                 // FetchResult
+	fFetch                 // FetchResult, or one key of FetchManyResult
 	fSet                   // Set
 	fDelete                // Delete
 	fTags                  // InvalidateTags (key holds the tag)
@@ -230,13 +230,54 @@ func (ld *faultLoad) loader(inst int) LoaderFunc[int64] {
 	}
 }
 
+// batchLoader is loader for FetchMany: one fresh value per key, each
+// logged as a write.
+func (ld *faultLoad) batchLoader(inst int) BatchLoaderFunc[int64] {
+	load := ld.loader(inst)
+	return func(ctx context.Context, keys []string) (map[string]int64, error) {
+		out := make(map[string]int64, len(keys))
+		for _, k := range keys {
+			out[k], _ = load(ctx, k)
+		}
+		return out, nil
+	}
+}
+
+// fetchMany reads two keys of one tag group with FetchManyResult and logs
+// one fFetch record per key, with that key's stale flag. A key missing
+// from the answer is logged as not found, or with the call's error when
+// it failed (FetchMany does not say which keys failed).
+func (ld *faultLoad) fetchMany(inst int, c *Cache, rng *rand.Rand, load BatchLoaderFunc[int64]) {
+	i := rng.IntN(faultKeys)
+	j := (i + faultGroups) % faultKeys // same tag: one WithTags for the batch
+	keys := []string{faultKey(i), faultKey(j)}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	vals, res, err := FetchManyResult(ctx, c, keys, load, WithTags(faultTag(i)))
+	end := time.Now()
+	for _, k := range keys {
+		r := faultRec{op: fFetch, inst: inst, key: k, start: start, end: end}
+		if v, ok := vals[k]; ok {
+			r.seq, r.stale = v, res[k].Stale
+		} else if err != nil {
+			r.err = err
+		} else {
+			r.err = ErrNotFound
+		}
+		ld.log.add(r)
+	}
+}
+
 func (ld *faultLoad) reader(inst int, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 1))
-	c, load := ld.caches[inst], ld.loader(inst)
+	c, load, batch := ld.caches[inst], ld.loader(inst), ld.batchLoader(inst)
 	for {
 		i := rng.IntN(faultKeys)
 		k := faultKey(i)
-		if rng.IntN(2) == 0 {
+		if rng.IntN(3) == 0 {
+			ld.fetchMany(inst, c, rng, batch)
+		} else if rng.IntN(2) == 0 {
 			ld.do(inst, fGet, k, func(ctx context.Context) (int64, bool, error) {
 				var v int64
 				res, err := c.Lookup(ctx, k, &v)

@@ -87,6 +87,14 @@ func fetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 	if err := checkFillOptions(opts); err != nil {
 		return zero, Result{}, keyErr("fetch", key, err)
 	}
+	var skipL2 bool
+	if len(opts) > 0 {
+		so := applySet(opts)
+		if err := c.checkSkipL2(&so); err != nil {
+			return zero, Result{}, keyErr("fetch", key, err)
+		}
+		skipL2 = so.skipL2
+	}
 	if c.opts.OnAccess != nil {
 		c.opts.OnAccess(key)
 	}
@@ -112,6 +120,9 @@ func fetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 	fk := c.flightKey(key)
 	if skipL1 {
 		fk += flightSkipL1 // its flight reads no L1: another one's answer may come from L1
+	}
+	if skipL2 {
+		fk += flightSkipL2 // its flight keeps its value local
 	}
 	f, leader := c.flights.join(fk)
 	if leader {
@@ -170,10 +181,15 @@ func (c *Cache) forgetFlight(key string) {
 	fk := c.flightKey(key)
 	c.flights.forget(fk)
 	c.flights.forget(fk + flightSkipL1)
+	c.flights.forget(fk + flightSkipL2)
 }
 
-// flightSkipL1 ends the flight key of a load that skips L1 (SkipL1).
-const flightSkipL1 = "\x00skip-l1"
+// flightSkipL1 and flightSkipL2 end the flight keys of loads that skip
+// L1 (SkipL1) or L2 (SkipL2).
+const (
+	flightSkipL1 = "\x00skip-l1"
+	flightSkipL2 = "\x00skip-l2"
+)
 
 // loaderContext keeps ctx's values, drops its cancellation, and ends when
 // the cache closes.
@@ -191,6 +207,9 @@ type fetched[T any] struct {
 // fetchLocked runs inside the key's flight: it re-reads both tiers, since
 // an earlier flight may have filled them, then loads.
 func fetchLocked[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T], opts []SetOption) (any, error) {
+	if len(opts) > 0 && applySet(opts).skipL2 {
+		return fetchLocal(ctx, c, key, load, opts)
+	}
 	var v T
 	e, src, stale, err := c.entryFrom(ctx, key, c.l1For(opts))
 	switch {
@@ -235,6 +254,38 @@ func fetchLocked[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 		if stale != nil {
 			return fetchedStale[T](c, key, stale)
 		}
+		return nil, err
+	}
+	return fetched[T]{v, c.cacheLoaded(ctx, key, v, adaptedOpts(ctx, opts))}, nil
+}
+
+// fetchLocal is fetchLocked for SkipL2: L1 alone, then the loader, whose
+// value is kept in L1 alone. A value L1 holds past its expiry (or a
+// softly invalidated one) is the fail-safe fallback.
+func fetchLocal[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T], opts []SetOption) (any, error) {
+	var v T
+	if e, ok := c.l1.Get(key); ok && !e.Unconfirmed {
+		vd, err := c.validity(ctx, e)
+		if err == nil && usable(e, vd) {
+			if e.Negative {
+				return nil, ErrNotFound
+			}
+			if err := c.assign(e, &v); err == nil {
+				return fetched[T]{v, c.result(e, SourceL1)}, nil
+			}
+		}
+	}
+	stale := c.staleL1(key)
+	ctx = withAdapt(ctx)
+	v, err := loadWithTimeouts(ctx, c, key, load, opts, stale)
+	switch {
+	case errors.Is(err, errServedStale):
+		return fetchedStale[T](c, key, stale)
+	case errors.Is(err, ErrNotFound):
+		return nil, ErrNotFound
+	case err != nil && stale != nil:
+		return fetchedStale[T](c, key, stale)
+	case err != nil:
 		return nil, err
 	}
 	return fetched[T]{v, c.cacheLoaded(ctx, key, v, adaptedOpts(ctx, opts))}, nil
@@ -330,7 +381,11 @@ func (c *Cache) cacheLoaded(ctx context.Context, key string, v any, opts []SetOp
 		var enc encoded
 		if enc, err = c.encode(key, v, so, false, vs); err == nil {
 			res = c.result(enc.entry, SourceLoader)
-			err = c.write(ctx, []encoded{enc}, false)
+			if so.skipL2 && c.l1 != nil {
+				c.keepLocal([]encoded{enc})
+			} else {
+				err = c.write(ctx, []encoded{enc}, false)
+			}
 		}
 	}
 	if err != nil {

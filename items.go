@@ -18,6 +18,12 @@ type Item struct {
 // per node (plus one to read tag versions not yet known). Everything is
 // validated first: on a bad key, tag or value nothing is written.
 func (c *Cache) SetItems(ctx context.Context, items []Item) error {
+	return c.setItems(ctx, items, setOptions{})
+}
+
+// setItems is SetItems with the per-call options of SetMany (SkipL1,
+// SkipL2, WithL1TTL) in base.
+func (c *Cache) setItems(ctx context.Context, items []Item, base setOptions) error {
 	if len(items) == 0 {
 		return nil
 	}
@@ -47,11 +53,17 @@ func (c *Cache) SetItems(ctx context.Context, items []Item) error {
 		for i, t := range it.Tags {
 			vs.tags[i] = all.tags[seen[t]]
 		}
-		enc, err := c.encode(it.Key, it.Value, setOptions{ttl: it.TTL, tags: it.Tags}, false, vs)
+		so := base
+		so.ttl, so.tags = it.TTL, it.Tags
+		enc, err := c.encode(it.Key, it.Value, so, false, vs)
 		if err != nil {
 			return keyErr("set", it.Key, err)
 		}
 		encs = append(encs, enc)
+	}
+	if base.skipL2 {
+		c.keepLocal(encs)
+		return nil
 	}
 	if err := c.write(ctx, encs, true); err != nil {
 		return fmt.Errorf("tiercache: set items (%d): %w", len(encs), err)

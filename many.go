@@ -210,11 +210,14 @@ func (c *Cache) SetMany(ctx context.Context, items map[string]any, opts ...SetOp
 		return fmt.Errorf("tiercache: set many: %w", err)
 	}
 	so := applySet(opts)
+	if err := c.checkSkipL2(&so); err != nil {
+		return fmt.Errorf("tiercache: set many: %w", err)
+	}
 	list := make([]Item, 0, len(items))
 	for k, v := range items {
 		list = append(list, Item{Key: k, Value: v, TTL: so.ttl, Tags: so.tags})
 	}
-	return c.SetItems(ctx, list)
+	return c.setItems(ctx, list, setOptions{skipL1: so.skipL1, skipL2: so.skipL2, l1TTL: so.l1TTL})
 }
 
 // FetchMany returns the values of keys, loading every key that misses
@@ -235,6 +238,21 @@ func (c *Cache) SetMany(ctx context.Context, items map[string]any, opts ...SetOp
 // When some keys could neither be loaded nor served stale, FetchMany
 // returns what it has with an error naming how many failed.
 func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLoaderFunc[T], opts ...SetOption) (map[string]T, error) {
+	return fetchMany(ctx, c, keys, load, opts, nil)
+}
+
+// FetchManyResult is FetchMany that also reports, for each key in the
+// returned map, where its value came from and whether it is stale (a
+// fail-safe answer), as FetchResult does for one key.
+func FetchManyResult[T any](ctx context.Context, c *Cache, keys []string, load BatchLoaderFunc[T], opts ...SetOption) (map[string]T, map[string]Result, error) {
+	results := make(map[string]Result, len(keys))
+	out, err := fetchMany(ctx, c, keys, load, opts, results)
+	return out, results, err
+}
+
+// fetchMany is FetchMany; results, when not nil, receives each answered
+// key's Result.
+func fetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLoaderFunc[T], opts []SetOption, results map[string]Result) (map[string]T, error) {
 	if err := c.checkKeys("fetch", keys); err != nil {
 		return nil, err
 	}
@@ -244,10 +262,17 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 	if err := checkFillOptions(opts); err != nil {
 		return nil, fmt.Errorf("tiercache: fetch many: %w", err)
 	}
+	if len(opts) > 0 && applySet(opts).skipL2 {
+		return nil, fmt.Errorf("tiercache: fetch many: %w: SkipL2 applies to Set, SetMany and Fetch", ErrInvalidOptions)
+	}
 	c.accessed(keys)
 	out := make(map[string]T, len(keys))
 	l1c := c.l1For(opts)
-	es, err := c.entriesFrom(ctx, OpFetchMany, keys, nil, nil, l1c)
+	var fromL1 map[string]bool
+	if results != nil {
+		fromL1 = make(map[string]bool)
+	}
+	es, err := c.entriesFrom(ctx, OpFetchMany, keys, fromL1, nil, l1c)
 	if err != nil {
 		// L2 trouble: the flights below serve stale values or load.
 		c.logger.Debug("tiercache: L2 read failed, loading", "keys", len(keys), "err", err)
@@ -277,6 +302,13 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 		}
 		c.keepDecoded(k, e, v)
 		out[k] = v
+		if results != nil {
+			src := SourceL2
+			if fromL1[k] {
+				src = SourceL1
+			}
+			results[k] = c.result(e, src)
+		}
 		if !e.Stale {
 			if hits == nil {
 				hits = make(map[string]*l1.Entry)
@@ -334,10 +366,13 @@ func FetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 	var failed int
 	var firstErr error
 	for i, k := range missing {
-		v, _, err := awaitFlight[T](ctx, c, k, fl[i])
+		v, res, err := awaitFlight[T](ctx, c, k, fl[i])
 		switch {
 		case err == nil:
 			out[k] = v
+			if results != nil {
+				results[k] = res
+			}
 		case errors.Is(err, ErrNotFound):
 		default:
 			failed++

@@ -105,3 +105,73 @@ func TestPerCall_AdaptLoad(t *testing.T) {
 		}
 	})
 }
+
+// TestPerCall_SkipL2: a Set, SetMany or Fetch with SkipL2 keeps its value
+// in the caller's L1 only: the caller reads it from L1, another instance
+// does not see it, and a tag invalidation from that instance still
+// removes it. SetMany honours SkipL1 too. Calls where SkipL2 cannot apply
+// are refused.
+func TestPerCall_SkipL2(t *testing.T) {
+	eachTopology(t, func(t *testing.T, topo string) {
+		ctx := context.Background()
+		c := newCache(t, topo)
+		other := peer(t, c)
+		if err := c.Set(ctx, "local", 1, SkipL2(), WithTags("g")); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.SetMany(ctx, map[string]any{"m1": 2, "m2": 3}, SkipL2()); err != nil {
+			t.Fatal(err)
+		}
+		calls := 0
+		load := func(context.Context, string) (int, error) { calls++; return 4, nil }
+		for range 2 {
+			if v, err := Fetch(ctx, c, "loaded", load, SkipL2()); err != nil || v != 4 {
+				t.Fatalf("Fetch with SkipL2: %d, %v", v, err)
+			}
+		}
+		if calls != 1 {
+			t.Fatalf("loader called %d times for two Fetches, want 1 (the second from L1)", calls)
+		}
+		for k, want := range map[string]int{"local": 1, "m1": 2, "m2": 3, "loaded": 4} {
+			if v, src := lookupInt(t, c, k); v != want || src != SourceL1 {
+				t.Errorf("%s: %d from %v, want %d from L1", k, v, src, want)
+			}
+			if v, err := getInt(other, k); !errors.Is(err, ErrNotFound) {
+				t.Errorf("%s reached another instance (L2): %d, %v", k, v, err)
+			}
+		}
+		if err := other.InvalidateTags(ctx, "g"); err != nil {
+			t.Fatal(err)
+		}
+		missedBy(t, c, "local")
+
+		// SetMany honours SkipL1 as Set does.
+		if err := c.SetMany(ctx, map[string]any{"s1": 5}, SkipL1()); err != nil {
+			t.Fatal(err)
+		}
+		if v, src := lookupInt(t, c, "s1"); v != 5 || src != SourceL2 {
+			t.Fatalf("after SetMany with SkipL1: %d from %v, want 5 from L2", v, src)
+		}
+
+		noL1 := newCache(t, topo, func(o *Options) { o.L1.Disabled = true })
+		for name, err := range map[string]error{
+			"SkipL1 and SkipL2": c.Set(ctx, "x", 1, SkipL1(), SkipL2()),
+			"IfAbsent":          c.Set(ctx, "x", 1, IfAbsent(), SkipL2()),
+			"without L1":        noL1.Set(ctx, "x", 1, SkipL2()),
+			"SetMany SkipL1+L2": c.SetMany(ctx, map[string]any{"x": 1}, SkipL1(), SkipL2()),
+		} {
+			if !errors.Is(err, ErrInvalidOptions) {
+				t.Errorf("%s: %v, want ErrInvalidOptions", name, err)
+			}
+		}
+		if _, err := Fetch(ctx, noL1, "x", load, SkipL2()); !errors.Is(err, ErrInvalidOptions) {
+			t.Errorf("Fetch without L1: %v, want ErrInvalidOptions", err)
+		}
+		if _, err := FetchMany(ctx, c, []string{"x"}, func(context.Context, []string) (map[string]int, error) { return nil, nil }, SkipL2()); !errors.Is(err, ErrInvalidOptions) {
+			t.Errorf("FetchMany: %v, want ErrInvalidOptions", err)
+		}
+		if v, err := getInt(c, "x"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("a refused call wrote x: %d, %v", v, err)
+		}
+	})
+}
