@@ -269,6 +269,7 @@ func TestOptionsFromConfig_EveryOption(t *testing.T) {
 		"Recorder":          "serve builds it when monitoring.enabled",
 		"TracerProvider":    "serve builds it from the tracing section",
 		"Now":               "a clock, for tests",
+		"Fleet.Version":     "serve publishes its binary's version",
 		"Redis.DialContext": "a Go dial function",
 	}
 	mapped := map[string]bool{}
@@ -322,6 +323,11 @@ func TestOptionsFromConfig_ServiceDefaults(t *testing.T) {
 		t.Errorf("service defaults: fail-safe %v, read budget %v, lazy %v, journal %q", got.FailSafe.MaxDuration, got.ReadTimeout, got.Redis.LazyConnect, got.RecoveryJournalDir)
 	}
 	got.FailSafe.MaxDuration, got.ReadTimeout, got.Redis.LazyConnect, got.RecoveryJournalDir = 0, 0, false, ""
+	// serve publishes heartbeats (Options.Fleet); New names the instance.
+	if !got.Fleet.Enabled || got.Fleet.InstanceID == "" {
+		t.Errorf("service defaults: fleet %+v, want it on with an instance id", got.Fleet)
+	}
+	got.Fleet.Enabled, got.Fleet.InstanceID = false, ""
 	got.Logger, lib.Logger, got.Now, lib.Now = nil, nil, nil, nil
 	if !reflect.DeepEqual(got, lib) {
 		t.Errorf("the defaults of package config differ from the library's:\n got %+v\nwant %+v", got, lib)

@@ -268,6 +268,10 @@ func (c *Cache) publish(ctx context.Context, me FleetMember) (map[string]FleetMe
 		if err != nil && !errors.Is(err, l2.ErrNotFound) {
 			return nil, err
 		}
+		// Redis answered on the tracked connections, as an L2 operation
+		// through the guard would have: the invalidation link is up (the
+		// tracking check, and so this heartbeat's health, say so).
+		c.obs.l2OKAt.Store(time.Now().UnixNano())
 		reg := decodeRegistry(cur)
 		me.LastSeen = f.clock.now()
 		for id, m := range reg.Members {
