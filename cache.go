@@ -978,6 +978,9 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 			}
 			err = c.queueOps(err, ops)
 		}
+		if len(keys) > 1 {
+			return errorf("tiercache: delete (%d keys): %w", len(keys), err)
+		}
 		return keyErr("delete", keys[0], err)
 	}
 	if c.rec != nil {

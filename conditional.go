@@ -144,7 +144,7 @@ func (c *Cache) writeIf(ctx context.Context, key string, cond *condition, enc *e
 	check := func(ctx context.Context, cur []byte) error { return c.checkCondition(ctx, key, cur, cond) }
 	sw, ok := c.store.(l2.Swapper)
 	if !ok {
-		return fmt.Errorf("tiercache: the L2 store %T does not support conditional writes", c.store)
+		return errorf("tiercache: the L2 store %T does not support conditional writes", c.store)
 	}
 	err := sw.CompareAndSwap(ctx, c.prefix+key, check, value, ttl)
 	c.forgetFlight(key)
@@ -199,7 +199,7 @@ func (c *Cache) checkCondition(ctx context.Context, key string, cur []byte, cond
 func (g *guarded) CompareAndSwap(ctx context.Context, key string, check func(ctx context.Context, cur []byte) error, value []byte, ttl time.Duration) error {
 	sw, ok := g.s.(l2.Swapper)
 	if !ok {
-		return fmt.Errorf("tiercache: the L2 store %T does not support conditional writes", g.s)
+		return errorf("tiercache: the L2 store %T does not support conditional writes", g.s)
 	}
 	return g.do(ctx, "cas", false, func(ctx context.Context) error {
 		return sw.CompareAndSwap(context.WithValue(ctx, admittedKey{}, true), key, check, value, ttl)

@@ -2,7 +2,6 @@ package tiercache
 
 import (
 	"context"
-	"fmt"
 )
 
 // DropVersions deletes from L2 the namespace's version key and the
@@ -20,7 +19,7 @@ func (c *Cache) DropVersions(ctx context.Context, tags ...string) error {
 		keys = append(keys, c.vers.tagKey(t))
 	}
 	if err := c.store.Del(ctx, keys...); err != nil {
-		return fmt.Errorf("tiercache: drop versions: %w", err)
+		return errorf("tiercache: drop versions: %w", err)
 	}
 	c.vers.reset()
 	return nil

@@ -2,7 +2,6 @@ package tiercache
 
 import (
 	"context"
-	"fmt"
 	"time"
 )
 
@@ -61,7 +60,7 @@ func (c *Cache) Drain(ctx context.Context) (DrainReport, error) {
 		}
 		rep := DrainReport{Applied: int(c.rec.replayed.Load() - before)}
 		rep.Kept, rep.Journaled = c.rec.counts()
-		return rep, fmt.Errorf("tiercache: drain: %d operations kept (%d in the recovery journal): %w", rep.Kept, rep.Journaled, ctx.Err())
+		return rep, errorf("tiercache: drain: %d operations kept (%d in the recovery journal): %w", rep.Kept, rep.Journaled, ctx.Err())
 	}
 	return DrainReport{Applied: int(c.rec.replayed.Load() - before)}, nil
 }

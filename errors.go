@@ -3,6 +3,7 @@ package tiercache
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/tiercache/tiercache/codec"
 	"github.com/tiercache/tiercache/internal/envelope"
@@ -131,6 +132,30 @@ func trimPrefix(err error) string {
 	}
 	return s
 }
+
+// errorf is fmt.Errorf for a message that begins with "tiercache: ": the
+// "tiercache: " that a wrapped error of this package begins with is
+// dropped, so that a message reads "tiercache: clear: cache is closed",
+// not "tiercache: clear: tiercache: cache is closed". errors.Is and
+// errors.As see through it as through fmt.Errorf.
+func errorf(format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	msg := err.Error()
+	const p = "tiercache: "
+	if !strings.HasPrefix(msg, p) || !strings.Contains(msg[len(p):], ": "+p) {
+		return err
+	}
+	return &prefixedError{msg: p + strings.ReplaceAll(msg[len(p):], ": "+p, ": "), err: err}
+}
+
+// prefixedError is errorf's error: its own message, err's chain.
+type prefixedError struct {
+	msg string
+	err error
+}
+
+func (e *prefixedError) Error() string { return e.msg }
+func (e *prefixedError) Unwrap() error { return e.err }
 
 func keyErr(op, key string, err error) error {
 	if err == nil {

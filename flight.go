@@ -1,7 +1,6 @@
 package tiercache
 
 import (
-	"fmt"
 	"runtime/debug"
 	"sync"
 )
@@ -69,7 +68,7 @@ func (g *flights) run(key string, f *flight, fn func() (any, error)) {
 		)
 		defer func() {
 			if r := recover(); r != nil {
-				err = fmt.Errorf("tiercache: panic in a load of %q: %v\n%s", truncKey(key), r, debug.Stack())
+				err = errorf("tiercache: panic in a load of %q: %v\n%s", truncKey(key), r, debug.Stack())
 			}
 			g.finish(key, f, val, err)
 		}()

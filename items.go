@@ -2,7 +2,6 @@ package tiercache
 
 import (
 	"context"
-	"fmt"
 	"time"
 )
 
@@ -45,7 +44,7 @@ func (c *Cache) setItems(ctx context.Context, items []Item, base setOptions) err
 	}
 	all, err := c.stampFor(ctx, tags)
 	if err != nil {
-		return fmt.Errorf("tiercache: set items: %w", err)
+		return errorf("tiercache: set items: %w", err)
 	}
 	encs := make([]encoded, 0, len(items))
 	for _, it := range items {
@@ -66,7 +65,7 @@ func (c *Cache) setItems(ctx context.Context, items []Item, base setOptions) err
 		return nil
 	}
 	if err := c.write(ctx, encs, true); err != nil {
-		return fmt.Errorf("tiercache: set items (%d): %w", len(encs), err)
+		return errorf("tiercache: set items (%d): %w", len(encs), err)
 	}
 	return nil
 }

@@ -92,7 +92,7 @@ func (j *journal) load(cfg journalConfig) ([]journalOp, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("tiercache: recovery journal: %w", err)
+		return nil, errorf("tiercache: recovery journal: %w", err)
 	}
 	f, err := decodeJournal(b)
 	if err == nil {

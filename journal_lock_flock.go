@@ -17,7 +17,7 @@ import (
 func lockJournal(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("tiercache: recovery journal lock: %w", err)
+		return nil, errorf("tiercache: recovery journal lock: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		b, _ := os.ReadFile(path)
@@ -29,7 +29,7 @@ func lockJournal(path string) (*os.File, error) {
 			}
 			return nil, fmt.Errorf("%w: %s is locked by process %s; give each process its own journal directory (Options.RecoveryJournalDir) or namespace", ErrJournalLocked, path, holder)
 		}
-		return nil, fmt.Errorf("tiercache: recovery journal lock %s: %w", path, err)
+		return nil, errorf("tiercache: recovery journal lock %s: %w", path, err)
 	}
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)

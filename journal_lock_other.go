@@ -13,7 +13,7 @@ import (
 func lockJournal(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("tiercache: recovery journal lock: %w", err)
+		return nil, errorf("tiercache: recovery journal lock: %w", err)
 	}
 	return f, nil
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -26,20 +25,23 @@ type Lock struct {
 // another holder has it. With the in-memory L2 the lock is process-wide.
 func (c *Cache) TryLock(ctx context.Context, name string, ttl time.Duration) (*Lock, error) {
 	if c.closed.Load() {
-		return nil, fmt.Errorf("tiercache: lock %q: %w", name, ErrClosed)
+		return nil, errorf("tiercache: lock %q: %w", name, ErrClosed)
 	}
 	if name == "" || ttl <= 0 {
-		return nil, fmt.Errorf("tiercache: lock %q: %w: a lock needs a name and a positive TTL", name, ErrInvalidKey)
+		if name == "" {
+			return nil, errorf("tiercache: lock: %w: a lock needs a name", ErrInvalidKey)
+		}
+		return nil, errorf("tiercache: lock %q: %w: a lock needs a positive TTL, got %v", name, ErrInvalidOptions, ttl)
 	}
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	l := &Lock{c: c, key: c.vers.prefix + "lock:" + name, token: hex.EncodeToString(b[:])}
 	ok, err := c.store.TryLock(ctx, l.key, l.token, ttl)
 	if err != nil {
-		return nil, fmt.Errorf("tiercache: lock %q: %w", name, err)
+		return nil, errorf("tiercache: lock %q: %w", name, err)
 	}
 	if !ok {
-		return nil, fmt.Errorf("tiercache: lock %q: %w", name, ErrLocked)
+		return nil, errorf("tiercache: lock %q: %w", name, ErrLocked)
 	}
 	return l, nil
 }
@@ -48,7 +50,7 @@ func (c *Cache) TryLock(ctx context.Context, name string, ttl time.Duration) (*L
 // that expired (and may have been taken by another holder) does nothing.
 func (l *Lock) Unlock(ctx context.Context) error {
 	if _, err := l.c.store.Unlock(ctx, l.key, l.token); err != nil {
-		return fmt.Errorf("tiercache: unlock: %w", err)
+		return errorf("tiercache: unlock: %w", err)
 	}
 	return nil
 }

@@ -172,7 +172,7 @@ func (c *Cache) GetMany(ctx context.Context, keys []string, dst any) error {
 	c.accessed(keys)
 	es, err := c.entries(ctx, OpGetMany, keys, nil, nil)
 	if err != nil {
-		return fmt.Errorf("tiercache: get many: %w", err)
+		return errorf("tiercache: get many: %w", err)
 	}
 	elem := mv.Type().Elem()
 	for k, e := range es {
@@ -207,11 +207,11 @@ func mapDest(dst any) (reflect.Value, error) {
 // items. Validation happens first: on a bad key or value nothing is written.
 func (c *Cache) SetMany(ctx context.Context, items map[string]any, opts ...SetOption) error {
 	if err := checkFillOptions(opts); err != nil {
-		return fmt.Errorf("tiercache: set many: %w", err)
+		return errorf("tiercache: set many: %w", err)
 	}
 	so := applySet(opts)
 	if err := c.checkSkipL2(&so); err != nil {
-		return fmt.Errorf("tiercache: set many: %w", err)
+		return errorf("tiercache: set many: %w", err)
 	}
 	list := make([]Item, 0, len(items))
 	for k, v := range items {
@@ -257,13 +257,13 @@ func fetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 		return nil, err
 	}
 	if load == nil {
-		return nil, fmt.Errorf("tiercache: fetch many: %w", ErrNilLoader)
+		return nil, errorf("tiercache: fetch many: %w", ErrNilLoader)
 	}
 	if err := checkFillOptions(opts); err != nil {
-		return nil, fmt.Errorf("tiercache: fetch many: %w", err)
+		return nil, errorf("tiercache: fetch many: %w", err)
 	}
 	if len(opts) > 0 && applySet(opts).skipL2 {
-		return nil, fmt.Errorf("tiercache: fetch many: %w: SkipL2 applies to Set, SetMany and Fetch", ErrInvalidOptions)
+		return nil, errorf("tiercache: fetch many: %w: SkipL2 applies to Set, SetMany and Fetch", ErrInvalidOptions)
 	}
 	c.accessed(keys)
 	out := make(map[string]T, len(keys))
@@ -352,7 +352,7 @@ func fetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 			defer func() {
 				err := errors.New("tiercache: fetch many: the load ended without an answer")
 				if r := recover(); r != nil {
-					err = fmt.Errorf("tiercache: panic in a load: %v\n%s", r, debug.Stack())
+					err = errorf("tiercache: panic in a load: %v\n%s", r, debug.Stack())
 				}
 				for _, k := range lk {
 					resolve(k, nil, err)
@@ -382,7 +382,7 @@ func fetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 		}
 	}
 	if failed > 0 {
-		return out, fmt.Errorf("tiercache: fetch many (%d of %d keys failed): %w", failed, len(missing), firstErr)
+		return out, errorf("tiercache: fetch many (%d of %d keys failed): %w", failed, len(missing), firstErr)
 	}
 	return out, nil
 }

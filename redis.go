@@ -64,7 +64,7 @@ func newRedisStore(r RedisOptions, logger *slog.Logger, onInv func(l2.Invalidati
 		return nil, fmt.Errorf("%w: Redis: %w", ErrInvalidOptions, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("tiercache: connect to Redis (%s): %w", r, err)
+		return nil, errorf("tiercache: connect to Redis (%s): %w", r, err)
 	}
 	return s, nil
 }

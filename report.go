@@ -3,7 +3,6 @@ package tiercache
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net/url"
 	"strings"
@@ -120,7 +119,7 @@ const reportTimeout = 3 * time.Second
 // subset.
 func (c *Cache) Stats(ctx context.Context) (Stats, error) {
 	if c.closed.Load() {
-		return Stats{}, fmt.Errorf("tiercache: report: %w", ErrClosed)
+		return Stats{}, errorf("tiercache: report: %w", ErrClosed)
 	}
 	now := time.Now()
 	r := Stats{

@@ -377,7 +377,7 @@ func (c *Cache) InvalidateTagsSoft(ctx context.Context, tags ...string) error {
 
 func (c *Cache) invalidateTags(ctx context.Context, op string, tags []string, soft bool) error {
 	if c.closed.Load() {
-		return fmt.Errorf("tiercache: %s: %w", op, ErrClosed)
+		return errorf("tiercache: %s: %w", op, ErrClosed)
 	}
 	if len(tags) == 0 {
 		return nil
@@ -385,7 +385,7 @@ func (c *Cache) invalidateTags(ctx context.Context, op string, tags []string, so
 	keys := make([]string, len(tags))
 	for i, t := range tags {
 		if err := checkTag(t); err != nil {
-			return fmt.Errorf("tiercache: %s: %w", op, err)
+			return errorf("tiercache: %s: %w", op, err)
 		}
 		keys[i] = c.vers.tagKey(t)
 	}
@@ -398,7 +398,7 @@ func (c *Cache) invalidateTags(ctx context.Context, op string, tags []string, so
 // entries age out of Redis by their TTL.
 func (c *Cache) Clear(ctx context.Context) error {
 	if c.closed.Load() {
-		return fmt.Errorf("tiercache: clear: %w", ErrClosed)
+		return errorf("tiercache: clear: %w", ErrClosed)
 	}
 	err := c.bump(ctx, "clear", []string{c.vers.nsKey}, false)
 	if c.l1 != nil && (err == nil || errors.Is(err, ErrQueued)) {
@@ -412,7 +412,7 @@ func (c *Cache) Clear(ctx context.Context) error {
 // with InvalidateTagsSoft. L1 keeps them, as fail-safe fallbacks.
 func (c *Cache) ClearSoft(ctx context.Context) error {
 	if c.closed.Load() {
-		return fmt.Errorf("tiercache: clear softly: %w", ErrClosed)
+		return errorf("tiercache: clear softly: %w", ErrClosed)
 	}
 	return c.bump(ctx, "clear softly", []string{c.vers.nsKey}, true)
 }
@@ -443,7 +443,7 @@ func (c *Cache) bump(ctx context.Context, op string, keys []string, soft bool) e
 			}
 			err = c.queueOps(err, ops)
 		}
-		return fmt.Errorf("tiercache: %s: %w", op, err)
+		return errorf("tiercache: %s: %w", op, err)
 	}
 	if c.rec != nil {
 		c.rec.remember(kind, keys, c.opts.Now())
