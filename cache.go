@@ -432,6 +432,7 @@ func (c *Cache) entryFrom(ctx context.Context, key string, l1c *l1.Cache) (e *l1
 	}
 	e, expired, err := c.decodeEntry(key, b, now)
 	if err != nil {
+		c.counter.miss.Add(1) // and counted as corrupt by decodeEntry
 		return nil, SourceNone, nil, err
 	}
 	vd, err := c.validity(rb.get(), e)

@@ -101,6 +101,7 @@ func (c *Cache) entriesFrom(ctx context.Context, op Op, keys []string, fromL1 ma
 		}
 		e, expired, err := c.decodeEntry(k, vals[i], now)
 		if err != nil {
+			c.counter.miss.Add(1)
 			reqs.add(op, ResultMiss, 1)
 			continue // a miss; corrupt values are counted and logged
 		}

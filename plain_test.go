@@ -38,8 +38,8 @@ func TestNotTiercacheValues(t *testing.T) {
 				t.Errorf("message %q does not say what is wrong", err)
 			}
 		}
-		if n := c.Counters().Corrupt; n != 3 {
-			t.Errorf("Corrupt = %d after three reads, want 3", n)
+		if n := c.Counters(); n.Corrupt != 3 || n.Misses != 3 {
+			t.Errorf("Corrupt = %d, Misses = %d after three reads, want 3 and 3 (each is a miss too)", n.Corrupt, n.Misses)
 		}
 		if got := logs.matching("did not write"); len(got) != 1 {
 			t.Errorf("%d warnings for three reads, want 1:%s", len(got), logs.all())
