@@ -282,7 +282,7 @@ func TestDashboard_Browser(t *testing.T) {
 	if got := text("#coherence-lag"); got != "off" {
 		t.Errorf("coherence lag %q without the canary", got)
 	}
-	waitFor("fleet off", `!document.getElementById("fleet-empty").hidden`)
+	waitFor("fleet off", `!document.getElementById("fleet-empty").hidden && document.getElementById("fleet").hidden`)
 
 	// Warming runs show in the list of recent runs, newest first: a clean
 	// one as ok, in green; one with failed keys as failed, in red, with
@@ -336,7 +336,7 @@ func TestDashboard_Browser(t *testing.T) {
 	if r := do(t, ts, "GET", "/v1/cache/refused", "", auth...); r.status != http.StatusServiceUnavailable {
 		t.Fatalf("GET with the breaker open: %d %s", r.status, r.body)
 	}
-	waitFor("breaker open time and refusals", `/^open for [0-9.]+ (ms|s), [1-9][0-9]* calls refused$/.test(document.getElementById("breaker-detail").textContent)`)
+	waitFor("breaker open time and refusals", `/^open for [0-9.]+ (ms|s), [1-9][0-9]* calls? refused$/.test(document.getElementById("breaker-detail").textContent)`)
 	waitFor("node down", `document.querySelector("#topology tbody").textContent.indexOf("down") >= 0`)
 	// The checks that ask Redis could not run: unknown, never pass; and
 	// Redis's memory is unknown, not 0 B.

@@ -148,7 +148,7 @@
     setText("breaker", st.breaker);
     setText("queue", fmtNum(st.queue_length) + " waiting, " + fmtNum(st.queue_overflows) + " refused");
     setText("breaker-detail", (st.breaker_open_seconds > 0 ? "open for " + fmtDur(st.breaker_open_seconds * 1e9) + ", " : "") +
-      fmtNum(st.breaker_refused) + " calls refused");
+      fmtNum(st.breaker_refused) + (st.breaker_refused === 1 ? " call refused" : " calls refused"));
     var missedNow = renderCoherence(rep.coherence);
 
     renderNodes(rep);
@@ -216,6 +216,7 @@
   // publishes heartbeats. Silent ones are red; a value on which a member
   // disagrees with most live ones is orange, the reason in its tooltip.
   function renderFleet(r) {
+    $("fleet").hidden = r.status === 404;
     if (r.status === 404) {
       fillTable("fleet", []);
       $("fleet-empty").hidden = false;
