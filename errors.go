@@ -64,7 +64,10 @@ var (
 	ErrQueued = errors.New("tiercache: L2 unreachable; queued for recovery")
 
 	// ErrQueueFull is returned instead of ErrQueued when the recovery
-	// queue is full: the operation was not applied and not queued.
+	// queue is full: the operation was not applied and not queued. For a
+	// call on many keys (SetMany, SetItems, Delete of several keys), the
+	// keys queued before the queue filled stay queued and are applied
+	// with the queue; the others are neither applied nor queued.
 	ErrQueueFull = errors.New("tiercache: L2 unreachable and the recovery queue is full")
 
 	// ErrLoaderTimeout is returned by Fetch when the loader did not

@@ -266,6 +266,10 @@ func (c *Cache) queueOps(cause error, ops []recOp) error {
 					c.rec.jnl.done(o.seq)
 				}
 			}
+			if op.kind.incr() && !c.rec.pending(op.key) {
+				// Not queued, not applied: its version is not pending.
+				c.vers.clearPending(op.key)
+			}
 			c.logger.Error("tiercache: recovery queue full; operation not queued", "err", err)
 			return fmt.Errorf("%w; %w", err, cause)
 		}

@@ -316,3 +316,44 @@ func TestSoftInvalidation_Queued(t *testing.T) {
 	servesStale(t, direct, "s2", 2)
 	servesNothing(t, direct, "h1")
 }
+
+// TestQueueFull_InvalidationNotPending: an invalidation refused because
+// the recovery queue is full (ErrQueueFull: neither applied nor queued)
+// leaves no trace: once Redis is back, the entries of its tag read as
+// before, on this instance too.
+func TestQueueFull_InvalidationNotPending(t *testing.T) {
+	redistest.Require(t)
+	ctx := context.Background()
+	c, px, _ := behindProxy(t, func(o *Options) {
+		o.Retries = -1
+		o.OperationTimeout, o.RecoveryQueueSize = 200*time.Millisecond, 1
+		o.Breaker.OpenTimeout = 100 * time.Millisecond
+	})
+	if err := c.Set(ctx, "k", 1, WithTags("t")); err != nil {
+		t.Fatal(err)
+	}
+	if err := px.Disable(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set(ctx, "a", 1); !errors.Is(err, ErrQueued) {
+		t.Fatalf("Set while unreachable: %v, want ErrQueued", err)
+	}
+	for _, inv := range []func() error{
+		func() error { return c.InvalidateTags(ctx, "t") },
+		func() error { return c.InvalidateTagsSoft(ctx, "t") },
+	} {
+		if err := inv(); !errors.Is(err, ErrQueueFull) || errors.Is(err, ErrQueued) {
+			t.Fatalf("invalidation with the queue full: %v, want ErrQueueFull", err)
+		}
+	}
+	if err := px.Enable(); err != nil {
+		t.Fatal(err)
+	}
+	waitReplayed(t, c)
+	eventually(t, 5*time.Second, "k readable again", func() error {
+		if v, err := getInt(c, "k"); err != nil || v != 1 {
+			return fmt.Errorf("reads %d, %v", v, err)
+		}
+		return nil
+	})
+}
