@@ -115,11 +115,11 @@ const reportTimeout = 3 * time.Second
 // Stats gathers the counters, hit ratios, latency percentiles and Redis
 // INFO of every node. It asks Redis directly, not through the breaker, and
 // does not fail when a node does not answer: that node's entry says why.
-// It fails only once the cache is closed. Stats is the cheap, I/O-free
+// It fails only once the cache is closed. Counters is the cheap, I/O-free
 // subset.
 func (c *Cache) Stats(ctx context.Context) (Stats, error) {
 	if c.closed.Load() {
-		return Stats{}, errorf("tiercache: report: %w", ErrClosed)
+		return Stats{}, errorf("tiercache: stats: %w", ErrClosed)
 	}
 	now := time.Now()
 	r := Stats{
