@@ -57,6 +57,9 @@ type Result struct {
 	// the same stored value. Pass it to IfMatch or DeleteIfMatch for a
 	// write that applies only if the value is still this one.
 	ETag string
+	// Tags are the tags the value was written with (WithTags), shared
+	// with the cache: do not modify them.
+	Tags []string
 
 	quotedETag string // ETag in double quotes, kept with the entry
 }
@@ -151,7 +154,7 @@ func (c *Cache) result(e *l1.Entry, src Source) Result {
 		src = SourceStale
 	}
 	q := e.QuotedETag()
-	r := Result{Source: src, Stale: src == SourceStale, ContentType: e.ContentType, ETag: q[1 : len(q)-1], quotedETag: q}
+	r := Result{Source: src, Stale: src == SourceStale, ContentType: e.ContentType, ETag: q[1 : len(q)-1], Tags: e.Tags, quotedETag: q}
 	if cd, err := c.reg.ByID(e.Codec); err == nil {
 		r.Codec = cd.Name()
 	}

@@ -104,6 +104,9 @@ func (c *getCmd) Run(ctx context.Context, s streams) error {
 			if i, err := b.inspect(ctx, c.Key); err == nil {
 				in = &i
 			}
+			if hb, ok := b.(*httpBackend); ok {
+				e.Tags, _ = hb.tags(ctx, c.Key)
+			}
 		}
 		if c.json() {
 			out := struct {
@@ -129,6 +132,9 @@ func (c *getCmd) Run(ctx context.Context, s streams) error {
 		row(tw, "size", fmt.Sprintf("%d bytes", e.Size))
 		row(tw, "ttl", ttlText(e.TTL))
 		row(tw, "etag", e.ETag)
+		if len(e.Tags) > 0 {
+			row(tw, "tags", strings.Join(e.Tags, ", "))
+		}
 		if e.CreatedAt != nil {
 			row(tw, "created", e.CreatedAt.Format(time.RFC3339Nano))
 		}

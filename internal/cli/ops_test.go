@@ -58,6 +58,7 @@ func everydaySteps(t *testing.T) []step {
 		{args: []string{"set", "greet", "hello", "--ttl", "1m", "--tags", "t1,t2"}},
 		{args: []string{"get", "greet"}, out: "hello"},
 		{args: []string{"get", "--meta", "greet"}, out: "tier "},
+		{args: []string{"get", "--meta", "greet"}, out: "t1, t2"},
 		{args: []string{"get", "greet", "--meta"}, out: "tag t1", only: "library"},
 		{args: []string{"get", "greet", "-o", "json"}, out: `"value": "hello"`},
 		{args: []string{"ttl", "greet"}, out: "\n"},

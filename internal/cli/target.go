@@ -63,6 +63,7 @@ type entry struct {
 	ETag        string     `json:"etag,omitempty"`
 	CreatedAt   *time.Time `json:"created_at,omitempty"`
 	Stale       bool       `json:"stale"`
+	Tags        []string   `json:"tags,omitempty"`
 }
 
 // setArgs is one write.
@@ -222,7 +223,7 @@ func (b *libBackend) get(ctx context.Context, key string) (entry, error) {
 		return entry{}, err
 	}
 	e := entry{Key: key, Value: raw.Data, Tier: r.Source.String(), Codec: r.Codec, ContentType: raw.ContentType,
-		Size: len(raw.Data), ETag: r.ETag, Stale: r.Stale}
+		Size: len(raw.Data), ETag: r.ETag, Stale: r.Stale, Tags: r.Tags}
 	if !r.ExpiresAt.IsZero() {
 		ttl := time.Until(r.ExpiresAt).Seconds()
 		e.TTL = &ttl
@@ -390,6 +391,25 @@ func (b *httpBackend) get(ctx context.Context, key string) (entry, error) {
 		e.CreatedAt = &t
 	}
 	return e, nil
+}
+
+// tags reads key's tags through POST /v1/mget, whose items carry them (a
+// GET's headers do not).
+func (b *httpBackend) tags(ctx context.Context, key string) ([]string, error) {
+	body, _ := json.Marshal(map[string][]string{"keys": {key}})
+	_, data, err := b.do(ctx, http.MethodPost, "/v1/mget", "application/json", body, http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	var ans struct {
+		Items []struct {
+			Tags []string `json:"tags"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(data, &ans); err != nil || len(ans.Items) != 1 {
+		return nil, fmt.Errorf("the service's mget answer cannot be read: %v", err)
+	}
+	return ans.Items[0].Tags, nil
 }
 
 // codecOf guesses the codec from the media type the service answered.

@@ -68,6 +68,7 @@ type mgetItem struct {
 	ETag        string       `json:"etag,omitempty"` // as the ETag header of a GET: quoted
 	Age         *int64       `json:"age,omitempty"`  // seconds since the value was written
 	TTL         *int64       `json:"ttl,omitempty"`  // seconds of freshness left; negative once expired
+	Tags        []string     `json:"tags,omitempty"` // the tags the value was written with
 	Error       *errorDetail `json:"error,omitempty"`
 }
 
@@ -109,6 +110,7 @@ func (s *Server) mget(w http.ResponseWriter, r *http.Request) {
 				it.ETag = `"` + res.Result.ETag + `"`
 			}
 			it.Age, it.TTL = ageAndTTL(res.Result, now)
+			it.Tags = res.Result.Tags
 		case errors.Is(res.Err, tiercache.ErrNotFound) && !errors.Is(res.Err, tiercache.ErrNotTiercache):
 			it.Status = tiercache.SourceNone.String()
 		default:
