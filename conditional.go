@@ -125,7 +125,7 @@ func (c *Cache) DeleteIfMatch(ctx context.Context, key string, etags ...string) 
 // current value in L2, atomically (l2.Swapper), then updates L1 as write
 // does. It is never queued: a condition can only be checked against L2.
 func (c *Cache) writeIf(ctx context.Context, key string, cond *condition, enc *encoded) error {
-	if c.queued(key) || (enc != nil && c.rec != nil && c.vers.anyPending([]encoded{*enc})) {
+	if c.queued(key) || (enc != nil && c.rec != nil && c.vers.pendingIn([]encoded{*enc})) {
 		// The key's state in L2 is not its state once the queue is
 		// replayed: the condition cannot be checked.
 		return fmt.Errorf("%w: an earlier operation on the key is queued; a conditional write cannot be checked until it is applied", ErrUnavailable)

@@ -277,6 +277,33 @@ func (c *Cache) queueOps(cause error, ops []recOp) error {
 	return fmt.Errorf("%w: %w", ErrQueued, cause)
 }
 
+// sendOrQueue is the one way a write, delete or increment reaches L2 or,
+// when L2 is unreachable, the recovery queue. When behind is true an
+// earlier queued operation must be applied first, so nothing is sent and
+// the operation goes behind it; otherwise send runs. after, if not nil,
+// runs with the outcome either way (L1 and flight bookkeeping, before the
+// queue can replay anything). When the outcome is that L2 is unreachable,
+// ops (if not nil) builds the operations to queue, and the result matches
+// ErrQueued, or ErrQueueFull when they do not fit.
+func (c *Cache) sendOrQueue(behind bool, send func() error, after func(error), ops func() []recOp) error {
+	var err error
+	if behind {
+		err = fmt.Errorf("%w: an earlier operation it must follow is queued", ErrUnavailable)
+	} else {
+		err = send()
+	}
+	if after != nil {
+		after(err)
+	}
+	if err != nil {
+		c.counter.errors.Add(1)
+		if ops != nil && unavailable(err) {
+			err = c.queueOps(err, ops())
+		}
+	}
+	return err
+}
+
 // poke wakes the replay loop when operations wait: L2 has just answered
 // one, so it is likely back.
 func (r *recovery) poke() {
@@ -505,18 +532,18 @@ func (r *recovery) countSet(op *recOp, d int) {
 func (r *recovery) incrMustWait(keys []string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.sets > 0 || r.queuedLocked(keys)
+	return r.sets > 0 || r.queuedAnyLocked(keys)
 }
 
-// pendingAny reports whether any of the L2 keys has a queued operation.
-func (r *recovery) pendingAny(keys []string) bool {
+// queuedAny reports whether any of the L2 keys has a queued operation.
+func (r *recovery) queuedAny(keys []string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.queuedLocked(keys)
+	return r.queuedAnyLocked(keys)
 }
 
-// queuedLocked is pendingAny with r.mu held.
-func (r *recovery) queuedLocked(keys []string) bool {
+// queuedAnyLocked is queuedAny with r.mu held.
+func (r *recovery) queuedAnyLocked(keys []string) bool {
 	for _, k := range keys {
 		if _, ok := r.byKey[k]; ok {
 			return true
@@ -525,8 +552,8 @@ func (r *recovery) queuedLocked(keys []string) bool {
 	return false
 }
 
-// anyPending is pendingAny for encoded writes.
-func (r *recovery) anyPending(encs []encoded, prefix string) bool {
+// queuedWrites is queuedAny for the keys of encoded writes.
+func (r *recovery) queuedWrites(encs []encoded, prefix string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, e := range encs {

@@ -234,9 +234,9 @@ func (v *versions) clearPending(key string) {
 	v.mu.Unlock()
 }
 
-// anyPending reports whether an entry of encs carries a version whose
+// pendingIn reports whether an entry of encs carries a version whose
 // increment waits in the recovery queue.
-func (v *versions) anyPending(encs []encoded) bool {
+func (v *versions) pendingIn(encs []encoded) bool {
 	if v.npending.Load() == 0 {
 		return false
 	}
@@ -425,24 +425,24 @@ func (c *Cache) bump(ctx context.Context, op string, keys []string, soft bool) e
 	if soft && c.opts.FailSafe.MaxDuration > 0 {
 		kind, by = opIncrSoft, softStep
 	}
-	var err error
-	if c.rec != nil && c.rec.incrMustWait(keys) {
-		err = fmt.Errorf("%w: an earlier operation is queued", ErrUnavailable)
-	} else {
-		_, err = c.store.Incr(ctx, keys, by)
-	}
-	for _, k := range keys {
-		c.vers.invalidate(k)
-	}
-	if err != nil {
-		c.counter.errors.Add(1)
-		if unavailable(err) {
+	err := c.sendOrQueue(c.rec != nil && c.rec.incrMustWait(keys),
+		func() error {
+			_, err := c.store.Incr(ctx, keys, by)
+			return err
+		},
+		func(error) {
+			for _, k := range keys {
+				c.vers.invalidate(k)
+			}
+		},
+		func() []recOp {
 			ops := make([]recOp, len(keys))
 			for i, k := range keys {
 				ops[i] = recOp{kind: kind, key: k}
 			}
-			err = c.queueOps(err, ops)
-		}
+			return ops
+		})
+	if err != nil {
 		return errorf("tiercache: %s: %w", op, err)
 	}
 	if c.rec != nil {

@@ -291,30 +291,28 @@ func (c *Cache) write(ctx context.Context, encs []encoded, queue bool) error {
 			toks[i] = c.l1.Snapshot(e.key)
 		}
 	}
-	var err error
 	var tracked []bool // with c.tracked: which keys may stay in L1
-	if c.rec != nil && (c.rec.anyPending(encs, c.prefix) || c.vers.anyPending(encs)) {
-		// An older operation on one of these keys, or an invalidation of
-		// their namespace or tags, waits in the recovery queue: go behind
-		// it, so that it cannot land after this write and remove it.
-		err = fmt.Errorf("%w: an earlier operation on the key is queued", ErrUnavailable)
-	} else if len(encs) == 1 && (c.l1 == nil || !c.tracked) {
-		err = c.store.Set(ctx, c.prefix+encs[0].key, encs[0].bytes, encs[0].ttl)
-	} else {
+	send := func() (err error) {
+		if len(encs) == 1 && (c.l1 == nil || !c.tracked) {
+			return c.store.Set(ctx, c.prefix+encs[0].key, encs[0].bytes, encs[0].ttl)
+		}
 		items := make([]l2.Item, len(encs))
 		for i, e := range encs {
 			items[i] = l2.Item{Key: c.prefix + e.key, Value: e.bytes, TTL: e.ttl}
 		}
 		if c.l1 != nil && c.tracked {
 			tracked, err = c.guard.MSetTracked(ctx, items)
-		} else {
-			err = c.store.MSet(ctx, items)
+			return err
 		}
+		return c.store.MSet(ctx, items)
 	}
-	for _, e := range encs {
-		c.forgetFlight(e.key)
-	}
-	if c.l1 != nil {
+	after := func(err error) {
+		for _, e := range encs {
+			c.forgetFlight(e.key)
+		}
+		if c.l1 == nil {
+			return
+		}
 		now := c.now()
 		var batch l1.WriteBatch
 		for i, e := range encs {
@@ -325,17 +323,21 @@ func (c *Cache) write(ctx context.Context, encs []encoded, queue bool) error {
 			batch.SetAfterWrite(c.l1, e.key, e.entry, toks[i], now)
 		}
 	}
-	if err != nil {
-		c.counter.errors.Add(1)
-		if queue && unavailable(err) {
-			ops := make([]recOp, len(encs))
+	var ops func() []recOp
+	if queue {
+		ops = func() []recOp {
+			out := make([]recOp, len(encs))
 			for i, e := range encs {
-				ops[i] = recOp{kind: opSet, key: c.prefix + e.key, value: e.bytes, ttl: e.ttl}
+				out[i] = recOp{kind: opSet, key: c.prefix + e.key, value: e.bytes, ttl: e.ttl}
 			}
-			err = c.queueOps(err, ops)
+			return out
 		}
 	}
-	return err
+	// An older operation on one of these keys, or an invalidation of
+	// their namespace or tags, waiting in the recovery queue goes first,
+	// so that it cannot land after this write and remove it.
+	behind := c.rec != nil && (c.rec.queuedWrites(encs, c.prefix) || c.vers.pendingIn(encs))
+	return c.sendOrQueue(behind, send, after, ops)
 }
 
 // Delete removes keys from both tiers. Missing keys are not an error.
@@ -350,27 +352,24 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 		}
 		full[i] = c.prefix + k
 	}
-	var err error
-	if c.rec != nil && c.rec.pendingAny(full) {
-		err = fmt.Errorf("%w: an earlier operation on the key is queued", ErrUnavailable)
-	} else {
-		err = c.store.Del(ctx, full...)
-	}
-	for _, k := range keys {
-		if c.l1 != nil {
-			c.l1.Invalidate(k)
-		}
-		c.forgetFlight(k)
-	}
-	if err != nil {
-		c.counter.errors.Add(1)
-		if unavailable(err) {
+	err := c.sendOrQueue(c.rec != nil && c.rec.queuedAny(full),
+		func() error { return c.store.Del(ctx, full...) },
+		func(error) {
+			for _, k := range keys {
+				if c.l1 != nil {
+					c.l1.Invalidate(k)
+				}
+				c.forgetFlight(k)
+			}
+		},
+		func() []recOp {
 			ops := make([]recOp, len(full))
 			for i, k := range full {
 				ops[i] = recOp{kind: opDel, key: k}
 			}
-			err = c.queueOps(err, ops)
-		}
+			return ops
+		})
+	if err != nil {
 		if len(keys) > 1 {
 			return errorf("tiercache: delete (%d keys): %w", len(keys), err)
 		}
