@@ -146,6 +146,8 @@ def test_batches(c: Client) -> None:
     assert res.found[ks[3]].content_type == "text/plain; charset=utf-8"
     assert res.found[ks[0]].etag == c.get_entry(ks[0]).etag
     assert res.values()[ks[1]] == {"j": 1}
+    assert res.found[ks[0]].tags == (tag,) and res.found[ks[3]].tags == ("x,with,commas",)
+    assert res.found[ks[2]].tags == ()
 
     c.invalidate_tags("x,with,commas")
     assert c.get_many([ks[3]]).missing == [ks[3]]

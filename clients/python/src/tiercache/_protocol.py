@@ -142,6 +142,9 @@ class Entry:
         age: seconds since the value was written, when known.
         ttl: seconds of freshness left (negative for a stale value past its
             TTL), or ``None`` for a value without expiry or when unknown.
+        tags: the tags the value was written with, as ``get_many`` reports
+            them; empty for :meth:`~tiercache.Client.get_entry`, whose GET
+            does not carry them.
     """
 
     key: str
@@ -151,6 +154,7 @@ class Entry:
     etag: str = ""
     age: Optional[int] = None
     ttl: Optional[int] = None
+    tags: Tuple[str, ...] = ()
 
     @property
     def stale(self) -> bool:
@@ -395,6 +399,7 @@ def get_many_call(keys: Sequence[str]) -> Call[ManyResult]:
                     etag=it.get("etag", ""),
                     age=it.get("age"),
                     ttl=it.get("ttl"),
+                    tags=tuple(it.get("tags") or ()),
                 )
             elif status == "miss":
                 out.missing.append(k)
