@@ -47,33 +47,29 @@ func (c *Cache) DeleteSoft(ctx context.Context, keys ...string) error {
 			return err
 		}
 	}
-	n := 0
+	n := 0 // keys expired softly
+	defer func() { c.obs.rec.RecordInvalidations("delete_soft", n) }()
 	for i, k := range keys {
 		hard, err := c.expireKey(ctx, k)
 		if c.l1 != nil {
 			c.l1.Invalidate(k)
 		}
 		c.forgetFlight(k)
-		if err != nil {
-			if unavailable(err) || errors.Is(err, ErrUnavailable) {
-				// Queue the rest as deletes: nothing is lost.
-				c.obs.rec.RecordInvalidations("delete_soft", n)
-				return c.Delete(ctx, keys[i:]...)
-			}
+		switch {
+		case unavailable(err):
+			// Queue the rest as deletes: nothing is lost.
+			return c.Delete(ctx, keys[i:]...)
+		case err != nil:
 			c.counter.errors.Add(1)
-			c.obs.rec.RecordInvalidations("delete_soft", n)
 			return keyErr("delete", k, err)
-		}
-		if hard {
+		case hard:
 			if err := c.Delete(ctx, k); err != nil {
-				c.obs.rec.RecordInvalidations("delete_soft", n)
 				return err
 			}
-			continue
+		default:
+			n++
 		}
-		n++
 	}
-	c.obs.rec.RecordInvalidations("delete_soft", n)
 	return nil
 }
 
