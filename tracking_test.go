@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strconv"
 	"testing"
@@ -200,61 +199,6 @@ func TestTracking_TagsAndClearWithoutL1(t *testing.T) {
 func TestTracking_LockWaiterWokenWithoutL1(t *testing.T) {
 	redistest.Require(t)
 	for _, topo := range []string{"standalone", "cluster", "production"} {
-		t.Run(topo, func(t *testing.T) {
-			ctx := context.Background()
-			ns := namespaceFor(t, topo)
-			mk := func() *Cache {
-				return newCache(t, topo, func(o *Options) {
-					o.Namespace = ns
-					o.L1.Disabled = true
-					o.Lock = LockOptions{Enabled: true, MaxWait: 2 * time.Minute, TTL: 2 * time.Minute}
-					o.Logger = slog.New(slog.DiscardHandler)
-				})
-			}
-			holder, waiter := mk(), mk()
-			waiter.lockPoll = [2]time.Duration{time.Minute, time.Minute}
-			release, loading := make(chan struct{}), make(chan struct{})
-			held := make(chan error, 1)
-			go func() {
-				_, err := Fetch(ctx, holder, "cold", func(context.Context, string) (int, error) {
-					close(loading)
-					<-release
-					return 42, nil
-				})
-				held <- err
-			}()
-			<-loading
-			got := make(chan error, 1)
-			go func() {
-				v, err := Fetch(ctx, waiter, "cold", func(context.Context, string) (int, error) {
-					return 0, errors.New("the waiter loaded: it should have waited for the holder")
-				})
-				if err == nil && v != 42 {
-					err = fmt.Errorf("got %d, want the holder's 42", v)
-				}
-				got <- err
-			}()
-			eventually(t, 10*time.Second, "the waiter waiting", func() error {
-				if n := waiter.Counters().LockWaits; n != 1 {
-					return fmt.Errorf("%d lock waits", n)
-				}
-				return nil
-			})
-			close(release)
-			if err := <-held; err != nil {
-				t.Fatalf("holder: %v", err)
-			}
-			select {
-			case err := <-got:
-				if err != nil {
-					t.Fatal(err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Fatal("the waiter was not woken by the holder's write (its next poll is a minute away)")
-			}
-			if n := waiter.counter.lockWakeups.Load(); n == 0 {
-				t.Fatal("lockWakeups = 0")
-			}
-		})
+		t.Run(topo, func(t *testing.T) { checkWaiterWoken(t, topo, false) })
 	}
 }
