@@ -270,28 +270,7 @@ func TestCanary_Missed(t *testing.T) {
 		}
 		return nil
 	})
-	// The first read only learns where w is; wait for it to be armed.
-	// Until a follows w (the first read only learns where w is), each
-	// poll writes the next marker.
-	seq := uint64(1)
-	eventually(t, 5*time.Second, "a marker seen", func() error {
-		seq++
-		write(seq, a.fleet.clock.now())
-		if co, _ := a.Coherence(); co.Seen == 0 {
-			return errors.New("not seen")
-		}
-		return nil
-	})
-	// One more marker, seen: a has accounted for every marker up to it.
-	settled, _ := a.Coherence()
-	seq++
-	write(seq, a.fleet.clock.now())
-	eventually(t, 5*time.Second, "the last marker accounted for", func() error {
-		if co, _ := a.Coherence(); co.Seen+co.Missed == settled.Seen+settled.Missed {
-			return errors.New("not yet")
-		}
-		return nil
-	})
+	seq := armCanary(t, a, write)
 	co, _ := a.Coherence()
 	seen, missed := co.Seen, co.Missed
 	write(seq+10, a.fleet.clock.now()) // skips 9
@@ -402,27 +381,7 @@ func TestCanary_MissedWhileDisconnected(t *testing.T) {
 		}
 	}
 	write(1, a.fleet.clock.now())
-	// Until a follows w (the first read only learns where w is), each
-	// poll writes the next marker.
-	seq := uint64(1)
-	eventually(t, 5*time.Second, "a marker seen", func() error {
-		seq++
-		write(seq, a.fleet.clock.now())
-		if co, _ := a.Coherence(); co.Seen == 0 {
-			return errors.New("not seen")
-		}
-		return nil
-	})
-	// One more marker, seen: a has accounted for every marker up to it.
-	settled, _ := a.Coherence()
-	seq++
-	write(seq, a.fleet.clock.now())
-	eventually(t, 5*time.Second, "the last marker accounted for", func() error {
-		if co, _ := a.Coherence(); co.Seen+co.Missed == settled.Seen+settled.Missed {
-			return errors.New("not yet")
-		}
-		return nil
-	})
+	seq := armCanary(t, a, write)
 	before, _ := a.Coherence()
 	if err := px.Disable(); err != nil {
 		t.Fatal(err)
@@ -441,4 +400,31 @@ func TestCanary_MissedWhileDisconnected(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// armCanary writes w's markers with write until a has seen one (each poll
+// writes the next: a's first read only learns where w is), then one more,
+// and waits until a has accounted for every marker up to it. It returns
+// the last sequence number written.
+func armCanary(t *testing.T, a *Cache, write func(seq uint64, at time.Time)) uint64 {
+	t.Helper()
+	seq := uint64(1)
+	eventually(t, 5*time.Second, "a marker seen", func() error {
+		seq++
+		write(seq, a.fleet.clock.now())
+		if co, _ := a.Coherence(); co.Seen == 0 {
+			return errors.New("not seen")
+		}
+		return nil
+	})
+	settled, _ := a.Coherence()
+	seq++
+	write(seq, a.fleet.clock.now())
+	eventually(t, 5*time.Second, "the last marker accounted for", func() error {
+		if co, _ := a.Coherence(); co.Seen+co.Missed == settled.Seen+settled.Missed {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	return seq
 }
