@@ -229,7 +229,6 @@ func compareStrings(a, b string) int {
 // marker reaches a and is seen; the sequence numbers skipped are missed.
 func TestCanary_Missed(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	tp := shared.Get(t, "standalone")
 	a := newCache(t, "standalone", fleetOn("a", 100*time.Millisecond, 50*time.Millisecond),
 		func(o *Options) { o.Canary.MissAfter = 300 * time.Millisecond })
@@ -239,30 +238,7 @@ func TestCanary_Missed(t *testing.T) {
 		}
 		return nil
 	})
-	// The ghost writer: registered until the end of the test.
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			m := FleetMember{ID: "w", CanaryInterval: time.Second, LastSeen: a.fleet.clock.now(), Config: a.fleet.config}
-			_, _ = a.publish(ctx, m)
-			select {
-			case <-stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}()
-	t.Cleanup(func() { close(stop); <-done })
-	key := a.prefix + markerKey("w")
-	write := func(seq uint64, at time.Time) {
-		t.Helper()
-		v, _ := json.Marshal(marker{ID: "w", Seq: seq, At: at.UnixNano()})
-		if _, err := tp.Do("SET", key, string(v)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := ghostWriter(t, a, tp.Do)
 	write(1, a.fleet.clock.now())
 	eventually(t, 5*time.Second, "a follows w", func() error {
 		if co, _ := a.Coherence(); co.Watching != 1 {
@@ -346,7 +322,6 @@ func TestRedisClock_ChoosesShortestRoundTrip(t *testing.T) {
 // without a lag.
 func TestCanary_MissedWhileDisconnected(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	tp := shared.Get(t, "standalone")
 	px := redistest.NewProxy(t, tp.Addrs[0])
 	a := newCache(t, "standalone", fleetOn("a", 100*time.Millisecond, 50*time.Millisecond), func(o *Options) {
@@ -359,27 +334,7 @@ func TestCanary_MissedWhileDisconnected(t *testing.T) {
 		}
 		return nil
 	})
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() { // w's heartbeat, written by a for it
-		defer close(done)
-		for {
-			_, _ = a.publish(ctx, FleetMember{ID: "w", CanaryInterval: time.Second, LastSeen: a.fleet.clock.now(), Config: a.fleet.config})
-			select {
-			case <-stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}()
-	t.Cleanup(func() { close(stop); <-done })
-	key := a.prefix + markerKey("w")
-	write := func(seq uint64, at time.Time) {
-		t.Helper()
-		v, _ := json.Marshal(marker{ID: "w", Seq: seq, At: at.UnixNano()})
-		if _, err := tp.Do("SET", key, string(v)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := ghostWriter(t, a, tp.Do)
 	write(1, a.fleet.clock.now())
 	seq := armCanary(t, a, write)
 	before, _ := a.Coherence()
@@ -427,4 +382,34 @@ func armCanary(t *testing.T, a *Cache, write func(seq uint64, at time.Time)) uin
 		return nil
 	})
 	return seq
+}
+
+// ghostWriter registers a canary writer "w" in a's fleet until the end of
+// the test (a publishes w's heartbeat every 50 ms) and returns the
+// function that writes w's marker seq, stamped at, with do (a plain Redis
+// client).
+func ghostWriter(t *testing.T, a *Cache, do func(args ...string) (any, error)) func(seq uint64, at time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			_, _ = a.publish(ctx, FleetMember{ID: "w", CanaryInterval: time.Second, LastSeen: a.fleet.clock.now(), Config: a.fleet.config})
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+	key := a.prefix + markerKey("w")
+	return func(seq uint64, at time.Time) {
+		t.Helper()
+		v, _ := json.Marshal(marker{ID: "w", Seq: seq, At: at.UnixNano()})
+		if _, err := do("SET", key, string(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

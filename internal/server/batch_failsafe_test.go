@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -19,16 +20,7 @@ import (
 // operations are applied and the answers are fresh.
 func TestBatch_RedisDown(t *testing.T) {
 	t.Parallel()
-	srv := redistest.NewStandalone(t)
-	c := newCache(t, tiercache.Options{
-		Namespace:        "batchdown",
-		Redis:            tiercache.RedisOptions{Addrs: []string{srv.Addr}},
-		OperationTimeout: 200 * time.Millisecond,
-		ReadTimeout:      300 * time.Millisecond,
-		Retries:          -1,
-		FailSafe:         tiercache.FailSafeOptions{MaxDuration: time.Hour},
-	})
-	ts := newTestServer(t, Config{Cache: c, Timeout: 2 * time.Second})
+	srv, c, ts := redisDownServer(t, "batchdown")
 	wantStatus(t, do(t, ts, "POST", "/v1/mset", `{"items":[{"key":"held:1","value":"b25l","ttl":"1h"},{"key":"held:2","value":"dHdv","ttl":"1h"}]}`), http.StatusNoContent)
 	if a := mget(t, ts, []string{"held:1", "held:2"}); a.Items[0].Status != "hit-l1" || a.Items[1].Status != "hit-l1" {
 		t.Fatalf("first read: %+v, want hit-l1 (the writer keeps what it wrote)", a.Items)
@@ -145,4 +137,21 @@ func TestBatch_OneRoundTrip(t *testing.T) {
 		}
 		t.Logf("%s of %d keys: %v (%.1f round trips)", req.path, n, took, float64(took)/float64(rtt))
 	}
+}
+
+// redisDownServer is a server, and its cache in namespace ns, on a
+// redis-server of its own, set for tests that kill that server: short
+// timeouts, no retries, and fail-safe for an hour.
+func redisDownServer(t *testing.T, ns string) (*redistest.Server, *tiercache.Cache, *httptest.Server) {
+	t.Helper()
+	srv := redistest.NewStandalone(t)
+	c := newCache(t, tiercache.Options{
+		Namespace:        ns,
+		Redis:            tiercache.RedisOptions{Addrs: []string{srv.Addr}},
+		OperationTimeout: 200 * time.Millisecond,
+		ReadTimeout:      300 * time.Millisecond,
+		Retries:          -1,
+		FailSafe:         tiercache.FailSafeOptions{MaxDuration: time.Hour},
+	})
+	return srv, c, newTestServer(t, Config{Cache: c, Timeout: 2 * time.Second})
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tiercache/tiercache"
 	"github.com/tiercache/tiercache/internal/redistest"
 )
 
@@ -17,16 +16,7 @@ import (
 // or not. A bad soft value, or soft with If-Match, is a 400.
 func TestServer_SoftInvalidation(t *testing.T) {
 	t.Parallel()
-	srv := redistest.NewStandalone(t)
-	c := newCache(t, tiercache.Options{
-		Namespace:        "soft",
-		Redis:            tiercache.RedisOptions{Addrs: []string{srv.Addr}},
-		OperationTimeout: 200 * time.Millisecond,
-		ReadTimeout:      300 * time.Millisecond,
-		Retries:          -1,
-		FailSafe:         tiercache.FailSafeOptions{MaxDuration: time.Hour},
-	})
-	ts := newTestServer(t, Config{Cache: c, Timeout: 2 * time.Second})
+	srv, _, ts := redisDownServer(t, "soft")
 	keys := map[string]string{
 		"tag-soft": "?tags=s", "tag-hard": "?tags=h",
 		"del-soft": "", "del-hard": "", "mdel-soft": "", "kept": "",
