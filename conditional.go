@@ -174,11 +174,14 @@ func (c *Cache) checkCondition(ctx context.Context, key string, cur []byte, cond
 	if cur != nil {
 		e, expired, err := c.decodeEntry(key, cur, c.now())
 		if err == nil && !expired && !e.Negative {
-			valid, err := c.validate(ctx, e)
+			// Versions from L2, not the tracked cache: an invalidation
+			// another instance acknowledged before this call must fail
+			// an IfMatch although its push has not arrived yet.
+			vd, err := c.validityFrom(ctx, e, freshVersions)
 			if err != nil {
 				return err
 			}
-			if valid {
+			if vd == validYes {
 				etag = e.ETag()
 			}
 		}

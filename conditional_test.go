@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tiercache/tiercache/internal/l1"
 	"github.com/tiercache/tiercache/internal/redistest"
 )
 
@@ -153,6 +154,65 @@ func TestConditionalWrites(t *testing.T) {
 			t.Fatalf("DeleteIfMatch with the current ETag: %v", err)
 		}
 		waitFor(t, func() bool { return errors.Is(c.Get(ctx, "k", new(Raw)), ErrNotFound) })
+	})
+}
+
+// An invalidation another instance has acknowledged fails a conditional
+// write at once, even while its push is still on the way to this
+// instance: the check reads versions from Redis, not from the tracked
+// cache. The lagging push is modelled by putting the old versions back
+// into this instance's cache after the invalidation.
+func TestConditionalWrites_InvalidationPushInFlight(t *testing.T) {
+	t.Parallel()
+	eachTopology(t, func(t *testing.T, topo string) {
+		t.Parallel()
+		ctx := context.Background()
+		c := newCache(t, topo)
+		d := sibling(t, topo, c)
+		if err := c.Set(ctx, "k", []byte("v1"), WithTags("g")); err != nil {
+			t.Fatal(err)
+		}
+		_, r := lookupRaw(t, c, "k")
+		ns, tv, err := c.vers.current(ctx, c, []string{"g"}, cachedVersions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lagging := func() {
+			old := &l1.Entry{NsVer: ns, Tags: []string{"g"}, TagVers: tv}
+			// Let the real push land first, so that it cannot undo the model.
+			waitFor(t, func() bool { return c.vers.quickValidity(old) != validYes })
+			c.vers.store(map[string]uint64{c.vers.tagKey("g"): tv[0], c.vers.nsKey: ns}, c.vers.gen.Load())
+			if vd := c.vers.quickValidity(old); vd != validYes {
+				t.Fatalf("the modelled lagging cache does not hold the old versions: %v", vd)
+			}
+		}
+		if err := d.InvalidateTags(ctx, "g"); err != nil {
+			t.Fatal(err)
+		}
+		lagging()
+		if err := c.Set(ctx, "k", []byte("v2"), IfMatch(r.ETag)); !errors.Is(err, ErrConditionFailed) {
+			t.Fatalf("IfMatch after another instance invalidated the tag: %v, want ErrConditionFailed", err)
+		}
+		if err := c.Set(ctx, "k", []byte("v2"), IfMatch("*")); !errors.Is(err, ErrConditionFailed) {
+			t.Fatalf("IfMatch(*) after another instance invalidated the tag: %v, want ErrConditionFailed", err)
+		}
+		if err := c.Set(ctx, "k2", []byte("v1"), WithTags("g")); err != nil {
+			t.Fatal(err)
+		}
+		_, r2 := lookupRaw(t, c, "k2")
+		if ns, tv, err = c.vers.current(ctx, c, []string{"g"}, freshVersions); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Clear(ctx); err != nil {
+			t.Fatal(err)
+		}
+		lagging()
+		if err := c.DeleteIfMatch(ctx, "k2", r2.ETag); !errors.Is(err, ErrConditionFailed) {
+			t.Fatalf("DeleteIfMatch after another instance cleared the namespace: %v, want ErrConditionFailed", err)
+		}
+		if err := c.Set(ctx, "k2", []byte("v3"), IfAbsent()); err != nil {
+			t.Fatalf("IfAbsent after another instance cleared the namespace: %v", err)
+		}
 	})
 }
 

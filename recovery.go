@@ -440,7 +440,7 @@ func (c *Cache) restamp(ctx context.Context, b []byte) ([]byte, error) {
 	for i, t := range env.Tags {
 		tags[i] = t.Tag
 	}
-	ns, tv, err := c.vers.current(ctx, c, tags, true)
+	ns, tv, err := c.vers.current(ctx, c, tags, createVersions)
 	if err != nil {
 		return nil, err
 	}

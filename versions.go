@@ -141,22 +141,38 @@ func (v *versions) quickValidity(e *l1.Entry) validity {
 	return out
 }
 
+// versionRead says where current takes versions from.
+type versionRead uint8
+
+const (
+	// cachedVersions: from the tracked cache, reading the ones it does
+	// not hold from L2.
+	cachedVersions versionRead = iota
+	// createVersions: as cachedVersions, and version keys that do not
+	// exist are created first (writers need a real version to record).
+	createVersions
+	// freshVersions: every one from L2, whatever the cache holds. The
+	// cache may lag behind an invalidation another instance has already
+	// acknowledged (its push is still on the way); a conditional write's
+	// check must not.
+	freshVersions
+)
+
 // current returns the namespace version and the versions of tags, reading
-// the ones not cached from L2 in one MGet. With create, version keys that
-// do not exist are created first (writers need a real version to record).
-func (v *versions) current(ctx context.Context, c *Cache, tags []string, create bool) (uint64, []uint64, error) {
+// the ones it needs from L2 in one MGet (see versionRead).
+func (v *versions) current(ctx context.Context, c *Cache, tags []string, how versionRead) (uint64, []uint64, error) {
 	gen := v.gen.Load()
 	tv := make([]uint64, len(tags))
 	var missing []string
 	var missIdx []int // index into tags, -1 for the namespace
 	ns := v.ns.Load()
-	if ns == 0 {
+	if ns == 0 || how == freshVersions {
 		missing, missIdx = append(missing, v.nsKey), append(missIdx, -1)
 	}
 	v.mu.RLock()
 	for i, t := range tags {
 		k := v.tagKey(t)
-		if cur, ok := v.m[k]; ok {
+		if cur, ok := v.m[k]; ok && how != freshVersions {
 			tv[i] = cur
 		} else {
 			missing, missIdx = append(missing, k), append(missIdx, i)
@@ -170,7 +186,7 @@ func (v *versions) current(ctx context.Context, c *Cache, tags []string, create 
 	if err != nil {
 		return 0, nil, fmt.Errorf("read tag versions: %w", err)
 	}
-	if create {
+	if how == createVersions {
 		var absent []l2.Item
 		for j, b := range raw {
 			if b == nil {
@@ -339,7 +355,15 @@ func (c *Cache) validity(ctx context.Context, e *l1.Entry) (validity, error) {
 	if vd := c.vers.quickValidity(e); vd != validUnknown {
 		return vd, nil
 	}
-	ns, tv, err := c.vers.current(ctx, c, e.Tags, false)
+	return c.validityFrom(ctx, e, cachedVersions)
+}
+
+// validityFrom is validity with the versions taken as how says.
+func (c *Cache) validityFrom(ctx context.Context, e *l1.Entry, how versionRead) (validity, error) {
+	if e.Plain {
+		return validYes, nil // no versions: ReadPlainValues
+	}
+	ns, tv, err := c.vers.current(ctx, c, e.Tags, how)
 	if err != nil {
 		return validNo, err
 	}

@@ -100,7 +100,7 @@ type stamp struct {
 // stampFor reads (creating where needed) the versions a write with tags
 // must record.
 func (c *Cache) stampFor(ctx context.Context, tags []string) (stamp, error) {
-	ns, tv, err := c.vers.current(ctx, c, tags, true)
+	ns, tv, err := c.vers.current(ctx, c, tags, createVersions)
 	if err != nil && unavailable(err) && c.rec != nil {
 		// The write will be queued: stamp it with the last versions seen.
 		return c.vers.lastStamp(tags), nil
