@@ -7,23 +7,24 @@ import (
 
 // counters are the cache's own statistics.
 type counters struct {
-	hitL2, miss, errors, corrupt    atomic.Uint64
+	errors, corrupt                 atomic.Uint64
 	loads, loadErrors               atomic.Uint64
 	invalidations, invalidationsAll atomic.Uint64
 	linkSuspects                    atomic.Uint64
 	tagInvalidations                atomic.Uint64
-	staleServed, replayFailed       atomic.Uint64
+	replayFailed                    atomic.Uint64
 	eagerRefreshes, lockWaits       atomic.Uint64
 	lockWakeups                     atomic.Uint64 // waits ended by the key's invalidation
-
-	hitL1 stripedCounter // on the L1-hit path: striped, not one contended word
 }
 
 // Counters is a snapshot of the cache's counters.
 type Counters struct {
+	// HitsL1, HitsL2, Misses and StaleServed are Requests summed over
+	// the operations: one per Get, Lookup or Fetch call, one per distinct
+	// key of GetMany, LookupMany and FetchMany.
 	HitsL1        uint64 // reads answered by L1
 	HitsL2        uint64 // reads answered by L2
-	Misses        uint64 // reads that found nothing
+	Misses        uint64 // reads that found nothing (Fetch: the loader answered)
 	Errors        uint64 // L2 operations that failed
 	Corrupt       uint64 // stored values that could not be decoded (each also a miss)
 	Loads         uint64 // loader calls
@@ -58,9 +59,6 @@ type Counters struct {
 // Counters returns the current counters.
 func (c *Cache) Counters() Counters {
 	s := Counters{
-		HitsL1:         c.counter.hitL1.Load(),
-		HitsL2:         c.counter.hitL2.Load(),
-		Misses:         c.counter.miss.Load(),
 		Errors:         c.counter.errors.Load(),
 		Corrupt:        c.counter.corrupt.Load(),
 		Loads:          c.counter.loads.Load(),
@@ -69,7 +67,6 @@ func (c *Cache) Counters() Counters {
 		LinkResets:     c.counter.invalidationsAll.Load(),
 		LinkSuspects:   c.counter.linkSuspects.Load(),
 		TagBumps:       c.counter.tagInvalidations.Load(),
-		StaleServed:    c.counter.staleServed.Load(),
 		EagerRefresh:   c.counter.eagerRefreshes.Load(),
 		LockWaits:      c.counter.lockWaits.Load(),
 		Breaker:        c.guard.state(),
@@ -78,6 +75,12 @@ func (c *Cache) Counters() Counters {
 		ReplayFailed:   c.counter.replayFailed.Load(),
 		Requests:       c.obs.reqs.snapshot(),
 	}
+	// One set of counters: the totals are the sums of Requests, so that
+	// Counters, Stats and /metrics classify every answer the same way.
+	s.HitsL1 = s.Requests.Total(ResultHitL1)
+	s.HitsL2 = s.Requests.Total(ResultHitL2)
+	s.Misses = s.Requests.Total(ResultMiss)
+	s.StaleServed = s.Requests.Total(ResultStale)
 	if c.l1 != nil {
 		s.L1Entries = c.l1.Len()
 		s.L1Bytes = c.l1.WeightedSize()

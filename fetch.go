@@ -52,10 +52,9 @@ func Fetch[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T],
 		// The L1 hit path, kept free of Result bookkeeping. A fresh
 		// entry exists only under a valid key.
 		t0 := c.obs.start()
-		if e, ok := c.l1.Get(key); ok && !e.Negative && !e.Stale && !e.Unconfirmed {
+		if e, st := c.l1.Lookup(key); st == l1.Fresh && !e.Negative {
 			if v, ok := e.Value().(T); ok {
 				if valid, known := c.vers.quick(e); valid && known {
-					c.counter.hitL1.Add(1)
 					c.obs.hitL1(OpFetch, t0)
 					maybeRefresh(c, key, e, load, opts)
 					return v, nil
@@ -100,20 +99,18 @@ func fetchResult[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 	}
 	skipL1 := len(opts) > 0 && applySet(opts).skipL1
 	if c.l1 != nil && !skipL1 {
-		if e, ok := c.l1.Get(key); ok && !e.Unconfirmed {
-			if usable(e, c.vers.quickValidity(e)) {
-				if e.Negative {
-					return zero, Result{}, keyErr("fetch", key, ErrNotFound)
+		rb := c.readBudget(ctx)
+		e, src, err := c.fromL1(&rb, c.l1, key)
+		rb.release()
+		if err == nil && src != SourceNone {
+			if e.Negative {
+				return zero, Result{Source: src}, keyErr("fetch", key, ErrNotFound)
+			}
+			if v, ok := e.Value().(T); ok {
+				if src == SourceL1 {
+					maybeRefresh(c, key, e, load, opts)
 				}
-				if v, ok := e.Value().(T); ok {
-					if e.Stale {
-						c.counter.staleServed.Add(1)
-					} else {
-						c.counter.hitL1.Add(1)
-						maybeRefresh(c, key, e, load, opts)
-					}
-					return v, c.result(e, SourceL1), nil
-				}
+				return v, c.result(e, src), nil
 			}
 		}
 	}
@@ -228,7 +225,6 @@ func fetchLocked[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 			// until the window ends, and only then is the loader tried.
 			var sv T
 			if c.assign(stale, &sv) == nil {
-				c.counter.staleServed.Add(1)
 				return fetched[T]{sv, Result{Source: SourceStale, Stale: true}}, nil
 			}
 		}
@@ -264,20 +260,20 @@ func fetchLocked[T any](ctx context.Context, c *Cache, key string, load LoaderFu
 // softly invalidated one) is the fail-safe fallback.
 func fetchLocal[T any](ctx context.Context, c *Cache, key string, load LoaderFunc[T], opts []SetOption) (any, error) {
 	var v T
-	if e, ok := c.l1.Get(key); ok && !e.Unconfirmed {
-		vd, err := c.validity(ctx, e)
-		if err == nil && usable(e, vd) {
-			if e.Negative {
-				return nil, ErrNotFound
-			}
-			if err := c.assign(e, &v); err == nil {
-				return fetched[T]{v, c.result(e, SourceL1)}, nil
-			}
+	rb := c.readBudget(ctx)
+	e, src, err := c.fromL1(&rb, c.l1, key)
+	rb.release()
+	if err == nil && src != SourceNone {
+		if e.Negative {
+			return nil, ErrNotFound
+		}
+		if err := c.assign(e, &v); err == nil {
+			return fetched[T]{v, c.result(e, src)}, nil
 		}
 	}
 	stale := c.staleL1(key)
 	ctx = withAdapt(ctx)
-	v, err := loadWithTimeouts(ctx, c, key, load, opts, stale)
+	v, err = loadWithTimeouts(ctx, c, key, load, opts, stale)
 	switch {
 	case errors.Is(err, errServedStale):
 		return fetchedStale[T](c, key, stale)
@@ -302,7 +298,6 @@ func fetchedStale[T any](c *Cache, key string, stale *l1.Entry) (any, error) {
 	if err := c.assign(stale, &v); err != nil {
 		return nil, err
 	}
-	c.counter.staleServed.Add(1)
 	if c.l1 != nil {
 		now := c.now()
 		th := stale.StaleCopy(now + int64(c.opts.FailSafe.Throttle))
@@ -451,7 +446,6 @@ func (c *Cache) lockedElsewhere(ctx context.Context, key string) bool {
 // waitHolder waits, bounded by Lock.MaxWait and the lock's TTL, for the
 // instance that holds key's lock to write key. ok means got answers.
 func waitHolder[T any](ctx context.Context, c *Cache, key string) (got any, ok bool) {
-	c.counter.lockWaits.Add(1)
 	deadline := time.Now().Add(min(c.opts.Lock.MaxWait, c.opts.Lock.TTL)) // the holder's lock expires within its TTL
 	wait, longest := lockPollFirst, lockPollMax
 	if c.lockPoll[0] > 0 {
@@ -466,10 +460,16 @@ func waitHolder[T any](ctx context.Context, c *Cache, key string) (got any, ok b
 	// and the read that found key missing was not one: read it again at
 	// once, watched, so that the holder's write is pushed to us.
 	now := c.l1 == nil
+	counted := false
 	for time.Now().Before(deadline) {
 		d := min(wait, time.Until(deadline))
 		if now {
 			d, now = 0, false
+		} else if !counted {
+			// Counted when it first blocks: a read that found the value
+			// at once was no wait.
+			c.counter.lockWaits.Add(1)
+			counted = true
 		}
 		t := time.NewTimer(d)
 		select {

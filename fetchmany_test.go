@@ -203,8 +203,8 @@ func TestFetchMany_FailSafe(t *testing.T) {
 		if cs.StaleServed != 5 {
 			t.Errorf("StaleServed = %d, want 5", cs.StaleServed)
 		}
-		if got := cs.Requests[OpFetchMany][ResultStale]; got != 2 {
-			t.Errorf("Requests[fetch_many][stale] = %d, want 2 (the reads within the throttle)", got)
+		if got := cs.Requests[OpFetchMany][ResultStale]; got != 4 {
+			t.Errorf("Requests[fetch_many][stale] = %d, want 4 (the failed load's two and the two within the throttle)", got)
 		}
 		if get := cs.Requests[OpGet]; get[ResultStale] != 1 || get[ResultHitL1] != 0 {
 			t.Errorf("Requests[get] = %v, want one stale answer and no L1 hit", get)

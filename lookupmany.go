@@ -30,11 +30,10 @@ type KeyResult struct {
 // allocated); found keys are added to it. T may be Raw, to receive the
 // stored bytes without decoding them.
 //
-// L1 misses are read from L2 in one round trip per node, as in GetMany.
-// Unlike GetMany, an L2 failure fails only the keys it concerns: a key
-// L1 holds a fail-safe copy of (Options.FailSafe) is answered from it,
-// with Result.Source SourceStale, and the other keys get the error in
-// their KeyResult. The returned error is for the call as a whole: an
+// L1 misses are read from L2 in one round trip per node. An L2 failure
+// fails only the keys it concerns: a key L1 holds a fail-safe copy of
+// (Options.FailSafe) is answered from it, with Result.Source
+// SourceStale, and the other keys get the error in their KeyResult. The returned error is for the call as a whole: an
 // invalid key (nothing is read), an invalid destination, or a closed
 // cache. Each distinct key counts as one read of OpGetMany in
 // Counters.Requests.
@@ -101,21 +100,14 @@ func (c *Cache) lookupEntries(ctx context.Context, keys []string) []keyEntry {
 			continue
 		}
 		if c.l1 != nil {
-			if e, ok := c.l1.Get(k); ok && !e.Unconfirmed {
-				vd, err := c.validity(rb.get(), e)
-				if err != nil {
-					c.counter.errors.Add(1)
-					r.err = err
-					continue
-				}
-				if usable(e, vd) {
-					r.e, r.src = e, SourceL1
-					if e.Stale {
-						r.src = SourceStale // a fail-safe copy within its throttle
-						c.counter.staleServed.Add(1)
-					}
-					continue
-				}
+			e, src, err := c.fromL1(&rb, c.l1, k)
+			if err != nil {
+				r.err = err
+				continue
+			}
+			if src != SourceNone {
+				r.e, r.src = e, src
+				continue
 			}
 			toks = append(toks, c.l1.Snapshot(k))
 		}
@@ -129,17 +121,8 @@ func (c *Cache) lookupEntries(ctx context.Context, keys []string) []keyEntry {
 		if r.err != nil && !errors.Is(r.err, ErrNotFound) {
 			if st := c.staleL1(r.key); st != nil {
 				// L2 is failing: fail-safe serves the stale value, flagged.
-				c.counter.staleServed.Add(1)
 				r.e, r.src, r.err = st, SourceStale, nil
 			}
-		}
-		switch {
-		case r.err == nil && r.src == SourceL1:
-			c.counter.hitL1.Add(1)
-		case r.err == nil && r.src == SourceL2:
-			c.counter.hitL2.Add(1)
-		case errors.Is(r.err, ErrNotFound):
-			c.counter.miss.Add(1)
 		}
 		c.obs.reqs.add(OpGetMany, resultOf(r.src, r.err), 1)
 	}

@@ -13,68 +13,41 @@ import (
 	"github.com/tiercache/tiercache/internal/l1"
 )
 
-// entries returns the fresh entries for keys, looking in L1 first and then
-// reading every L1 miss from L2 in one MGet (one round trip per node).
-// Missing keys are absent from the map; negative entries are present.
-// Each distinct key counts as one request of op (none for NumOps: a
-// re-read inside a flight). L1 answers are listed in fromL1 when it is
-// not nil; expired entries still within the fail-safe window are listed in
-// stale when it is not nil.
-func (c *Cache) entries(ctx context.Context, op Op, keys []string, fromL1 map[string]bool, stale map[string]*l1.Entry) (map[string]*l1.Entry, error) {
-	return c.entriesFrom(ctx, op, keys, fromL1, stale, c.l1)
-}
-
-// entriesFrom is entries with L1 given: nil reads L2 alone (SkipL1).
-func (c *Cache) entriesFrom(ctx context.Context, op Op, keys []string, fromL1 map[string]bool, stale map[string]*l1.Entry, l1c *l1.Cache) (map[string]*l1.Entry, error) {
+// entriesFrom returns the fresh entries for keys, looking in l1c first
+// (nil: L2 alone, SkipL1) and then reading every L1 miss from L2 in one
+// MGet (one round trip per node). Missing keys are absent from the map;
+// negative entries are present. It counts no request: its callers count
+// each key once its answer is known. A corrupt value is counted, unless
+// reread says the keys were read once already in this call. L1 answers
+// are listed in fromL1 when it is not nil; expired entries still within
+// the fail-safe window are listed in stale when it is not nil.
+func (c *Cache) entriesFrom(ctx context.Context, keys []string, fromL1 map[string]bool, stale map[string]*l1.Entry, l1c *l1.Cache, reread bool) (map[string]*l1.Entry, error) {
 	out := make(map[string]*l1.Entry, len(keys))
-	reqs := &c.obs.reqs
-	if op >= NumOps {
-		reqs = &uncountedReqs
-		op = OpFetchMany
-	}
 	now := c.now()
 	rb := c.readBudget(ctx) // L2 calls run under the call's read budget
 	defer rb.release()
 	var (
 		miss []string
 		toks []l1.Token
-		skip map[string]struct{} // keys with a queued operation
 	)
 	for _, k := range keys {
 		if _, dup := out[k]; dup {
 			continue
 		}
 		if c.queued(k) {
-			// Its queued operation is not applied yet: a miss.
-			if _, dup := skip[k]; !dup {
-				if skip == nil {
-					skip = map[string]struct{}{}
-				}
-				skip[k] = struct{}{}
-				c.counter.miss.Add(1)
-				reqs.add(op, ResultMiss, 1)
-			}
-			continue
+			continue // its queued operation is not applied yet: a miss
 		}
 		if l1c != nil {
-			if e, ok := l1c.Get(k); ok && !e.Unconfirmed {
-				if vd, err := c.validity(rb.get(), e); err != nil {
-					reqs.add(op, ResultError, uint64(len(keys)-len(out)))
-					return out, err
-				} else if usable(e, vd) {
-					if e.Stale {
-						c.counter.staleServed.Add(1)
-						reqs.add(op, ResultStale, 1)
-					} else {
-						c.counter.hitL1.Add(1)
-						reqs.add(op, ResultHitL1, 1)
-					}
-					out[k] = e
-					if fromL1 != nil {
-						fromL1[k] = true
-					}
-					continue
+			e, src, err := c.fromL1(&rb, l1c, k)
+			if err != nil {
+				return out, err
+			}
+			if src != SourceNone {
+				out[k] = e
+				if fromL1 != nil {
+					fromL1[k] = true
 				}
+				continue
 			}
 			toks = append(toks, l1c.Snapshot(k))
 		}
@@ -90,24 +63,17 @@ func (c *Cache) entriesFrom(ctx context.Context, op Op, keys []string, fromL1 ma
 	vals, err := c.store.MGet(rb.get(), full)
 	if err != nil {
 		c.counter.errors.Add(1)
-		reqs.add(op, ResultError, uint64(len(miss)))
 		return out, err
 	}
 	for i, k := range miss {
 		if vals[i] == nil {
-			c.counter.miss.Add(1)
-			reqs.add(op, ResultMiss, 1)
 			continue
 		}
-		e, expired, err := c.decodeEntry(k, vals[i], now)
+		e, expired, err := c.decodeEntryOf(k, vals[i], now, !reread)
 		if err != nil {
-			c.counter.miss.Add(1)
-			reqs.add(op, ResultMiss, 1)
 			continue // a miss; corrupt values are counted and logged
 		}
 		if expired {
-			c.counter.miss.Add(1)
-			reqs.add(op, ResultMiss, 1)
 			if stale != nil && c.opts.FailSafe.MaxDuration > 0 && !e.Negative {
 				if vd, err := c.validity(rb.get(), e); err == nil && vd != validNo {
 					stale[k] = e
@@ -116,11 +82,8 @@ func (c *Cache) entriesFrom(ctx context.Context, op Op, keys []string, fromL1 ma
 			continue
 		}
 		if vd, err := c.validity(rb.get(), e); err != nil {
-			reqs.add(op, ResultError, uint64(len(miss)-i))
 			return out, err
 		} else if vd != validYes {
-			c.counter.miss.Add(1)
-			reqs.add(op, ResultMiss, 1)
 			if vd == validSoft && stale != nil && c.opts.FailSafe.MaxDuration > 0 && !e.Negative {
 				stale[k] = e // invalidated softly: a fail-safe candidate
 			}
@@ -129,16 +92,10 @@ func (c *Cache) entriesFrom(ctx context.Context, op Op, keys []string, fromL1 ma
 		if l1c != nil {
 			l1c.SetIfUnchanged(k, e, toks[i], now)
 		}
-		c.counter.hitL2.Add(1)
-		reqs.add(op, ResultHitL2, 1)
 		out[k] = e
 	}
 	return out, nil
 }
-
-// uncountedReqs receives the request counts of re-reads inside a flight,
-// which the call that started the flight has counted already.
-var uncountedReqs requestCounters
 
 // accessed reports reads to Options.OnAccess.
 func (c *Cache) accessed(keys []string) {
@@ -161,30 +118,27 @@ func (c *Cache) checkKeys(op string, keys []string) error {
 // GetMany reads keys into dst, a non-nil map[string]T or a pointer to one
 // (a nil map behind the pointer is allocated). Found keys are added to the
 // map; missing ones are left out. L1 misses are read from L2 in one round
-// trip per node.
+// trip per node. When L2 fails, a key L1 holds a fail-safe copy of
+// (Options.FailSafe) is answered from it, as Get does, and GetMany returns
+// what it has with an error naming how many keys could not be read.
+// LookupMany reports how each key's read went.
 func (c *Cache) GetMany(ctx context.Context, keys []string, dst any) error {
-	if err := c.checkKeys("get", keys); err != nil {
-		return err
-	}
-	mv, err := mapDest(dst)
+	res, err := c.LookupMany(ctx, keys, dst)
 	if err != nil {
 		return err
 	}
-	c.accessed(keys)
-	es, err := c.entries(ctx, OpGetMany, keys, nil, nil)
-	if err != nil {
-		return errorf("tiercache: get many: %w", err)
+	var failed int
+	var firstErr error
+	for _, r := range res {
+		if r.Err != nil && !errors.Is(r.Err, ErrNotFound) {
+			failed++
+			if firstErr == nil {
+				firstErr = r.Err
+			}
+		}
 	}
-	elem := mv.Type().Elem()
-	for k, e := range es {
-		if e.Negative {
-			continue
-		}
-		p := reflect.New(elem)
-		if err := c.assign(e, p.Interface()); err != nil {
-			return keyErr("get", k, err)
-		}
-		mv.SetMapIndex(reflect.ValueOf(k), p.Elem())
+	if failed > 0 {
+		return errorf("tiercache: get many (%d of %d keys failed): %w", failed, len(res), firstErr)
 	}
 	return nil
 }
@@ -269,11 +223,10 @@ func fetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 	c.accessed(keys)
 	out := make(map[string]T, len(keys))
 	l1c := c.l1For(opts)
-	var fromL1 map[string]bool
-	if results != nil {
-		fromL1 = make(map[string]bool)
-	}
-	es, err := c.entriesFrom(ctx, OpFetchMany, keys, fromL1, nil, l1c)
+	fromL1 := make(map[string]bool)
+	// Each distinct key counts once, when its answer is known: a key
+	// that L2 failed to read may still be answered stale or loaded.
+	es, err := c.entriesFrom(ctx, keys, fromL1, nil, l1c, false)
 	if err != nil {
 		// L2 trouble: the flights below serve stale values or load.
 		c.logger.Debug("tiercache: L2 read failed, loading", "keys", len(keys), "err", err)
@@ -293,7 +246,18 @@ func fetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 			missing = append(missing, k)
 			continue
 		}
+		src := SourceL2
+		if fromL1[k] {
+			src = SourceL1
+		}
 		if e.Negative {
+			// As for Fetch: a cached "not found" from L1 is an L1 hit,
+			// one from L2 a miss.
+			r := ResultMiss
+			if src == SourceL1 {
+				r = ResultHitL1
+			}
+			c.obs.reqs.add(OpFetchMany, r, 1)
 			continue
 		}
 		var v T
@@ -303,12 +267,10 @@ func fetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 		}
 		c.keepDecoded(k, e, v)
 		out[k] = v
+		res := c.result(e, src)
+		c.obs.reqs.add(OpFetchMany, resultOf(res.Source, nil), 1)
 		if results != nil {
-			src := SourceL2
-			if fromL1[k] {
-				src = SourceL1
-			}
-			results[k] = c.result(e, src)
+			results[k] = res
 		}
 		if !e.Stale {
 			if hits == nil {
@@ -368,6 +330,7 @@ func fetchMany[T any](ctx context.Context, c *Cache, keys []string, load BatchLo
 	var firstErr error
 	for i, k := range missing {
 		v, res, err := awaitFlight[T](ctx, c, k, fl[i])
+		c.obs.reqs.add(OpFetchMany, resultOf(res.Source, err), 1)
 		switch {
 		case err == nil:
 			out[k] = v
@@ -396,7 +359,7 @@ func fetchManyLocked[T any](ctx context.Context, c *Cache, keys []string, load B
 	fromL1 := make(map[string]bool)
 	stale := make(map[string]*l1.Entry)
 	l1c := c.l1For(opts)
-	es, err := c.entriesFrom(ctx, NumOps, keys, fromL1, stale, l1c)
+	es, err := c.entriesFrom(ctx, keys, fromL1, stale, l1c, true)
 	l2ok := err == nil
 	var missing []string
 	now := c.now()
@@ -424,7 +387,6 @@ func fetchManyLocked[T any](ctx context.Context, c *Cache, keys []string, load B
 					// without a loader call (as Fetch does).
 					var sv T
 					if c.assign(s, &sv) == nil {
-						c.counter.staleServed.Add(1)
 						resolve(k, fetched[T]{sv, Result{Source: SourceStale, Stale: true}}, nil)
 						continue
 					}

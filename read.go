@@ -133,7 +133,6 @@ func (c *Cache) get(ctx context.Context, key string, dst any) (*l1.Entry, Source
 	e, src, stale, err := c.entry(ctx, key)
 	if err != nil && stale != nil && !errors.Is(err, ErrNotFound) {
 		// L2 is failing: fail-safe serves the stale value, flagged.
-		c.counter.staleServed.Add(1)
 		e, src, err = stale, SourceStale, nil
 	}
 	if err == nil && e.Negative {
@@ -179,30 +178,17 @@ func (c *Cache) entry(ctx context.Context, key string) (e *l1.Entry, src Source,
 // entryFrom is entry with L1 given: nil reads L2 alone (SkipL1).
 func (c *Cache) entryFrom(ctx context.Context, key string, l1c *l1.Cache) (e *l1.Entry, src Source, stale *l1.Entry, err error) {
 	if c.queued(key) {
-		c.counter.miss.Add(1)
 		return nil, SourceNone, nil, ErrNotFound
 	}
 	rb := c.readBudget(ctx) // L2 calls run under the read's budget
 	defer rb.release()
 	if l1c != nil {
-		if e, ok := l1c.Get(key); ok && !e.Unconfirmed {
-			vd := c.vers.quickValidity(e)
-			if vd == validUnknown {
-				if vd, err = c.validity(rb.get(), e); err != nil {
-					c.counter.errors.Add(1)
-					return nil, SourceNone, c.staleIn(l1c, key), err
-				}
-			}
-			if usable(e, vd) {
-				if e.Stale {
-					// A fail-safe copy within its throttle: an answer,
-					// but a stale one, and counted as one.
-					c.counter.staleServed.Add(1)
-					return e, SourceStale, nil, nil
-				}
-				c.counter.hitL1.Add(1)
-				return e, SourceL1, nil, nil
-			}
+		e, src, err := c.fromL1(&rb, l1c, key)
+		if err != nil {
+			return nil, SourceNone, c.staleIn(l1c, key), err
+		}
+		if src != SourceNone {
+			return e, src, nil, nil
 		}
 	}
 	now := c.now()
@@ -212,7 +198,6 @@ func (c *Cache) entryFrom(ctx context.Context, key string, l1c *l1.Cache) (e *l1
 	}
 	b, err := c.store.Get(rb.get(), c.prefix+key)
 	if errors.Is(err, l2.ErrNotFound) {
-		c.counter.miss.Add(1)
 		return nil, SourceNone, nil, ErrNotFound
 	}
 	if err != nil {
@@ -221,7 +206,6 @@ func (c *Cache) entryFrom(ctx context.Context, key string, l1c *l1.Cache) (e *l1
 	}
 	e, expired, err := c.decodeEntry(key, b, now)
 	if err != nil {
-		c.counter.miss.Add(1) // and counted as corrupt by decodeEntry
 		return nil, SourceNone, nil, err
 	}
 	vd, err := c.validity(rb.get(), e)
@@ -230,7 +214,6 @@ func (c *Cache) entryFrom(ctx context.Context, key string, l1c *l1.Cache) (e *l1
 		return nil, SourceNone, c.staleIn(l1c, key), err
 	}
 	if vd == validNo {
-		c.counter.miss.Add(1)
 		return nil, SourceNone, nil, ErrNotFound
 	}
 	if expired || vd == validSoft {
@@ -238,7 +221,6 @@ func (c *Cache) entryFrom(ctx context.Context, key string, l1c *l1.Cache) (e *l1
 		// candidate. L1 keeps it too, for when L2 becomes unreachable:
 		// L1 never answers it as fresh (past its expiry, or carrying a
 		// softly invalidated version).
-		c.counter.miss.Add(1)
 		if c.opts.FailSafe.MaxDuration > 0 && !e.Negative {
 			if l1c != nil {
 				l1c.SetIfUnchanged(key, e.CandidateCopy(), tok, now)
@@ -250,7 +232,6 @@ func (c *Cache) entryFrom(ctx context.Context, key string, l1c *l1.Cache) (e *l1
 	if l1c != nil {
 		l1c.SetIfUnchanged(key, e, tok, now)
 	}
-	c.counter.hitL2.Add(1)
 	return e, SourceL2, nil, nil
 }
 
@@ -263,8 +244,8 @@ func (c *Cache) staleIn(l1c *l1.Cache, key string) *l1.Entry {
 	if l1c == nil || c.opts.FailSafe.MaxDuration <= 0 {
 		return nil
 	}
-	e, ok := l1c.GetStale(key)
-	if !ok || e.Negative {
+	e, st := l1c.Lookup(key)
+	if st == l1.Absent || e.Negative {
 		return nil
 	}
 	if e.ExpiresAt != 0 && e.ExpiresAt+int64(c.opts.FailSafe.MaxDuration) <= c.now() {
@@ -276,21 +257,62 @@ func (c *Cache) staleIn(l1c *l1.Cache, key string) *l1.Entry {
 	return e
 }
 
-// usable reports whether an L1 entry of validity vd answers a read: a
-// valid one does, and so does a fail-safe copy within its throttle
-// (e.Stale) that was invalidated softly only, being stale already.
-func usable(e *l1.Entry, vd validity) bool {
-	return vd == validYes || (vd == validSoft && e.Stale)
+// fromL1 reads key's entry in l1c and classifies it, the one place that
+// decides what an L1 entry answers: SourceL1 for a hit, SourceStale for a
+// fail-safe copy within its throttle, SourceNone when it answers nothing
+// (absent, a fail-safe candidate only, or invalidated). Versions not
+// cached are read from L2 under rb; a failure to read them is counted and
+// returned.
+func (c *Cache) fromL1(rb *readBudget, l1c *l1.Cache, key string) (*l1.Entry, Source, error) {
+	e, st := l1c.Lookup(key)
+	if !st.Answers() {
+		return nil, SourceNone, nil
+	}
+	vd := c.vers.quickValidity(e)
+	if vd == validUnknown {
+		var err error
+		if vd, err = c.validityFrom(rb.get(), e, cachedVersions); err != nil {
+			c.counter.errors.Add(1)
+			return nil, SourceNone, err
+		}
+	}
+	if src := l1Source(st, vd); src != SourceNone {
+		return e, src, nil
+	}
+	return nil, SourceNone, nil
+}
+
+// l1Source is what an L1 entry in state st, whose versions have validity
+// vd, answers: a Fresh valid one is an L1 hit; a Throttled one is a stale
+// answer unless hard invalidated (being stale already, a soft invalidation
+// does not stop it); nothing else answers.
+func l1Source(st l1.State, vd validity) Source {
+	switch {
+	case st == l1.Fresh && vd == validYes:
+		return SourceL1
+	case st == l1.Throttled && (vd == validYes || vd == validSoft):
+		return SourceStale
+	}
+	return SourceNone
 }
 
 // decodeEntry turns stored bytes into an entry. A corrupt or expired value
 // is a miss; a corrupt one is also counted and logged.
 func (c *Cache) decodeEntry(key string, b []byte, now int64) (e *l1.Entry, expired bool, err error) {
+	return c.decodeEntryOf(key, b, now, true)
+}
+
+// decodeEntryOf is decodeEntry; with count false an undecodable value is
+// neither counted nor logged (a re-read of a value already counted).
+func (c *Cache) decodeEntryOf(key string, b []byte, now int64, count bool) (e *l1.Entry, expired bool, err error) {
 	if !envelope.HasMagic(b) {
-		return c.plainEntry(key, b)
+		return c.plainEntry(key, b, count)
 	}
 	env, err := envelope.Decode(b, c.opts.MaxValueSize)
 	if err != nil {
+		if !count {
+			return nil, false, fmt.Errorf("%w: %w", ErrNotFound, err)
+		}
 		c.counter.corrupt.Add(1)
 		c.logger.Warn("tiercache: corrupt value treated as a miss", "namespace", c.opts.Namespace, "key", truncKey(key), "err", err)
 		return nil, false, fmt.Errorf("%w: %w", ErrNotFound, err)
@@ -298,6 +320,9 @@ func (c *Cache) decodeEntry(key string, b []byte, now int64) (e *l1.Entry, expir
 	exp := env.ExpiresAt * int64(time.Millisecond)
 	expired = exp != 0 && exp <= now
 	if _, err := c.reg.ByID(env.Codec); err != nil {
+		if !count {
+			return nil, false, fmt.Errorf("%w: %w", ErrNotFound, err)
+		}
 		c.counter.corrupt.Add(1)
 		c.logger.Warn("tiercache: value with an unknown codec treated as a miss", "namespace", c.opts.Namespace, "key", truncKey(key), "codec", env.Codec)
 		return nil, false, fmt.Errorf("%w: %w", ErrNotFound, err)
@@ -322,13 +347,18 @@ func (c *Cache) decodeEntry(key string, b []byte, now int64) (e *l1.Entry, expir
 // with Options.ReadPlainValues, ErrNotTiercache otherwise. Those reads are
 // counted as corrupt but logged at most once a minute, since a namespace
 // shared with another program may hold many.
-func (c *Cache) plainEntry(key string, b []byte) (*l1.Entry, bool, error) {
+func (c *Cache) plainEntry(key string, b []byte, count bool) (*l1.Entry, bool, error) {
 	if c.opts.ReadPlainValues {
 		if len(b) > c.opts.MaxValueSize {
-			c.counter.corrupt.Add(1)
+			if count {
+				c.counter.corrupt.Add(1)
+			}
 			return nil, false, fmt.Errorf("%w: %w: a plain value of %d bytes, over the limit of %d", ErrNotFound, ErrValueTooLarge, len(b), c.opts.MaxValueSize)
 		}
 		return &l1.Entry{Payload: b, Codec: codec.IDRaw, Plain: true}, false, nil
+	}
+	if !count {
+		return nil, false, notTiercacheError{}
 	}
 	c.counter.corrupt.Add(1)
 	now := time.Now().UnixNano()

@@ -308,7 +308,8 @@ func (q *requestCounters) snapshot() Requests {
 	return s
 }
 
-// resultOf classifies a finished read from its source and error.
+// resultOf classifies a finished read from its source and error: the one
+// classifier of every answer, whose counts Counters and /metrics report.
 func resultOf(src Source, err error) RequestResult {
 	switch src {
 	case SourceStale:
@@ -326,8 +327,8 @@ func resultOf(src Source, err error) RequestResult {
 			return ResultMiss
 		}
 	}
-	if err == nil || errors.Is(err, ErrNotFound) {
-		return ResultMiss
+	if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) {
+		return ResultMiss // a corrupt value is a miss too (and counted in Corrupt)
 	}
 	return ResultError
 }

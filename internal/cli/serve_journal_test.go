@@ -256,8 +256,14 @@ func journalScenario(t *testing.T, bin string, sig syscall.Signal, redisFirst bo
 			}
 		}
 	}
-	if !strings.Contains(a2.stderr.String(), "recovery journal restored") || !strings.Contains(a2.stderr.String(), "recovery queue replayed") {
-		t.Fatalf("restart and replay not logged:\n%s", a2.stderr)
+	// The replay logs once its last operation is applied, which the
+	// reads above may see first: wait for the line.
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(a2.stderr.String(), "recovery journal restored") || !strings.Contains(a2.stderr.String(), "recovery queue replayed") {
+		if time.Now().After(deadline) {
+			t.Fatalf("restart and replay not logged:\n%s", a2.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if err := a2.stop(t, syscall.SIGTERM); err != nil {
 		t.Fatalf("restarted serve: %v\n%s", err, a2.stderr)

@@ -188,6 +188,18 @@ func TestRun_ServeTracing(t *testing.T) {
 	// deliver the del span.
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")
 	s = startServe(t, "serve", "--addr", "127.0.0.1:0")
+	// Ready first: a DELETE before the first connection to Redis is
+	// queued (202), and its span would come from the replay.
+	for ready := time.Now().Add(runTimeout); ; {
+		code, _ := request(t, "GET", "http://"+s.addr+"/readyz", "", "")
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(ready) {
+			t.Fatalf("serve not ready after %v:\n%s", runTimeout, s.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if code, body := request(t, "DELETE", "http://"+s.addr+"/v1/cache/"+tracedKey, "", ""); code != http.StatusNoContent {
 		t.Fatalf("DELETE: %d %s", code, body)
 	}

@@ -32,10 +32,10 @@ func TestWriteBatch_SharedStripe(t *testing.T) {
 	if !batch.SetAfterWrite(l, a, &Entry{Payload: []byte("1")}, ta, now) || !batch.SetAfterWrite(l, b, &Entry{Payload: []byte("2")}, tb, now) {
 		t.Fatal("a key of the batch was dropped because another key of the same batch shares its stripe")
 	}
-	if _, ok := l.Get(a); !ok {
+	if _, st := l.Lookup(a); st != Fresh {
 		t.Fatal("a is not in L1")
 	}
-	if _, ok := l.Get(b); !ok {
+	if _, st := l.Lookup(b); st != Fresh {
 		t.Fatal("b is not in L1")
 	}
 	// Another writer's change in between still drops the key.

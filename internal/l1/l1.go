@@ -195,21 +195,49 @@ func (l *Cache) idx(key string) uint32 {
 	return uint32(maphash.String(l.seed, key) & (stripes - 1))
 }
 
-// Get returns the entry for key when it is fresh: written in the current
-// epoch and not past its logical expiry. Without fail-safe, entries leave
-// otter at their logical expiry (or L1's MaxTTL), so expiry needs no check.
-func (l *Cache) Get(key string) (*Entry, bool) {
-	e, ok := l.c.GetIfPresent(key)
-	if !ok || e.epoch != l.epoch.Load() || (l.keep > 0 && e.ExpiresAt != 0 && e.ExpiresAt <= l.clock.NowNano()) {
-		return nil, false
-	}
-	return e, true
-}
+// State is what L1 holds for a key, as one read sees it. Every read path
+// decides what to do with an entry from its state alone (and, for Fresh
+// and Throttled, from its versions), not from the entry's flags.
+type State uint8
 
-// GetStale returns the entry for key whether or not it is fresh, for
-// fail-safe use: it may be from an older epoch or past its logical expiry.
-func (l *Cache) GetStale(key string) (*Entry, bool) {
-	return l.c.GetIfPresent(key)
+const (
+	// Absent: L1 holds nothing for the key.
+	Absent State = iota
+	// Fresh: written in the current epoch, not past its logical expiry,
+	// confirmed by L2. It answers a read when its versions are valid (a
+	// negative one answers "not found").
+	Fresh
+	// Throttled: a fail-safe copy (Entry.Stale) within its throttle
+	// window. It answers a read, as a stale value, when its versions are
+	// valid or invalidated softly only.
+	Throttled
+	// Candidate: kept only as a fail-safe fallback, for when L2 or a
+	// loader fails: past its logical expiry, written in an earlier epoch
+	// (before the invalidation link was lost), or unconfirmed (loaded
+	// while L2 was unreachable, or kept by CandidateCopy). It never
+	// answers a read by itself.
+	Candidate
+)
+
+// Answers reports whether an entry in state s may answer a read (given
+// valid versions): Fresh and Throttled ones may, Candidate ones only as a
+// fail-safe fallback.
+func (s State) Answers() bool { return s == Fresh || s == Throttled }
+
+// Lookup returns the entry for key and its state. Without fail-safe,
+// entries leave otter at their logical expiry (or L1's MaxTTL), so expiry
+// needs no check.
+func (l *Cache) Lookup(key string) (*Entry, State) {
+	e, ok := l.c.GetIfPresent(key)
+	switch {
+	case !ok:
+		return nil, Absent
+	case e.Unconfirmed || e.epoch != l.epoch.Load() || (l.keep > 0 && e.ExpiresAt != 0 && e.ExpiresAt <= l.clock.NowNano()):
+		return e, Candidate
+	case e.Stale:
+		return e, Throttled
+	}
+	return e, Fresh
 }
 
 // Now returns the L1 clock's time in unix nanoseconds.
