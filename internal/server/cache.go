@@ -35,8 +35,8 @@ func (s *Server) getKey(w http.ResponseWriter, r *http.Request, key string) {
 	}
 	ctx := withLazyTimeout(r.Context(), s.timeout)
 	defer ctx.stop()
-	var raw tiercache.Raw
-	res, err := s.cache.Lookup(ctx, key, &raw)
+	raw := readDestination(w)
+	res, err := s.cache.Lookup(ctx, key, raw)
 	if err != nil {
 		if errors.Is(err, tiercache.ErrNotFound) && !errors.Is(err, tiercache.ErrNotTiercache) {
 			w.Header().Set("X-Cache", tiercache.SourceNone.String())
@@ -45,28 +45,33 @@ func (s *Server) getKey(w http.ResponseWriter, r *http.Request, key string) {
 		return
 	}
 	etag := res.QuotedETag()
-	h := headerValues{h: w.Header()}
-	h.cacheHeaders(res, etag, time.Now())
-	if im := r.Header.Values("If-Match"); len(im) > 0 && !etagMatches(im, etag, false) {
-		s.writeError(w, http.StatusPreconditionFailed, codePreconditionFailed, "the key's current value does not match If-Match")
-		return
-	}
-	if inm := r.Header.Values("If-None-Match"); len(inm) > 0 && etagMatches(inm, etag, true) {
-		w.WriteHeader(http.StatusNotModified)
-		return
-	}
 	ct := raw.ContentType
 	if ct == "" {
 		ct = contentType(raw.Codec)
 	}
-	h.set("Content-Type", ct)
-	if n := len(raw.Data); n == 0 || n > autoContentLength {
-		h.set("Content-Length", strconv.Itoa(len(raw.Data)))
+	hs := s.readHeaders.get(res, etag, ct, time.Now())
+	h := w.Header()
+	hs.setCache(h)
+	if im := r.Header["If-Match"]; len(im) > 0 && !etagMatches(im, etag, false) {
+		s.writeError(w, http.StatusPreconditionFailed, codePreconditionFailed, "the key's current value does not match If-Match")
+		return
 	}
-	h.set("X-Content-Type-Options", "nosniff")
+	if inm := r.Header["If-None-Match"]; len(inm) > 0 && etagMatches(inm, etag, true) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h["Content-Type"] = hs.contentType
+	if n := len(raw.Data); n == 0 || n > autoContentLength {
+		h["Content-Length"] = []string{strconv.Itoa(n)}
+	}
+	h["X-Content-Type-Options"] = nosniff
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(raw.Data)
 }
+
+// nosniff is the value of X-Content-Type-Options on the answers of GET,
+// shared by all of them as the values of readHeaders are.
+var nosniff = []string{"nosniff"}
 
 // autoContentLength is the largest body for which net/http writes the
 // Content-Length itself, GET and HEAD alike: one the handler writes whole
@@ -125,12 +130,7 @@ func (h *headerValues) cacheHeaders(res tiercache.Result, etag string, now time.
 	h.set("Cache-Control", cacheControl(res, max(age, 0), now))
 	status := "tiercache; hit"
 	if !res.ExpiresAt.IsZero() {
-		left := res.ExpiresAt.Sub(now)
-		secs := int64(left / time.Second)
-		if left < 0 && left%time.Second != 0 {
-			secs-- // an expired value is at least one second past
-		}
-		status += "; ttl=" + strconv.FormatInt(secs, 10)
+		status += "; ttl=" + strconv.FormatInt(floorSeconds(res.ExpiresAt.Sub(now)), 10)
 	}
 	if res.Stale {
 		status += "; detail=stale"

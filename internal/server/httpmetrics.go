@@ -157,23 +157,22 @@ func (s *Server) measure(mux *http.ServeMux, next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
 		m.inFlight.Inc()
-		rec := &statusRecorder{ResponseWriter: w}
-		defer m.observe(mux, r, rec, start)
+		rec := recorder(w)
+		defer m.observe(mux, r, rec)
 		next.ServeHTTP(rec, r)
 	})
 }
 
 // observe records a request once answered, or aborted by a panic.
-func (m *httpMetrics) observe(mux *http.ServeMux, r *http.Request, rec *statusRecorder, start time.Time) {
+func (m *httpMetrics) observe(mux *http.ServeMux, r *http.Request, rec *statusRecorder) {
 	m.inFlight.Dec()
 	pattern := r.Pattern
 	if pattern == "" {
 		_, pattern = mux.Handler(r)
 	}
 	rm := m.route(pattern)
-	rm.duration.Observe(time.Since(start).Seconds())
+	rm.duration.Observe(time.Since(rec.start).Seconds())
 	if rec.bytes > 0 {
 		rm.bytes.Add(float64(rec.bytes))
 	}

@@ -352,7 +352,7 @@ func TestHTTPMetrics_Panics(t *testing.T) {
 		w.WriteHeader(http.StatusAccepted)
 		panic("late boom")
 	})
-	ts := httptest.NewServer(requestIDs(s.measure(mux, s.recoverPanics(mux))))
+	ts := httptest.NewServer(s.requestIDs(s.measure(mux, s.recoverPanics(mux))))
 	t.Cleanup(ts.Close)
 	ts.Config.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)
 	wantStatus(t, do(t, ts, "GET", "/boom", ""), http.StatusInternalServerError)

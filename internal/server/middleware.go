@@ -15,12 +15,13 @@ import (
 	"time"
 )
 
-// openPaths never need the token: probes must work without secrets. What
-// /readyz shows an unauthenticated client is only its verdict (readyz).
-var openPaths = map[string]bool{"/healthz": true, "/readyz": true}
+// openPath reports whether a path never needs the token: probes must
+// work without secrets. What /readyz shows an unauthenticated client is
+// only its verdict (readyz).
+func openPath(p string) bool { return p == "/healthz" || p == "/readyz" }
 
 // authenticate requires the bearer token on every request but the probes
-// (openPaths) and the dashboard's page and static files, which hold no
+// (openPath) and the dashboard's page and static files, which hold no
 // data: the page asks for the token and sends it with every call it makes.
 // With OpenReads, GET, HEAD and POST /v1/mget need no token either.
 func (s *Server) authenticate(next http.Handler) http.Handler {
@@ -28,7 +29,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.readAllowed(r) || openPaths[r.URL.Path] || isDashboardFile(r) || s.validToken(r.Header.Get("Authorization")) {
+		if s.readAllowed(r) || openPath(r.URL.Path) || isDashboardFile(r) || s.validToken(authorization(r)) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -49,7 +50,16 @@ func (s *Server) readAllowed(r *http.Request) bool {
 // authorizedRead reports whether r may see what a read shows: reads are
 // open, or r carries the token.
 func (s *Server) authorizedRead(r *http.Request) bool {
-	return s.readAllowed(r) || s.validToken(r.Header.Get("Authorization"))
+	return s.readAllowed(r) || s.validToken(authorization(r))
+}
+
+// authorization is r's Authorization header: Header.Get without the
+// canonicalisation of a key that is canonical already.
+func authorization(r *http.Request) string {
+	if v := r.Header["Authorization"]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // isDashboardFile reports whether r asks for the dashboard's page or one
@@ -83,11 +93,11 @@ const maxRequestID = 128
 // replaced, so that a client cannot forge log lines. The id stays in the
 // request's own X-Request-Id header, where requestID finds it: carrying
 // it in the context cost a copy of the request and a context per request.
-func requestIDs(next http.Handler) http.Handler {
+func (s *Server) requestIDs(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ids := r.Header[requestIDHeader]
 		if len(ids) != 1 || !saneRequestID(ids[0]) {
-			ids = []string{newRequestID()}
+			ids = s.nextRequestID()
 			r.Header[requestIDHeader] = ids
 		}
 		w.Header()[requestIDHeader] = ids
@@ -103,11 +113,61 @@ var (
 	requestIDSeq    atomic.Uint64
 )
 
-// newRequestID returns the next request id, such as
-// "7KXQ4M2ZP3VJ5TNA-1c".
+// appendRequestID appends the request id of sequence number seq, such
+// as "7KXQ4M2ZP3VJ5TNA-1c".
+func appendRequestID(b []byte, seq uint64) []byte {
+	return strconv.AppendUint(append(b, requestIDPrefix...), seq, 36)
+}
+
+// newRequestID returns the next request id.
 func newRequestID() string {
 	var b [40]byte
-	return string(strconv.AppendUint(append(b[:0], requestIDPrefix...), requestIDSeq.Add(1), 36))
+	return string(appendRequestID(b[:0], requestIDSeq.Add(1)))
+}
+
+// idBlockSize is how many request ids an idBlock holds.
+const idBlockSize = 64
+
+// idBlock is a run of consecutive request ids made at once, each a header
+// value of its own (a slice of one string with no spare capacity, which
+// Header.Add copies rather than append to): one string and one array for
+// 64 requests instead of a string and an array for each. The blocks wait
+// in the server's pool, each used by one request at a time.
+type idBlock struct {
+	vals [idBlockSize]string
+	next int
+}
+
+func newIDBlock() *idBlock {
+	last := requestIDSeq.Add(idBlockSize)
+	var buf [idBlockSize * 32]byte
+	var ends [idBlockSize]int
+	b := buf[:0]
+	for i := range idBlockSize {
+		b = appendRequestID(b, last-idBlockSize+1+uint64(i))
+		ends[i] = len(b)
+	}
+	all := string(b)
+	blk := &idBlock{}
+	start := 0
+	for i, end := range ends {
+		blk.vals[i], start = all[start:end], end
+	}
+	return blk
+}
+
+// nextRequestID returns a fresh request id as a header value.
+func (s *Server) nextRequestID() []string {
+	blk, _ := s.idBlocks.Get().(*idBlock)
+	if blk == nil {
+		blk = newIDBlock()
+	}
+	i := blk.next
+	blk.next++
+	if blk.next < idBlockSize {
+		s.idBlocks.Put(blk)
+	}
+	return blk.vals[i : i+1 : i+1]
 }
 
 func saneRequestID(id string) bool {
@@ -186,68 +246,6 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(rec, r)
 	})
-}
-
-// statusRecorder remembers the status a handler answered with, and the
-// bytes of its body. One per request serves every middleware that needs
-// it (recorder).
-type statusRecorder struct {
-	http.ResponseWriter
-	code  int // zero until the header is written
-	bytes int64
-
-	// muxErrors, until the header is written, replaces an error answer
-	// to req that ServeMux wrote itself (req.Pattern empty) with its JSON
-	// form (jsonMuxErrors); replaced then drops ServeMux's plain text.
-	muxErrors *Server
-	req       *http.Request
-	replaced  bool
-}
-
-// recorder returns w if it is a statusRecorder already, else wraps it in
-// one.
-func recorder(w http.ResponseWriter) *statusRecorder {
-	if rec, ok := w.(*statusRecorder); ok {
-		return rec
-	}
-	return &statusRecorder{ResponseWriter: w}
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	if s := r.muxErrors; s != nil {
-		r.muxErrors = nil
-		if r.req.Pattern == "" && code >= 400 {
-			s.writeMuxError(r, r.req, code)
-			r.replaced = true
-			return
-		}
-	}
-	if r.code == 0 && code >= 200 {
-		r.code = code
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *statusRecorder) Write(b []byte) (int, error) {
-	if r.replaced {
-		return len(b), nil
-	}
-	if r.code == 0 {
-		r.code = http.StatusOK
-	}
-	n, err := r.ResponseWriter.Write(b)
-	r.bytes += int64(n)
-	return n, err
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-func (r *statusRecorder) status() int {
-	if r.code == 0 {
-		return http.StatusOK
-	}
-	return r.code
 }
 
 const cachePrefix = "/v1/cache/"

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -105,6 +106,14 @@ type Server struct {
 	warmer     Warmer
 	// httpMetrics is nil when Config.Metrics cannot register them.
 	httpMetrics *httpMetrics
+
+	// recorders, idBlocks and readHeaders spare a GET from L1 its
+	// allocations: pooled statusRecorders (recorded), request ids made
+	// in blocks (nextRequestID), and the headers of recent answers
+	// (readHeaders).
+	recorders   sync.Pool
+	idBlocks    sync.Pool
+	readHeaders readHeaders
 }
 
 // New checks cfg and builds a Server.
@@ -142,6 +151,7 @@ func New(cfg Config) (*Server, error) {
 		metrics:      cfg.Metrics,
 		warmer:       cfg.Warmer,
 	}
+	s.recorders.New = func() any { return new(statusRecorder) }
 	if s.logger == nil {
 		s.logger = slog.Default()
 	}
@@ -172,8 +182,9 @@ func New(cfg Config) (*Server, error) {
 // Handler returns the HTTP handler of the API.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// routes builds the handler chain: the request id outermost so that every
-// answer and log line carries it, then the HTTP metrics (measure), which
+// routes builds the handler chain: the request's statusRecorder
+// outermost, then the request id so that every answer and log line
+// carries it, then the HTTP metrics (measure), which
 // must get the request the mux sets its pattern on, then logging so that
 // it sees the status a recovered panic produced, then recovery, then authentication, so that
 // no handler runs for an unauthenticated request.
@@ -196,7 +207,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /metrics", s.withQuery(s.metricsHandler()))
 	mux.HandleFunc("GET /{$}", s.dashboard)
 	mux.Handle("GET /assets/", s.assetsHandler())
-	return requestIDs(s.measure(mux, s.logRequests(s.recoverPanics(s.authenticate(s.canonicalCachePaths(s.jsonMuxErrors(s.cacheReads(mux))))))))
+	return s.recorded(s.requestIDs(s.measure(mux, s.logRequests(s.recoverPanics(s.authenticate(s.canonicalCachePaths(s.jsonMuxErrors(s.cacheReads(mux)))))))))
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

@@ -583,7 +583,7 @@ func TestServer_RecoverPanics(t *testing.T) {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil))
 	})
 	t.Run("over HTTP", func(t *testing.T) {
-		ts := httptest.NewServer(requestIDs(s.recoverPanics(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic(errors.New("boom")) }))))
+		ts := httptest.NewServer(s.requestIDs(s.recoverPanics(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic(errors.New("boom")) }))))
 		defer ts.Close()
 		wantStatus(t, do(t, ts, "GET", "/", ""), http.StatusInternalServerError)
 	})
