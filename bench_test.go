@@ -63,7 +63,10 @@ func BenchmarkCache_Get(b *testing.B) {
 			o := otter.Must(rawOtter[name])
 			defer o.StopAllGoroutines()
 			for i := range benchKeys {
-				o.Set(fmt.Sprint("bench:", i), &val)
+				// A value of its own per key, as a cache holds: one
+				// shared value would always be in the CPU's cache.
+				v := val
+				o.Set(fmt.Sprint("bench:", i), &v)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -28,11 +28,14 @@ const entryOverhead = 160
 
 // Entry is one cached value.
 type Entry struct {
-	// The fields an L1 hit reads come first, to share a cache line.
-	epoch    uint64
-	NsVer    uint64                  // the namespace version when written
-	value    atomic.Pointer[Decoded] // decoded value; nil when only Payload is known
-	Tags     []string
+	// The fields an L1 hit reads come first, to share a cache line, and
+	// the decoded value is held in the entry itself: a hit touches no
+	// other object of the cache's before the value.
+	epoch uint64
+	NsVer uint64 // the namespace version when written
+	// decState publishes dec: decNone, decSetting (one writer fills dec),
+	// decSet (dec is read-only from then on).
+	decState atomic.Uint32
 	Negative bool // a cached "not found"
 	Stale    bool // a fail-safe copy: served, but reported as stale
 	// Unconfirmed marks a value loaded while L2 was unreachable, or an
@@ -45,6 +48,8 @@ type Entry struct {
 	// (Options.ReadPlainValues): no versions, so no tag or namespace
 	// invalidation applies to it.
 	Plain bool
+	dec   Decoded // valid once decState is decSet
+	Tags  []string
 
 	TagVers     []uint64      // the tags' versions when written, same order
 	Payload     []byte        // codec output
@@ -59,30 +64,47 @@ type Entry struct {
 // Decoded is an entry's decoded value, with what copying it into a
 // caller's pointer needs, worked out once.
 type Decoded struct {
+	PtrType reflect.Type  // the type of a pointer to V: what Get's dst must be
 	V       any
 	RV      reflect.Value // reflect.ValueOf(V)
-	PtrType reflect.Type  // the type of a pointer to V: what Get's dst must be
 }
+
+// The states of Entry.decState.
+const (
+	decNone uint32 = iota
+	decSetting
+	decSet
+)
 
 // Value returns the decoded value, or nil when none was remembered.
 func (e *Entry) Value() any {
-	if d := e.value.Load(); d != nil {
-		return d.V
+	if e.decState.Load() == decSet {
+		return e.dec.V
 	}
 	return nil
 }
 
-// Decoded returns the decoded value and its reflection data, or nil.
-func (e *Entry) Decoded() *Decoded { return e.value.Load() }
+// Decoded returns the decoded value and its reflection data, or nil. The
+// caller must not change it.
+func (e *Entry) Decoded() *Decoded {
+	if e.decState.Load() == decSet {
+		return &e.dec
+	}
+	return nil
+}
 
 // SetValue remembers the decoded value. Entries are shared between
-// goroutines, so it is atomic; the first value wins.
+// goroutines, so it is published atomically; the first value wins.
 func (e *Entry) SetValue(v any) {
-	if v == nil || e.value.Load() != nil {
+	if v == nil || e.decState.Load() != decNone {
 		return
 	}
 	rv := reflect.ValueOf(v)
-	e.value.CompareAndSwap(nil, &Decoded{V: v, RV: rv, PtrType: reflect.PointerTo(rv.Type())})
+	d := Decoded{V: v, RV: rv, PtrType: reflect.PointerTo(rv.Type())}
+	if e.decState.CompareAndSwap(decNone, decSetting) {
+		e.dec = d
+		e.decState.Store(decSet)
+	}
 }
 
 // StaleCopy returns a copy of e marked Stale, logically expiring at
@@ -93,7 +115,10 @@ func (e *Entry) StaleCopy(expiresAt int64) *Entry {
 		TagVers: e.TagVers, Payload: e.Payload, CreatedAt: e.CreatedAt, ExpiresAt: expiresAt,
 		Unconfirmed: e.Unconfirmed, ContentType: e.ContentType, Plain: e.Plain,
 	}
-	c.value.Store(e.value.Load())
+	if d := e.Decoded(); d != nil {
+		c.dec = *d // c is not shared yet
+		c.decState.Store(decSet)
+	}
 	// The copy holds the same stored value: it keeps the original's
 	// entity tag, which its changed expiry must not alter.
 	tag := e.QuotedETag()
