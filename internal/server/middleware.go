@@ -138,18 +138,20 @@ type idBlock struct {
 	next int
 }
 
+// newIDBlock makes the next block. Its buffers are on the heap: a few
+// KiB on the stack would grow the stack of the connection's goroutine,
+// of which a server may hold 10,000.
 func newIDBlock() *idBlock {
 	last := requestIDSeq.Add(idBlockSize)
-	var buf [idBlockSize * 32]byte
-	var ends [idBlockSize]int
-	b := buf[:0]
+	var ends [idBlockSize]uint16
+	b := make([]byte, 0, idBlockSize*32)
 	for i := range idBlockSize {
 		b = appendRequestID(b, last-idBlockSize+1+uint64(i))
-		ends[i] = len(b)
+		ends[i] = uint16(len(b))
 	}
 	all := string(b)
 	blk := &idBlock{}
-	start := 0
+	start := uint16(0)
 	for i, end := range ends {
 		blk.vals[i], start = all[start:end], end
 	}
