@@ -10,7 +10,7 @@ type counters struct {
 	errors, corrupt                 atomic.Uint64
 	loads, loadErrors               atomic.Uint64
 	invalidations, invalidationsAll atomic.Uint64
-	linkSuspects                    atomic.Uint64
+	linkSuspects, linkResumes       atomic.Uint64
 	tagInvalidations                atomic.Uint64
 	replayFailed                    atomic.Uint64
 	eagerRefreshes, lockWaits       atomic.Uint64
@@ -32,11 +32,14 @@ type Counters struct {
 	Invalidations uint64 // keys invalidated by Redis
 	LinkResets    uint64 // times every L1 entry lost freshness at once
 	LinkSuspects  uint64 // of those, times L2 did not answer the liveness probe in time
-	TagBumps      uint64 // tag and namespace versions this instance incremented
-	StaleServed   uint64 // fail-safe stale values served
-	EagerRefresh  uint64 // background refreshes started by eager refresh
-	LockWaits     uint64 // Fetches that waited for another instance's load
-	Breaker       BreakerState
+	// LinkResumes counts, of LinkSuspects, the times the late answer came
+	// on the same link within the grace: L1 served again as it was.
+	LinkResumes  uint64
+	TagBumps     uint64 // tag and namespace versions this instance incremented
+	StaleServed  uint64 // fail-safe stale values served
+	EagerRefresh uint64 // background refreshes started by eager refresh
+	LockWaits    uint64 // Fetches that waited for another instance's load
+	Breaker      BreakerState
 	// BreakerOpenFor is how long the breaker has been open (or half-open
 	// between probes) since it last opened; 0 while it is closed.
 	BreakerOpenFor time.Duration
@@ -66,6 +69,7 @@ func (c *Cache) Counters() Counters {
 		Invalidations:  c.counter.invalidations.Load(),
 		LinkResets:     c.counter.invalidationsAll.Load(),
 		LinkSuspects:   c.counter.linkSuspects.Load(),
+		LinkResumes:    c.counter.linkResumes.Load(),
 		TagBumps:       c.counter.tagInvalidations.Load(),
 		EagerRefresh:   c.counter.eagerRefreshes.Load(),
 		LockWaits:      c.counter.lockWaits.Load(),

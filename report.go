@@ -274,6 +274,7 @@ func (s Counters) MarshalJSON() ([]byte, error) {
 		Invalidations uint64                       `json:"invalidations_received"`
 		LinkResets    uint64                       `json:"link_resets"`
 		LinkSuspects  uint64                       `json:"link_suspects"`
+		LinkResumes   uint64                       `json:"link_resumes"`
 		TagBumps      uint64                       `json:"tag_bumps"`
 		StaleServed   uint64                       `json:"stale_served"`
 		EagerRefresh  uint64                       `json:"eager_refreshes"`
@@ -291,7 +292,7 @@ func (s Counters) MarshalJSON() ([]byte, error) {
 		Requests      map[string]map[string]uint64 `json:"requests"`
 	}{
 		s.HitsL1, s.HitsL2, s.Misses, s.Errors, s.Corrupt, s.Loads, s.LoadErrors,
-		s.Invalidations, s.LinkResets, s.LinkSuspects, s.TagBumps, s.StaleServed, s.EagerRefresh,
+		s.Invalidations, s.LinkResets, s.LinkSuspects, s.LinkResumes, s.TagBumps, s.StaleServed, s.EagerRefresh,
 		s.LockWaits, s.Breaker, s.BreakerOpenFor.Seconds(), s.BreakerRefused, s.QueueLength, s.QueueOverflow, s.Replayed,
 		s.ReplayFailed, s.L1Entries, s.L1Bytes, s.L1Evictions, req,
 	})

@@ -75,6 +75,9 @@ type versions struct {
 	// ns holds the namespace version + 1; 0 means unknown. It is read on
 	// every L1 hit, so it lives outside the map.
 	ns atomic.Uint64
+	// suspended: the link may be holding notices back (liveness.go), so
+	// no cached version is trusted; they are read from L2 meanwhile.
+	suspended atomic.Bool
 
 	mu  sync.RWMutex
 	m   map[string]uint64 // tag version key -> version
@@ -110,6 +113,9 @@ func (v *versions) quick(e *l1.Entry) (valid, known bool) {
 func (v *versions) quickValidity(e *l1.Entry) validity {
 	if e.Plain {
 		return validYes // no versions: ReadPlainValues
+	}
+	if v.suspended.Load() {
+		return validUnknown // the link may hold notices back: read them
 	}
 	out := validYes
 	if v.npending.Load() > 0 {
@@ -166,13 +172,15 @@ func (v *versions) current(ctx context.Context, c *Cache, tags []string, how ver
 	var missing []string
 	var missIdx []int // index into tags, -1 for the namespace
 	ns := v.ns.Load()
-	if ns == 0 || how == freshVersions {
+	// While suspended the cache may miss notices: read every version.
+	fresh := how == freshVersions || v.suspended.Load()
+	if ns == 0 || fresh {
 		missing, missIdx = append(missing, v.nsKey), append(missIdx, -1)
 	}
 	v.mu.RLock()
 	for i, t := range tags {
 		k := v.tagKey(t)
-		if cur, ok := v.m[k]; ok && how != freshVersions {
+		if cur, ok := v.m[k]; ok && !fresh {
 			tv[i] = cur
 		} else {
 			missing, missIdx = append(missing, k), append(missIdx, i)

@@ -9,10 +9,10 @@ import (
 // scraped holds the descriptions of the metrics read from the cache at
 // each scrape.
 type scraped struct {
-	requests, corrupt, invReceived, linkResets, linkSuspects, stale, eager, lockWaits *prometheus.Desc
-	cmdCalls, cmdSeconds, cmdFailed, breakerRefused                                   *prometheus.Desc
-	breaker, breakerOpen, queueLen, queueOverflows, replayed, replayFailed            *prometheus.Desc
-	l1Entries, l1Bytes, l1MaxBytes, l1Evictions                                       *prometheus.Desc
+	requests, corrupt, invReceived, linkResets, linkSuspects, linkResumes, stale, eager, lockWaits *prometheus.Desc
+	cmdCalls, cmdSeconds, cmdFailed, breakerRefused                                                *prometheus.Desc
+	breaker, breakerOpen, queueLen, queueOverflows, replayed, replayFailed                         *prometheus.Desc
+	l1Entries, l1Bytes, l1MaxBytes, l1Evictions                                                    *prometheus.Desc
 
 	redisUp, redisInfo, redisPing, usedMem, maxMem, evicted, ksHits, ksMisses *prometheus.Desc
 	clients, replicas, opsPerSec, masterChanges                               *prometheus.Desc
@@ -30,6 +30,7 @@ func newScraped(cl prometheus.Labels) scraped {
 		invReceived:    d("invalidations_received_total", "Keys Redis reported as changed elsewhere (L1 entries and cached versions dropped)."),
 		linkResets:     d("invalidation_link_resets_total", "Times the invalidation link was lost and every L1 entry stopped being fresh."),
 		linkSuspects:   d("invalidation_link_suspects_total", "Of the link resets, times a Redis node did not answer the liveness probe in time (a paused or partitioned node)."),
+		linkResumes:    d("invalidation_link_resumes_total", "Of the link suspects, times the late answer came on the same link: L1 served again as it was, with no entry read again."),
 		stale:          d("stale_served_total", "Fail-safe stale values served."),
 		eager:          d("eager_refreshes_total", "Background refreshes started by eager refresh."),
 		lockWaits:      d("lock_waits_total", "Fetches that waited for another instance's load (fleet lock)."),
@@ -71,7 +72,7 @@ func newScraped(cl prometheus.Labels) scraped {
 
 func (s *scraped) all() []*prometheus.Desc {
 	return []*prometheus.Desc{
-		s.requests, s.corrupt, s.invReceived, s.linkResets, s.linkSuspects, s.stale, s.eager, s.lockWaits,
+		s.requests, s.corrupt, s.invReceived, s.linkResets, s.linkSuspects, s.linkResumes, s.stale, s.eager, s.lockWaits,
 		s.cmdCalls, s.cmdSeconds, s.cmdFailed, s.breakerRefused,
 		s.breaker, s.breakerOpen, s.queueLen, s.queueOverflows, s.replayed, s.replayFailed,
 		s.l1Entries, s.l1Bytes, s.l1MaxBytes, s.l1Evictions,
@@ -111,6 +112,7 @@ func (s *scraped) collect(ch chan<- prometheus.Metric, rep *tiercache.Stats) {
 	counter(s.invReceived, st.Invalidations)
 	counter(s.linkResets, st.LinkResets)
 	counter(s.linkSuspects, st.LinkSuspects)
+	counter(s.linkResumes, st.LinkResumes)
 	counter(s.stale, st.StaleServed)
 	counter(s.eager, st.EagerRefresh)
 	counter(s.lockWaits, st.LockWaits)

@@ -64,7 +64,7 @@ type Entry struct {
 // Decoded is an entry's decoded value, with what copying it into a
 // caller's pointer needs, worked out once.
 type Decoded struct {
-	PtrType reflect.Type  // the type of a pointer to V: what Get's dst must be
+	PtrType reflect.Type // the type of a pointer to V: what Get's dst must be
 	V       any
 	RV      reflect.Value // reflect.ValueOf(V)
 }
@@ -162,15 +162,16 @@ func (f funcClock) Tick(d time.Duration) <-chan time.Time { return nil }
 
 // Cache is the L1.
 type Cache struct {
-	c       *otter.Cache[string, *Entry]
-	seed    maphash.Seed
-	epoch   atomic.Uint64
-	stripes [stripes]atomic.Uint64
-	maxTTL  time.Duration
-	keep    time.Duration
-	clock   otter.Clock
-	coarse  *otter.CoarseClock // nil with Options.Now
-	evicted atomic.Uint64      // entries removed to keep within MaxBytes
+	c         *otter.Cache[string, *Entry]
+	seed      maphash.Seed
+	epoch     atomic.Uint64
+	suspended atomic.Bool
+	stripes   [stripes]atomic.Uint64
+	maxTTL    time.Duration
+	keep      time.Duration
+	clock     otter.Clock
+	coarse    *otter.CoarseClock // nil with Options.Now
+	evicted   atomic.Uint64      // entries removed to keep within MaxBytes
 }
 
 // New builds an L1.
@@ -257,7 +258,7 @@ func (l *Cache) Lookup(key string) (*Entry, State) {
 	switch {
 	case !ok:
 		return nil, Absent
-	case e.Unconfirmed || e.epoch != l.epoch.Load() || (l.keep > 0 && e.ExpiresAt != 0 && e.ExpiresAt <= l.clock.NowNano()):
+	case e.Unconfirmed || e.epoch != l.epoch.Load() || l.suspended.Load() || (l.keep > 0 && e.ExpiresAt != 0 && e.ExpiresAt <= l.clock.NowNano()):
 		return e, Candidate
 	case e.Stale:
 		return e, Throttled
@@ -353,6 +354,16 @@ func (l *Cache) Invalidate(key string) {
 func (l *Cache) InvalidateAll() {
 	l.epoch.Add(1)
 }
+
+// Suspend makes every entry a Candidate until Resume, without ending the
+// epoch: for while the invalidation link may be holding notices back but
+// may still deliver them. Resume is for when it has: entries that no
+// notice removed meanwhile are Fresh again. Entries stored meanwhile are
+// kept, and are Fresh after Resume too.
+func (l *Cache) Suspend() { l.suspended.Store(true) }
+
+// Resume ends Suspend.
+func (l *Cache) Resume() { l.suspended.Store(false) }
 
 // Clear drops every entry and ends freshness.
 func (l *Cache) Clear() {
