@@ -150,6 +150,9 @@ func startHelper(b *testing.B, mode string, env ...string) *helper {
 	for {
 		if m := listeningLine.FindStringSubmatch(h.stderr.String()); m != nil {
 			h.addr = m[1] + m[2]
+			if mode == "serve" {
+				h.waitReady(b)
+			}
 			return h
 		}
 		select {
@@ -162,6 +165,27 @@ func startHelper(b *testing.B, mode string, env ...string) *helper {
 			b.Fatalf("%s helper: no startup line after %v:\n%s", mode, runTimeout, h.stderr)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitReady waits until serve answers /readyz with 200: it listens
+// before its first connection to Redis, and a preload sent before that
+// would be queued or refused by the breaker, not written.
+func (h *helper) waitReady(b *testing.B) {
+	b.Helper()
+	deadline := time.Now().Add(runTimeout)
+	for {
+		resp, err := http.Get("http://" + h.addr + "/readyz")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("serve not ready after %v (%v):\n%s", runTimeout, err, h.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
